@@ -1,0 +1,57 @@
+/* Server configuration: one table of {key, type, default, offset, help} drives the config
+ * file parser, the command-line flags, `sluice serve --help` and the documentation. */
+#ifndef SL_CONFIG_H
+#define SL_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct sl_error;
+
+struct sl_config {
+    char *data_dir;
+    char *listen;
+    long threads;
+    long max_body;           /* bytes */
+    long max_records;        /* records per ingest request */
+    long queue;              /* ingest requests waiting for the writer */
+    long group_max;          /* requests per group commit */
+    int64_t future_skew;     /* ns an event may lie in the future */
+    int no_auth;
+    char *log_level;
+    long cache_mb;
+    long lua_instructions;
+    long lua_memory_mb;
+    int64_t fake_now;        /* tests: fixed "now" in ns since epoch, 0 = real clock */
+    char *config;            /* the file read, if any */
+};
+
+enum sl_config_type { SL_CFG_STRING, SL_CFG_LONG, SL_CFG_BOOL, SL_CFG_DURATION, SL_CFG_TIME };
+
+struct sl_config_entry {
+    const char *key;
+    enum sl_config_type type;
+    const char *def;
+    size_t offset;
+    const char *help;
+};
+
+/* The table, terminated by a NULL key. */
+extern const struct sl_config_entry sl_config_map[];
+
+/* Fills cfg with the defaults. Returns 0 or SL_ENOMEM. */
+int sl_config_defaults(struct sl_config *cfg, struct sl_error *err);
+/* Sets key (a table key) from text. Returns 0 or SL_EINVAL naming the key and value. */
+int sl_config_set(struct sl_config *cfg, const char *key, const char *value, struct sl_error *err);
+/* Reads a `key value` file (# comments, blank lines). Unknown keys are an error that names
+ * the file and line. Returns 0, SL_EIO or SL_EINVAL. */
+int sl_config_load(struct sl_config *cfg, const char *path, struct sl_error *err);
+/* Applies argv flags `--key value`, `--key=value`, bare `--flag` for booleans; `--config F`
+ * is read first so flags override the file. Returns 0 or SL_EINVAL. */
+int sl_config_args(struct sl_config *cfg, int argc, char **argv, struct sl_error *err);
+/* Prints every key with its default and help. */
+void sl_config_usage(FILE *f);
+void sl_config_free(struct sl_config *cfg);
+
+#endif

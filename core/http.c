@@ -1,0 +1,397 @@
+/* libevent's evhttp behind a small API: N loop threads accept on one shared socket;
+ * replies from other threads are queued to the request's loop and sent there. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+
+#include "error.h"
+#include "log.h"
+
+struct worker;
+
+struct sl_http_req {
+    struct evhttp_request *ev;
+    struct worker *w;
+    char *path;            /* decoded-free path without query */
+    struct evkeyvalq query;
+    int query_parsed;
+    /* async reply */
+    int status;
+    const char *ctype;
+    char *body;
+    size_t len;
+    struct sl_http_req *next;
+};
+
+struct worker {
+    struct sl_http *h;
+    int index;
+    pthread_t thread;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evconnlistener *listener;
+    struct event *wake;
+    pthread_mutex_t mu;
+    struct sl_http_req *done_head, *done_tail;
+    int init_ok;
+    int started;
+};
+
+struct sl_http {
+    struct sl_http_config cfg;
+    sl_http_handler handler;
+    void *arg;
+    int fd;
+    int port;
+    int nworkers;
+    struct worker *workers;
+    pthread_mutex_t ready_mu;
+    pthread_cond_t ready_cv;
+    int nready;
+};
+
+static void req_free(struct sl_http_req *r)
+{
+    if (r->query_parsed)
+        evhttp_clear_headers(&r->query);
+    free(r->path);
+    free(r->body);
+    free(r);
+}
+
+static void send_now(struct sl_http_req *r, int status, const char *ctype, const void *body,
+                     size_t len)
+{
+    struct evhttp_request *ev = r->ev;
+    struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
+    evhttp_add_header(out, "Content-Type", ctype ? ctype : "application/json");
+    struct evbuffer *buf = evbuffer_new();
+    if (buf && len)
+        evbuffer_add(buf, body, len);
+    evhttp_send_reply(ev, status, NULL, buf);
+    if (buf)
+        evbuffer_free(buf);
+    req_free(r);
+}
+
+void sl_http_reply(struct sl_http_req *r, int status, const char *ctype, const void *body,
+                   size_t len)
+{
+    send_now(r, status, ctype, body, len);
+}
+
+void sl_http_reply_async(struct sl_http_req *r, int status, const char *ctype, char *body,
+                         size_t len)
+{
+    struct worker *w = r->w;
+    r->status = status;
+    r->ctype = ctype;
+    r->body = body;
+    r->len = len;
+    r->next = NULL;
+    pthread_mutex_lock(&w->mu);
+    if (w->done_tail)
+        w->done_tail->next = r;
+    else
+        w->done_head = r;
+    w->done_tail = r;
+    pthread_mutex_unlock(&w->mu);
+    event_active(w->wake, EV_READ, 0);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    pthread_mutex_lock(&w->mu);
+    struct sl_http_req *r = w->done_head;
+    w->done_head = w->done_tail = NULL;
+    pthread_mutex_unlock(&w->mu);
+    while (r) {
+        struct sl_http_req *next = r->next;
+        char *body = r->body;
+        r->body = NULL;
+        send_now(r, r->status, r->ctype, body, r->len);
+        free(body);
+        r = next;
+    }
+}
+
+void sl_http_set_header(struct sl_http_req *r, const char *name, const char *value)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(r->ev), name, value);
+}
+
+enum sl_http_method sl_http_method(struct sl_http_req *r)
+{
+    switch (evhttp_request_get_command(r->ev)) {
+    case EVHTTP_REQ_GET: return SL_HTTP_GET;
+    case EVHTTP_REQ_POST: return SL_HTTP_POST;
+    case EVHTTP_REQ_PUT: return SL_HTTP_PUT;
+    case EVHTTP_REQ_DELETE: return SL_HTTP_DELETE;
+    case EVHTTP_REQ_HEAD: return SL_HTTP_HEAD;
+    default: return SL_HTTP_OTHER;
+    }
+}
+
+const char *sl_http_path(struct sl_http_req *r)
+{
+    return r->path;
+}
+
+const char *sl_http_query(struct sl_http_req *r, const char *key)
+{
+    if (!r->query_parsed) {
+        TAILQ_INIT(&r->query);
+        const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r->ev);
+        const char *q = u ? evhttp_uri_get_query(u) : NULL;
+        if (q)
+            evhttp_parse_query_str(q, &r->query);
+        r->query_parsed = 1;
+    }
+    return evhttp_find_header(&r->query, key);
+}
+
+const char *sl_http_header(struct sl_http_req *r, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_input_headers(r->ev), name);
+}
+
+const char *sl_http_body(struct sl_http_req *r, size_t *len)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
+    *len = evbuffer_get_length(in);
+    if (*len == 0)
+        return NULL;
+    return (const char *)evbuffer_pullup(in, -1);
+}
+
+int sl_http_worker(struct sl_http_req *r)
+{
+    return r->w->index;
+}
+
+static void on_request(struct evhttp_request *ev, void *arg)
+{
+    struct worker *w = arg;
+    struct sl_http_req *r = calloc(1, sizeof(*r));
+    const char *uri = evhttp_request_get_uri(ev);
+    if (!r) {
+        evhttp_send_error(ev, 503, "out of memory");
+        return;
+    }
+    r->ev = ev;
+    r->w = w;
+    size_t n = strcspn(uri, "?");
+    r->path = strndup(uri, n);
+    if (!r->path) {
+        free(r);
+        evhttp_send_error(ev, 503, "out of memory");
+        return;
+    }
+    w->h->handler(r, w->h->arg);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct sl_http *h = w->h;
+    w->init_ok = !h->cfg.thread_init || h->cfg.thread_init(w->index, h->cfg.thread_arg) == 0;
+    pthread_mutex_lock(&h->ready_mu);
+    h->nready++;
+    pthread_cond_signal(&h->ready_cv);
+    pthread_mutex_unlock(&h->ready_mu);
+    if (w->init_ok)
+        event_base_dispatch(w->base);
+    if (h->cfg.thread_exit)
+        h->cfg.thread_exit(w->index, h->cfg.thread_arg);
+    return NULL;
+}
+
+static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t *sl)
+{
+    char host[256];
+    const char *colon = strrchr(spec, ':');
+    if (!colon || (size_t)(colon - spec) >= sizeof(host))
+        return SL_EINVAL;
+    size_t hl = (size_t)(colon - spec);
+    memcpy(host, spec, hl);
+    host[hl] = 0;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535 || end == colon + 1)
+        return SL_EINVAL;
+    memset(ss, 0, sizeof(*ss));
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+        host[hl - 1] = 0;
+        if (inet_pton(AF_INET6, host + 1, &s6->sin6_addr) != 1)
+            return SL_EINVAL;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        *sl = sizeof(*s6);
+        return 0;
+    }
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)port);
+    if (hl == 0)
+        s4->sin_addr.s_addr = htonl(INADDR_ANY);
+    else if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+        return SL_EINVAL;
+    *sl = sizeof(*s4);
+    return 0;
+}
+
+static int open_listener(struct sl_http *h, struct sl_error *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (parse_listen(h->cfg.listen, &ss, &sl) != 0)
+        return sl_error_set(err, SL_EINVAL, "bad listen address `%s` (want HOST:PORT)",
+                            h->cfg.listen);
+    h->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (h->fd < 0)
+        return sl_error_set(err, SL_EIO, "socket: %s", strerror(errno));
+    int one = 1;
+    setsockopt(h->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(h->fd, (struct sockaddr *)&ss, sl) != 0)
+        return sl_error_set(err, SL_EIO, "bind %s: %s", h->cfg.listen, strerror(errno));
+    if (listen(h->fd, 1024) != 0)
+        return sl_error_set(err, SL_EIO, "listen %s: %s", h->cfg.listen, strerror(errno));
+    struct sockaddr_storage bound;
+    socklen_t bl = sizeof(bound);
+    getsockname(h->fd, (struct sockaddr *)&bound, &bl);
+    h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                 : ((struct sockaddr_in *)&bound)->sin_port);
+    return 0;
+}
+
+int sl_http_start(const struct sl_http_config *cfg, sl_http_handler handler, void *arg,
+                  struct sl_http **out, struct sl_error *err)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, (void (*)(void))evthread_use_pthreads);
+
+    struct sl_http *h = calloc(1, sizeof(*h));
+    if (!h)
+        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    h->cfg = *cfg;
+    h->handler = handler;
+    h->arg = arg;
+    h->fd = -1;
+    pthread_mutex_init(&h->ready_mu, NULL);
+    pthread_cond_init(&h->ready_cv, NULL);
+    h->nworkers = cfg->threads > 0 ? cfg->threads : 1;
+    int rc = open_listener(h, err);
+    if (rc != 0)
+        goto fail;
+    h->workers = calloc((size_t)h->nworkers, sizeof(*h->workers));
+    if (!h->workers) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < h->nworkers; i++) {
+        struct worker *w = &h->workers[i];
+        w->h = h;
+        w->index = i;
+        pthread_mutex_init(&w->mu, NULL);
+        w->base = event_base_new();
+        w->http = w->base ? evhttp_new(w->base) : NULL;
+        w->wake = w->base ? event_new(w->base, -1, 0, on_wake, w) : NULL;
+        w->listener = w->base ? evconnlistener_new(w->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC,
+                                                   0, h->fd)
+                              : NULL;
+        if (!w->http || !w->wake || !w->listener) {
+            rc = sl_error_set(err, SL_ENOMEM, "cannot create event loop %d", i);
+            goto fail;
+        }
+        if (!evhttp_bind_listener(w->http, w->listener)) {
+            rc = sl_error_set(err, SL_EIO, "cannot attach listener to loop %d", i);
+            goto fail;
+        }
+        w->listener = NULL; /* owned by evhttp now */
+        evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                                EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
+        if (cfg->max_body)
+            evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->max_body);
+        evhttp_set_timeout(w->http, 60);
+        evhttp_set_gencb(w->http, on_request, w);
+    }
+    int started = 0;
+    for (int i = 0; i < h->nworkers; i++) {
+        if (pthread_create(&h->workers[i].thread, NULL, worker_main, &h->workers[i]) != 0) {
+            rc = sl_error_set(err, SL_EIO, "cannot start HTTP worker thread %d", i);
+            break;
+        }
+        h->workers[i].started = 1;
+        started++;
+    }
+    pthread_mutex_lock(&h->ready_mu);
+    while (h->nready < started)
+        pthread_cond_wait(&h->ready_cv, &h->ready_mu);
+    pthread_mutex_unlock(&h->ready_mu);
+    if (rc != 0)
+        goto fail;
+    for (int i = 0; i < h->nworkers; i++) {
+        if (!h->workers[i].init_ok) {
+            sl_http_stop(h);
+            return sl_error_set(err, SL_EINVAL, "worker %d failed to initialise", i);
+        }
+    }
+    *out = h;
+    return 0;
+fail:
+    sl_http_stop(h);
+    return rc;
+}
+
+int sl_http_port(const struct sl_http *h)
+{
+    return h->port;
+}
+
+void sl_http_stop(struct sl_http *h)
+{
+    if (!h)
+        return;
+    for (int i = 0; h->workers && i < h->nworkers; i++)
+        if (h->workers[i].base)
+            event_base_loopexit(h->workers[i].base, NULL);
+    for (int i = 0; h->workers && i < h->nworkers; i++) {
+        struct worker *w = &h->workers[i];
+        if (w->started)
+            pthread_join(w->thread, NULL);
+        if (w->http)
+            evhttp_free(w->http);
+        if (w->listener)
+            evconnlistener_free(w->listener);
+        if (w->wake)
+            event_free(w->wake);
+        if (w->base)
+            event_base_free(w->base);
+        if (w->h)
+            pthread_mutex_destroy(&w->mu);
+    }
+    if (h->fd >= 0)
+        close(h->fd);
+    pthread_mutex_destroy(&h->ready_mu);
+    pthread_cond_destroy(&h->ready_cv);
+    free(h->workers);
+    free(h);
+}

@@ -1,0 +1,619 @@
+/* POST /ingest. The loop thread parses, validates and encodes; the writer thread only merges
+ * rows into the online store; the reply goes out once the group holding it is durable. */
+#include "ingest.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "buf.h"
+#include "error.h"
+#include "http.h"
+#include "json.h"
+#include "log.h"
+#include "registry.h"
+#include "serve.h"
+#include "server.h"
+#include "store.h"
+#include "timeutil.h"
+#include "types.h"
+
+#define MAX_RECORD_ERRORS 100
+
+/* One online row to merge: the newest event per key wins; equal times, the later write. */
+struct mutation {
+    const char *key;
+    size_t klen;
+    int64_t ts;
+    size_t seq;       /* order in the request */
+    const char *row;
+    size_t rowlen;
+};
+
+struct ingest_commit {
+    struct sl_commit c;
+    struct sl_http_req *r;
+    struct sl_node *n;
+    struct sl_ws *ws;
+    size_t nmut;
+    struct mutation *mut;
+    struct sl_buf keys, rows;  /* storage behind mut[].key / .row */
+    struct sl_buf reply;       /* the 200 body */
+    size_t nrecords;
+};
+
+/* Per view of a source in this request. */
+struct view_out {
+    struct sl_view *v;
+    size_t online, offline;
+};
+
+struct field_val {
+    size_t off, len;          /* canonical JSON encoding in enc */
+    struct sl_scalar s;       /* scalar fields */
+    int null;
+};
+
+struct req {
+    struct sl_node *n;
+    struct sl_http_req *r;
+    struct sl_ws *ws;
+    int dry_run;
+    const char *ws_name;
+    struct sl_arena arena;
+    struct sl_buf enc;        /* encoded field values of the current record */
+    struct sl_buf errors;     /* recordErrors entries */
+    size_t nerrors;
+    size_t nviews;
+    struct view_out *views;
+    struct ingest_commit *ic;
+    size_t mut_cap;
+    size_t seq;
+};
+
+static void request_error(struct sl_http_req *r, int status, const char *type, const char *msg)
+{
+    struct sl_buf b = SL_BUF_INIT;
+    sl_buf_puts(&b, "{\"requestError\":{\"errorMessage\":");
+    sl_buf_json_str(&b, msg, strlen(msg));
+    sl_buf_puts(&b, ",\"errorType\":");
+    sl_buf_json_str(&b, type, strlen(type));
+    sl_buf_puts(&b, "}}");
+    sl_reply_buf(r, status, &b);
+}
+
+static void record_error(struct req *q, const struct sl_view *v, const struct sl_source *s,
+                         const char *type, const char *msg)
+{
+    if (q->nerrors++ >= MAX_RECORD_ERRORS)
+        return;
+    struct sl_buf *b = &q->errors;
+    sl_buf_puts(b, q->nerrors > 1 ? ",{\"featureViewName\":" : "{\"featureViewName\":");
+    sl_buf_json_str(b, v->name, strlen(v->name));
+    sl_buf_puts(b, ",\"pushSourceName\":");
+    sl_buf_json_str(b, s->name, strlen(s->name));
+    sl_buf_puts(b, ",\"errorType\":");
+    sl_buf_json_str(b, type, strlen(type));
+    sl_buf_puts(b, ",\"errorMessage\":");
+    sl_buf_json_str(b, msg, strlen(msg));
+    sl_buf_putc(b, '}');
+}
+
+/* A record-level problem that concerns every view fed by the source. */
+static void source_error(struct req *q, const struct sl_source *s, const char *msg)
+{
+    for (size_t i = 0; i < s->nviews; i++)
+        record_error(q, s->views[i], s, "TectonObjectValidationError", msg);
+}
+
+static struct view_out *view_out(struct req *q, struct sl_view *v)
+{
+    for (size_t i = 0; i < q->nviews; i++)
+        if (q->views[i].v == v)
+            return &q->views[i];
+    return NULL;
+}
+
+static int add_mutation(struct req *q, const char *key, size_t klen, int64_t ts,
+                        const char *row, size_t rowlen)
+{
+    struct ingest_commit *ic = q->ic;
+    if (ic->nmut == q->mut_cap) {
+        size_t cap = q->mut_cap ? q->mut_cap * 2 : 16;
+        struct mutation *g = realloc(ic->mut, cap * sizeof(*g));
+        if (!g)
+            return SL_ENOMEM;
+        ic->mut = g;
+        q->mut_cap = cap;
+    }
+    /* keys and rows are appended to growable buffers: store offsets now, fix up later */
+    struct mutation *m = &ic->mut[ic->nmut++];
+    m->key = (const char *)(uintptr_t)ic->keys.len;
+    m->klen = klen;
+    m->row = (const char *)(uintptr_t)ic->rows.len;
+    m->rowlen = rowlen;
+    m->ts = ts;
+    m->seq = q->seq++;
+    sl_buf_append(&ic->keys, key, klen);
+    sl_buf_append(&ic->rows, row, rowlen);
+    return ic->keys.oom || ic->rows.oom ? SL_ENOMEM : 0;
+}
+
+/* The key part of a join key value: raw bytes for strings, decimal text for integers. */
+static void key_part(const struct field_val *f, const char *enc, struct sl_buf *tmp,
+                     const char **p, size_t *n)
+{
+    switch (f->s.kind) {
+    case SL_STRING:
+        *p = f->s.str;
+        *n = f->s.len;
+        return;
+    case SL_INT64:
+    case SL_INT32: {
+        size_t at = tmp->len;
+        sl_buf_printf(tmp, "%lld", (long long)f->s.i);
+        *p = (const char *)(uintptr_t)at; /* resolved by the caller after appends */
+        *n = tmp->len - at;
+        return;
+    }
+    default:
+        *p = enc + f->off;
+        *n = f->len;
+    }
+}
+
+/* Validates one record against the source schema and fills vals (one per schema field).
+ * Returns 0 or 1 when the record had errors (already reported). */
+static int check_record(struct req *q, struct sl_source *s, size_t idx, const struct sl_json *rec,
+                        struct field_val *vals)
+{
+    char msg[768];
+    struct sl_error err = {0};
+    if (!rec || rec->kind != SL_JSON_OBJECT) {
+        snprintf(msg, sizeof(msg), "record %zu of source `%s`: expected an object with a `record` object",
+                 idx, s->name);
+        source_error(q, s, msg);
+        return 1;
+    }
+    for (const struct sl_json *m = rec->child; m; m = m->next) {
+        int known = 0;
+        for (size_t i = 0; i < s->nfields && !known; i++)
+            known = strcmp(s->schema[i].name, m->key) == 0;
+        if (!known) {
+            snprintf(msg, sizeof(msg), "record %zu of source `%s`: field `%s` is not in the schema",
+                     idx, s->name, m->key);
+            source_error(q, s, msg);
+            return 1;
+        }
+    }
+    sl_buf_reset(&q->enc);
+    for (size_t i = 0; i < s->nfields; i++) {
+        const struct sl_field *f = &s->schema[i];
+        const struct sl_json *v = sl_json_get(rec, f->name);
+        struct field_val *fv = &vals[i];
+        memset(fv, 0, sizeof(*fv));
+        if (!v) {
+            snprintf(msg, sizeof(msg), "record %zu of source `%s`: field `%s` is missing", idx,
+                     s->name, f->name);
+            source_error(q, s, msg);
+            return 1;
+        }
+        fv->off = q->enc.len;
+        if (sl_value_encode(f->type, v, &q->enc, &err) != 0) {
+            snprintf(msg, sizeof(msg), "record %zu of source `%s`: field `%s`: %s", idx, s->name,
+                     f->name, err.msg);
+            source_error(q, s, msg);
+            return 1;
+        }
+        fv->len = q->enc.len - fv->off;
+        fv->null = v->kind == SL_JSON_NULL;
+        if (f->type->kind < SL_ARRAY && !fv->null &&
+            sl_value_scalar(f->type->kind, v, &fv->s, &err) != 0) {
+            snprintf(msg, sizeof(msg), "record %zu of source `%s`: field `%s`: %s", idx, s->name,
+                     f->name, err.msg);
+            source_error(q, s, msg);
+            return 1;
+        }
+        fv->s.kind = f->type->kind;
+    }
+    if (q->enc.oom)
+        return -1;
+    return 0;
+}
+
+/* Builds the online row of an attribute view from a checked record. */
+static int view_record(struct req *q, struct sl_source *s, struct sl_view *v, size_t idx,
+                       const struct field_val *vals, int64_t now, struct sl_buf *key,
+                       struct sl_buf *row, struct sl_buf *tmp)
+{
+    char msg[768];
+    if (vals[v->ts_index].null) {
+        snprintf(msg, sizeof(msg), "record %zu of source `%s`: the timestamp field `%s` must not be null",
+                 idx, s->name, s->schema[v->ts_index].name);
+        record_error(q, v, s, "TectonObjectValidationError", msg);
+        return 1;
+    }
+    int64_t ts = vals[v->ts_index].s.i;
+    if (v->ttl_ns > 0 && ts < now - v->ttl_ns) {
+        snprintf(msg, sizeof(msg),
+                 "record %zu: timestamp value is outside of the serving TTL defined for Feature View %s",
+                 idx, v->name);
+        record_error(q, v, s, "TectonObjectValidationError", msg);
+        return 1;
+    }
+    if (ts > now + q->n->cfg->future_skew) {
+        snprintf(msg, sizeof(msg),
+                 "record %zu: timestamp value is further in the future than the allowed clock skew for Feature View %s",
+                 idx, v->name);
+        record_error(q, v, s, "TectonObjectValidationError", msg);
+        return 1;
+    }
+    const char *parts[16];
+    size_t lens[16];
+    if (v->nkeys > 16)
+        return -1;
+    sl_buf_reset(tmp);
+    for (size_t k = 0; k < v->nkeys; k++) {
+        const struct field_val *f = &vals[v->key_index[k]];
+        if (f->null) {
+            snprintf(msg, sizeof(msg), "record %zu of source `%s`: join key `%s` must not be null",
+                     idx, s->name, v->join_keys[k].name);
+            record_error(q, v, s, "TectonObjectValidationError", msg);
+            return 1;
+        }
+        key_part(f, q->enc.p, tmp, &parts[k], &lens[k]);
+    }
+    for (size_t k = 0; k < v->nkeys; k++) /* integer parts live in tmp */
+        if (vals[v->key_index[k]].s.kind == SL_INT64 || vals[v->key_index[k]].s.kind == SL_INT32)
+            parts[k] = tmp->p + (uintptr_t)parts[k];
+    sl_buf_reset(key);
+    sl_row_key(key, v, parts, lens);
+    sl_buf_reset(row);
+    sl_buf_putc(row, 1);
+    sl_buf_u64(row, (uint64_t)ts);
+    sl_buf_u32(row, (uint32_t)v->nfeatures);
+    for (size_t f = 0; f < v->nfeatures; f++) {
+        const struct field_val *fv = &vals[v->features[f].col_index];
+        sl_buf_lenstr(row, q->enc.p + fv->off, fv->len);
+    }
+    return key->oom || row->oom || tmp->oom ? -1 : 0;
+}
+
+/* Checks and encodes every record of one source. Returns 0, or negative on ENOMEM. */
+static int ingest_source(struct req *q, struct sl_source *s, const struct sl_json *arr)
+{
+    struct field_val *vals = sl_arena_alloc(&q->arena, (s->nfields + 1) * sizeof(*vals));
+    struct sl_buf key = SL_BUF_INIT, row = SL_BUF_INIT, tmp = SL_BUF_INIT;
+    int64_t now = sl_now_ns();
+    int rc = 0;
+    size_t idx = 0;
+    if (!vals)
+        return SL_ENOMEM;
+    for (const struct sl_json *el = arr->child; el; el = el->next, idx++) {
+        const struct sl_json *rec = el->kind == SL_JSON_OBJECT ? sl_json_get(el, "record") : NULL;
+        int bad = check_record(q, s, idx, rec, vals);
+        if (bad < 0) {
+            rc = SL_ENOMEM;
+            break;
+        }
+        if (bad)
+            continue;
+        for (size_t i = 0; i < s->nviews; i++) {
+            struct sl_view *v = s->views[i];
+            struct view_out *vo = view_out(q, v);
+            if (v->mode != SL_MODE_ATTRIBUTE)
+                continue; /* aggregate views are not materialised by this build */
+            int vr = view_record(q, s, v, idx, vals, now, &key, &row, &tmp);
+            if (vr < 0) {
+                rc = SL_ENOMEM;
+                break;
+            }
+            if (vr > 0)
+                continue;
+            if (v->online) {
+                vo->online++;
+                if (!q->dry_run && add_mutation(q, key.p, key.len, vals[v->ts_index].s.i, row.p,
+                                                row.len) != 0) {
+                    rc = SL_ENOMEM;
+                    break;
+                }
+            }
+        }
+        if (rc)
+            break;
+    }
+    sl_buf_free(&key);
+    sl_buf_free(&row);
+    sl_buf_free(&tmp);
+    return rc;
+}
+
+static int cmp_mut(const void *a, const void *b)
+{
+    const struct mutation *x = a, *y = b;
+    size_t n = x->klen < y->klen ? x->klen : y->klen;
+    int c = memcmp(x->key, y->key, n);
+    if (c)
+        return c;
+    if (x->klen != y->klen)
+        return x->klen < y->klen ? -1 : 1;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Resolves buffer offsets to pointers, sorts, and keeps the winner of each key. */
+static void finish_mutations(struct ingest_commit *ic)
+{
+    for (size_t i = 0; i < ic->nmut; i++) {
+        ic->mut[i].key = ic->keys.p + (uintptr_t)ic->mut[i].key;
+        ic->mut[i].row = ic->rows.p + (uintptr_t)ic->mut[i].row;
+    }
+    qsort(ic->mut, ic->nmut, sizeof(*ic->mut), cmp_mut);
+    size_t out = 0;
+    for (size_t i = 0; i < ic->nmut; i++) {
+        int last_of_key = i + 1 == ic->nmut || ic->mut[i + 1].klen != ic->mut[i].klen ||
+                          memcmp(ic->mut[i + 1].key, ic->mut[i].key, ic->mut[i].klen) != 0;
+        if (last_of_key)
+            ic->mut[out++] = ic->mut[i];
+    }
+    ic->nmut = out;
+}
+
+/* Writer thread: keep the stored row when it is newer than ours. */
+static int commit_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch *b,
+                        struct sl_error *err)
+{
+    struct ingest_commit *ic = (struct ingest_commit *)c;
+    struct sl_buf cur = SL_BUF_INIT;
+    int rc = 0;
+    for (size_t i = 0; i < ic->nmut; i++) {
+        const struct mutation *m = &ic->mut[i];
+        sl_buf_reset(&cur);
+        int g = sl_store_get(s, m->key, m->klen, &cur, err);
+        if (g == 0 && cur.len >= 9) {
+            uint64_t old;
+            memcpy(&old, cur.p + 1, 8);
+            if ((int64_t)old > m->ts)
+                continue;
+        } else if (g != 0 && g != SL_ENOTFOUND) {
+            rc = g;
+            break;
+        }
+        sl_batch_put(b, m->key, m->klen, m->row, m->rowlen);
+    }
+    sl_buf_free(&cur);
+    return rc;
+}
+
+static void commit_free(struct ingest_commit *ic)
+{
+    if (!ic)
+        return;
+    sl_ws_release(ic->ws);
+    free(ic->mut);
+    sl_buf_free(&ic->keys);
+    sl_buf_free(&ic->rows);
+    sl_buf_free(&ic->reply);
+    free(ic);
+}
+
+static void commit_done(struct sl_commit *c, int status, const struct sl_error *err)
+{
+    struct ingest_commit *ic = (struct ingest_commit *)c;
+    if (status == 0) {
+        __atomic_add_fetch(&ic->n->ingest_records, ic->nrecords, __ATOMIC_RELAXED);
+        size_t len;
+        char *body = sl_buf_detach(&ic->reply, &len);
+        sl_http_reply_async(ic->r, 200, "application/json", body, len);
+    } else {
+        __atomic_add_fetch(&ic->n->ingest_errors, 1, __ATOMIC_RELAXED);
+        sl_err("ingest: commit failed: %s", err ? err->msg : "unknown");
+        struct sl_buf b = SL_BUF_INIT;
+        sl_buf_puts(&b, "{\"requestError\":{\"errorMessage\":");
+        const char *m = "the write could not be committed; nothing was written";
+        sl_buf_json_str(&b, m, strlen(m));
+        sl_buf_puts(&b, ",\"errorType\":\"InternalError\"}}");
+        size_t len;
+        char *body = sl_buf_detach(&b, &len);
+        sl_http_reply_async(ic->r, 500, "application/json", body, len);
+    }
+    commit_free(ic);
+}
+
+static int cmp_view_out(const void *a, const void *b)
+{
+    return strcmp(((const struct view_out *)a)->v->name, ((const struct view_out *)b)->v->name);
+}
+
+static void metrics_body(struct req *q, struct sl_buf *b)
+{
+    qsort(q->views, q->nviews, sizeof(*q->views), cmp_view_out);
+    sl_buf_puts(b, "{\"workspaceName\":");
+    sl_buf_json_str(b, q->ws_name, strlen(q->ws_name));
+    sl_buf_puts(b, ",\"ingestMetrics\":{\"featureViewIngestMetrics\":[");
+    for (size_t i = 0; i < q->nviews; i++) {
+        const struct view_out *vo = &q->views[i];
+        sl_buf_puts(b, i ? ",{\"featureViewName\":" : "{\"featureViewName\":");
+        sl_buf_json_str(b, vo->v->name, strlen(vo->v->name));
+        sl_buf_printf(b, ",\"onlineRecordIngestCount\":\"%zu\",\"offlineRecordIngestCount\":\"%zu\","
+                         "\"featureViewId\":\"%s\"}",
+                      vo->online, vo->offline, vo->v->id);
+    }
+    sl_buf_puts(b, "]}}");
+}
+
+static void req_free(struct req *q)
+{
+    sl_arena_free(&q->arena);
+    sl_buf_free(&q->enc);
+    sl_buf_free(&q->errors);
+    free(q->views);
+    commit_free(q->ic);
+    sl_ws_release(q->ws);
+}
+
+/* Returns a validation message for the top-level fields, or NULL. */
+static const char *check_top(const struct sl_json *root, char *msg, size_t cap)
+{
+    static const char *const fields[] = {"workspace_name", "dry_run", "records"};
+    static const enum sl_json_kind want[] = {SL_JSON_STRING, SL_JSON_TRUE, SL_JSON_OBJECT};
+    static const char *const want_name[] = {"a string", "a boolean", "an object"};
+    for (size_t i = 0; i < 3; i++) {
+        const struct sl_json *v = sl_json_get(root, fields[i]);
+        if (!v) {
+            snprintf(msg, cap, "Required field `%s` is missing in the request", fields[i]);
+            return msg;
+        }
+        int ok = v->kind == want[i] || (want[i] == SL_JSON_TRUE && v->kind == SL_JSON_FALSE);
+        if (!ok) {
+            snprintf(msg, cap, "Field `%s` must be %s, not %s", fields[i], want_name[i],
+                     sl_json_kind_name(v->kind));
+            return msg;
+        }
+    }
+    for (const struct sl_json *m = root->child; m; m = m->next) {
+        int known = 0;
+        for (size_t i = 0; i < 3; i++)
+            known |= strcmp(m->key, fields[i]) == 0;
+        if (!known) {
+            snprintf(msg, cap, "Unknown field `%s` in the request", m->key);
+            return msg;
+        }
+    }
+    return NULL;
+}
+
+void sl_ingest_handle(struct sl_node *n, struct sl_http_req *r, int auth_rc,
+                      const char *auth_msg, const struct sl_principal *p)
+{
+    struct req q = {.n = n, .r = r};
+    struct sl_error err = {0};
+    char msg[1024];
+    __atomic_add_fetch(&n->ingest_requests, 1, __ATOMIC_RELAXED);
+    int status = 0;
+#define FAIL(st, type, ...)                                  \
+    do {                                                     \
+        snprintf(msg, sizeof(msg), __VA_ARGS__);             \
+        request_error(r, st, type, msg);                     \
+        status = st;                                         \
+        goto out;                                            \
+    } while (0)
+
+    if (auth_rc != 0)
+        FAIL(401, "UnauthorizedError", "%s", auth_msg);
+    size_t len;
+    const char *body = sl_http_body(r, &len);
+    if (!body)
+        FAIL(400, "RequestValidationError", "The request body is empty");
+    q.arena.limit = len * 8 + 65536;
+    const struct sl_json *root = sl_json_parse(body, len, &q.arena, &err);
+    if (!root) {
+        if (err.code == SL_ENOMEM)
+            FAIL(413, "RequestTooLargeError", "The request is too large to process");
+        FAIL(400, "RequestValidationError", "Invalid JSON in the request body: %s", err.msg);
+    }
+    if (root->kind != SL_JSON_OBJECT)
+        FAIL(400, "RequestValidationError", "The request body must be a JSON object");
+    char top[256];
+    if (check_top(root, top, sizeof(top)))
+        FAIL(400, "RequestValidationError", "%s", top);
+    q.ws_name = sl_json_get(root, "workspace_name")->str;
+    q.dry_run = sl_json_get(root, "dry_run")->kind == SL_JSON_TRUE;
+    const struct sl_json *records = sl_json_get(root, "records");
+
+    if (!sl_auth_allowed(n->auth, p, q.ws_name, q.dry_run ? SL_ACT_INGEST_DRY : SL_ACT_INGEST))
+        FAIL(403, "ForbiddenError",
+             "The service account is not authorized to %s workspace `%s`",
+             q.dry_run ? "validate records for" : "write to", q.ws_name);
+    q.ws = sl_registry_get(n->reg, q.ws_name);
+    if (!q.ws)
+        FAIL(404, "RequestValidationError", "Workspace `%s` not found", q.ws_name);
+    if (!q.dry_run && !q.ws->live)
+        FAIL(400, "RequestValidationError",
+             "Workspace `%s` is a development workspace: records can only be written to a live "
+             "workspace (use dry_run to validate them)",
+             q.ws_name);
+
+    size_t total = 0, nviews = 0;
+    for (const struct sl_json *m = records->child; m; m = m->next) {
+        struct sl_source *s = sl_ws_source(q.ws, m->key);
+        if (!s || s->is_request)
+            FAIL(404, "RequestValidationError", "Stream source `%s` not found in workspace `%s`",
+                 m->key, q.ws_name);
+        if (m->kind != SL_JSON_ARRAY)
+            FAIL(400, "RequestValidationError", "Records of stream source `%s` must be an array",
+                 m->key);
+        size_t online = 0;
+        for (size_t i = 0; i < s->nviews; i++)
+            online += s->views[i]->online != 0;
+        if (s->nviews == 0 || (!q.dry_run && online == 0))
+            FAIL(404, "RequestValidationError",
+                 "No %sfeature views subscribed to stream source `%s` in workspace `%s`",
+                 q.dry_run ? "" : "online ", m->key, q.ws_name);
+        total += m->count;
+        nviews += s->nviews;
+    }
+    if (total > (size_t)n->cfg->max_records)
+        FAIL(400, "RequestValidationError",
+             "The request has %zu records; at most %ld are accepted in one request", total,
+             n->cfg->max_records);
+
+    q.views = calloc(nviews + 1, sizeof(*q.views));
+    q.ic = calloc(1, sizeof(*q.ic));
+    if (!q.views || !q.ic)
+        FAIL(503, "ResourceExhaustedError", "Out of memory");
+    for (const struct sl_json *m = records->child; m; m = m->next) {
+        struct sl_source *s = sl_ws_source(q.ws, m->key);
+        for (size_t i = 0; i < s->nviews; i++)
+            if (!view_out(&q, s->views[i]))
+                q.views[q.nviews++].v = s->views[i];
+    }
+    for (const struct sl_json *m = records->child; m; m = m->next)
+        if (ingest_source(&q, sl_ws_source(q.ws, m->key), m) != 0)
+            FAIL(503, "ResourceExhaustedError", "Out of memory");
+
+    if (q.nerrors) {
+        struct sl_buf b = SL_BUF_INIT;
+        sl_buf_puts(&b, "{\"workspaceName\":");
+        sl_buf_json_str(&b, q.ws_name, strlen(q.ws_name));
+        sl_buf_puts(&b, ",\"recordErrors\":[");
+        sl_buf_append(&b, q.errors.p, q.errors.len);
+        sl_buf_puts(&b, "]}");
+        sl_reply_buf(r, 400, &b);
+        status = 400;
+        goto out;
+    }
+    if (q.dry_run || q.ic->nmut == 0) {
+        struct sl_buf b = SL_BUF_INIT;
+        metrics_body(&q, &b);
+        sl_reply_buf(r, 200, &b);
+        goto out;
+    }
+
+    struct ingest_commit *ic = q.ic;
+    metrics_body(&q, &ic->reply);
+    if (ic->reply.oom || ic->keys.oom || ic->rows.oom)
+        FAIL(503, "ResourceExhaustedError", "Out of memory");
+    finish_mutations(ic);
+    ic->c.apply = commit_apply;
+    ic->c.done = commit_done;
+    ic->r = r;
+    ic->n = n;
+    ic->nrecords = total;
+    ic->ws = q.ws;
+    q.ws = NULL;
+    int rc = sl_writer_submit(n->writer, &ic->c);
+    if (rc == SL_EBUSY) {
+        FAIL(429, "ResourceExhaustedError",
+             "Too many ingest requests are waiting to be committed; retry with backoff");
+    } else if (rc != 0) {
+        FAIL(503, "UnavailableError", "The server is shutting down");
+    }
+    q.ic = NULL; /* the writer owns it now and replies */
+out:
+    if (status >= 400)
+        __atomic_add_fetch(&n->ingest_errors, 1, __ATOMIC_RELAXED);
+    req_free(&q);
+#undef FAIL
+}

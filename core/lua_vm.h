@@ -1,0 +1,49 @@
+/* Sandboxed Lua 5.4 states for user code: definitions, transformations, realtime views. */
+#ifndef SL_LUA_VM_H
+#define SL_LUA_VM_H
+
+#include <stddef.h>
+#include <lua.h>
+
+struct sl_error;
+
+struct sl_vm_limits {
+    size_t mem_bytes;      /* cap on the state's total allocation (0 = 64 MiB) */
+    long instructions;     /* cap per sl_vm_pcall (0 = 5,000,000) */
+};
+
+/* Creates a sandboxed state: base library without dofile/loadfile/load of binary chunks
+ * (load accepts text only, mode "t"), string, table, math, utf8, coroutine; os.time,
+ * os.clock, os.date only; no io, package, require of files, debug. A memory cap enforced by a
+ * custom lua_Alloc, an instruction-count hook. Returns NULL with err on failure. Any thread;
+ * the state is then used by one thread at a time. */
+lua_State *sl_vm_new(const struct sl_vm_limits *lim, struct sl_error *err);
+/* Closes L; accepts NULL. */
+void sl_vm_close(lua_State *L);
+
+/* The caller's per-state pointer (kept in the state's context, reached through
+ * lua_getextraspace, shared by its coroutines). Borrowed; NULL until set. */
+void sl_vm_set_userdata(lua_State *L, void *p);
+void *sl_vm_userdata(lua_State *L);
+
+/* Bytes currently allocated by L (counted by the capping allocator). */
+size_t sl_vm_memory(lua_State *L);
+
+/* Loads a text chunk named `name` (shown in messages as name:line). Returns 0 with the
+ * function pushed, or SL_ESCRIPT with err "name:line: message" and nothing pushed.
+ * A name is given "@" (a user file: its frames appear in tracebacks and positions) unless it
+ * already starts with "@" or "=" ("=dsl.lua": shown verbatim, hidden from tracebacks). */
+int sl_vm_load(lua_State *L, const char *name, const char *src, size_t len,
+               struct sl_error *err);
+
+/* lua_pcall with a message handler that yields "file:line: message" (plus a short
+ * traceback), under the instruction cap. Returns 0 or SL_ESCRIPT with err set; on error
+ * nothing is left on the stack. "instruction limit exceeded" and "memory limit exceeded"
+ * are reported as such (the position of a memory error is the user code the instruction
+ * hook saw last, else the called function's definition: approximate).
+ * Calls may nest (a C function called from Lua calling back into Lua): the budget covers
+ * the outermost call. Lua API calls that allocate outside sl_vm_pcall can hit the memory
+ * cap unprotected, which aborts: do conversions inside a C function run by sl_vm_pcall. */
+int sl_vm_pcall(lua_State *L, int nargs, int nresults, struct sl_error *err);
+
+#endif

@@ -1,0 +1,441 @@
+/* The FeatureService HTTP API over the online store. Each view's value for a key is one
+ * LevelDB read; the stored row already holds every feature's JSON encoding, so a response is
+ * assembled by copying bytes. */
+#include "serve.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "buf.h"
+#include "error.h"
+#include "http.h"
+#include "json.h"
+#include "registry.h"
+#include "server.h"
+#include "store.h"
+#include "timeutil.h"
+#include "types.h"
+
+void sl_row_key(struct sl_buf *out, const struct sl_view *v, const char *const *vals,
+                const size_t *lens)
+{
+    sl_buf_putc(out, 'V');
+    sl_buf_append(out, v->key, sizeof(v->key));
+    for (size_t i = 0; i < v->nkeys; i++)
+        sl_buf_lenstr(out, vals[i], lens[i]);
+}
+
+enum { OPT_NAMES, OPT_TYPES, OPT_TIMES, OPT_STATUS, OPT_SLO, OPT_N };
+
+struct serve_req {
+    struct sl_node *n;
+    struct sl_ws *ws;
+    struct sl_service *svc;
+    int opt[OPT_N];
+    int64_t start_ns;
+    struct sl_arena arena;
+};
+
+/* A member by its snake_case or camelCase name. */
+static const struct sl_json *param(const struct sl_json *o, const char *snake, const char *camel)
+{
+    const struct sl_json *v = sl_json_get(o, snake);
+    return v ? v : sl_json_get(o, camel);
+}
+
+static void fail(struct sl_http_req *r, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail(struct sl_http_req *r, int code, const char *fmt, ...)
+{
+    char msg[640];
+    int http, grpc;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    sl_status_http(code, &http, &grpc);
+    sl_reply_error(r, http, grpc, msg);
+}
+
+/* Reads the metadata options; names, data types and serving status default to on. */
+static void read_options(const struct sl_json *params, int *opt)
+{
+    static const char *const snake[] = {"include_names", "include_data_types",
+                                        "include_effective_times", "include_serving_status",
+                                        "include_slo_info"};
+    static const char *const camel[] = {"includeNames", "includeDataTypes",
+                                        "includeEffectiveTimes", "includeServingStatus",
+                                        "includeSloInfo"};
+    static const int defaults[] = {1, 1, 0, 1, 0};
+    const struct sl_json *mo = param(params, "metadata_options", "metadataOptions");
+    for (int i = 0; i < OPT_N; i++) {
+        const struct sl_json *v = mo ? param(mo, snake[i], camel[i]) : NULL;
+        opt[i] = v ? v->kind == SL_JSON_TRUE : defaults[i];
+    }
+}
+
+/* The key part of one join key value from the request. Returns 0, 1 for null, or
+ * SL_EINVAL with msg. */
+static int join_part(const struct sl_field *f, const struct sl_json *v, struct sl_buf *tmp,
+                     size_t *off, size_t *len, char *msg, size_t cap)
+{
+    if (v->kind == SL_JSON_NULL)
+        return 1;
+    *off = tmp->len;
+    if (f->type->kind == SL_INT64 || f->type->kind == SL_INT32) {
+        int64_t i;
+        if (sl_json_int64(v, &i) != 0) {
+            snprintf(msg, cap, "Join key `%s` must be an integer (a JSON number or string)", f->name);
+            return SL_EINVAL;
+        }
+        sl_buf_printf(tmp, "%lld", (long long)i);
+    } else if (f->type->kind == SL_STRING) {
+        if (v->kind != SL_JSON_STRING) {
+            snprintf(msg, cap, "Join key `%s` must be a string", f->name);
+            return SL_EINVAL;
+        }
+        sl_buf_append(tmp, v->str, v->len);
+    } else {
+        snprintf(msg, cap, "Join key `%s` has a type that cannot be served", f->name);
+        return SL_EINVAL;
+    }
+    *len = tmp->len - *off;
+    return 0;
+}
+
+struct row_status {
+    int present;
+    int64_t ts;
+};
+
+/* Appends the features of one request row to vals (comma-separated JSON values) and fills
+ * st[item]. Returns 0, or SL_EINVAL / SL_ESTORE with msg. */
+static int serve_row(struct serve_req *q, const struct sl_json *jkm, struct sl_buf *vals,
+                     struct row_status *st, char *msg, size_t cap)
+{
+    struct sl_service *svc = q->svc;
+    struct sl_buf tmp = SL_BUF_INIT, key = SL_BUF_INIT, row = SL_BUF_INIT;
+    int64_t now = sl_now_ns();
+    int rc = 0, first = vals->len == 0;
+    size_t *off = calloc(svc->nkeys + 1, sizeof(size_t) * 2);
+    int *null = calloc(svc->nkeys + 1, sizeof(int));
+    if (!off || !null) {
+        rc = SL_ENOMEM;
+        goto out;
+    }
+    if (!jkm || jkm->kind != SL_JSON_OBJECT) {
+        if (svc->nkeys) {
+            snprintf(msg, cap, "Missing required join key: %s", svc->join_keys[0].name);
+            rc = SL_EINVAL;
+            goto out;
+        }
+    }
+    for (size_t k = 0; k < svc->nkeys; k++) {
+        const struct sl_json *v = jkm ? sl_json_get(jkm, svc->join_keys[k].name) : NULL;
+        if (!v) {
+            snprintf(msg, cap, "Missing required join key: %s", svc->join_keys[k].name);
+            rc = SL_EINVAL;
+            goto out;
+        }
+        int jr = join_part(&svc->join_keys[k], v, &tmp, &off[2 * k], &off[2 * k + 1], msg, cap);
+        if (jr < 0) {
+            rc = jr;
+            goto out;
+        }
+        null[k] = jr == 1;
+    }
+    for (size_t i = 0; i < svc->nitems; i++) {
+        const struct sl_service_item *it = &svc->items[i];
+        const struct sl_view *v = it->view;
+        const char *parts[16];
+        size_t lens[16];
+        int have = v->mode == SL_MODE_ATTRIBUTE && !v->is_realtime && v->nkeys <= 16;
+        for (size_t k = 0; have && k < v->nkeys; k++) {
+            size_t idx = 0;
+            while (idx < svc->nkeys && strcmp(svc->join_keys[idx].name, v->join_keys[k].name) != 0)
+                idx++;
+            if (idx == svc->nkeys || null[idx])
+                have = 0;
+            else {
+                parts[k] = tmp.p + off[2 * idx];
+                lens[k] = off[2 * idx + 1];
+            }
+        }
+        st[i].present = 0;
+        struct sl_cursor c = {0};
+        if (have) {
+            struct sl_error err = {0};
+            sl_buf_reset(&key);
+            sl_buf_reset(&row);
+            sl_row_key(&key, v, parts, lens);
+            int g = sl_store_get(&q->n->store, key.p, key.len, &row, &err);
+            if (g != 0 && g != SL_ENOTFOUND) {
+                snprintf(msg, cap, "online store read failed: %s", err.msg);
+                rc = SL_ESTORE;
+                goto out;
+            }
+            uint64_t ts;
+            uint32_t nf;
+            const void *ver;
+            c = (struct sl_cursor){(const unsigned char *)row.p, row.len};
+            if (g == 0 && sl_cur_bytes(&c, 1, &ver) == 0 && sl_cur_u64(&c, &ts) == 0 &&
+                sl_cur_u32(&c, &nf) == 0 && nf == v->nfeatures &&
+                (v->ttl_ns == 0 || (int64_t)ts >= now - v->ttl_ns)) {
+                st[i].present = 1;
+                st[i].ts = (int64_t)ts;
+            }
+        }
+        /* fragments of the stored row, in declaration order */
+        const char *frag[256];
+        size_t flen[256];
+        size_t nf = v->nfeatures < 256 ? v->nfeatures : 256;
+        for (size_t f = 0; st[i].present && f < nf; f++)
+            if (sl_cur_lenstr(&c, &frag[f], &flen[f]) != 0)
+                st[i].present = 0;
+        for (size_t f = 0; f < it->nfeat; f++) {
+            if (!first)
+                sl_buf_putc(vals, ',');
+            first = 0;
+            size_t fi = (size_t)it->feat[f];
+            if (st[i].present && fi < nf)
+                sl_buf_append(vals, frag[fi], flen[fi]);
+            else
+                sl_buf_puts(vals, "null");
+        }
+    }
+out:
+    free(off);
+    free(null);
+    sl_buf_free(&tmp);
+    sl_buf_free(&key);
+    sl_buf_free(&row);
+    return rc;
+}
+
+static void feature_name(struct sl_buf *b, const struct sl_view *v, const struct sl_feature *f)
+{
+    sl_buf_putc(b, '"');
+    sl_buf_puts(b, v->name);
+    sl_buf_putc(b, '.');
+    sl_buf_puts(b, f->name);
+    sl_buf_putc(b, '"');
+}
+
+/* metadata.features for nrows rows; statuses become arrays when batch is set. */
+static void write_metadata(struct serve_req *q, struct sl_buf *b, struct row_status *st,
+                           size_t nrows, int batch)
+{
+    struct sl_service *svc = q->svc;
+    sl_buf_puts(b, "\"metadata\":{\"features\":[");
+    int first = 1;
+    for (size_t i = 0; i < svc->nitems; i++) {
+        const struct sl_service_item *it = &svc->items[i];
+        for (size_t f = 0; f < it->nfeat; f++) {
+            const struct sl_feature *feat = &it->view->features[it->feat[f]];
+            sl_buf_puts(b, first ? "{" : ",{");
+            first = 0;
+            int sep = 0;
+            if (q->opt[OPT_NAMES]) {
+                sl_buf_puts(b, "\"name\":");
+                feature_name(b, it->view, feat);
+                sep = 1;
+            }
+            if (q->opt[OPT_TYPES]) {
+                sl_buf_puts(b, sep ? ",\"dataType\":" : "\"dataType\":");
+                sl_type_write_json(b, feat->type);
+                sep = 1;
+            }
+            if (q->opt[OPT_STATUS]) {
+                sl_buf_puts(b, sep ? ",\"status\":" : "\"status\":");
+                if (batch)
+                    sl_buf_putc(b, '[');
+                for (size_t r = 0; r < nrows; r++) {
+                    sl_buf_puts(b, r ? "," : "");
+                    sl_buf_puts(b, st[r * svc->nitems + i].present ? "\"PRESENT\"" : "\"MISSING_DATA\"");
+                }
+                if (batch)
+                    sl_buf_putc(b, ']');
+                sep = 1;
+            }
+            if (q->opt[OPT_TIMES] && !batch && st[i].present) {
+                char t[SL_TIME_MAXLEN];
+                sl_time_format(st[i].ts, t);
+                sl_buf_printf(b, "%s\"effectiveTime\":\"%s\"", sep ? "," : "", t);
+            }
+            sl_buf_putc(b, '}');
+        }
+    }
+    sl_buf_putc(b, ']');
+    if (q->opt[OPT_SLO]) {
+        double secs = (double)(sl_now_ns() - q->start_ns) / 1e9;
+        if (secs < 0)
+            secs = 0;
+        sl_buf_printf(b, ",\"sloInfo\":{\"sloEligible\":true,\"serverTimeSeconds\":%.6f,"
+                         "\"sloServerTimeSeconds\":%.6f,\"storeResponseSizeBytes\":0}",
+                      secs, secs);
+    }
+    sl_buf_putc(b, '}');
+}
+
+static void write_fields(struct sl_buf *b, const char *name, size_t n, const struct sl_field *f)
+{
+    sl_buf_printf(b, "\"%s\":[", name);
+    for (size_t i = 0; i < n; i++) {
+        sl_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+        sl_buf_json_str(b, f[i].name, strlen(f[i].name));
+        sl_buf_puts(b, ",\"dataType\":");
+        sl_type_write_json(b, f[i].type);
+        sl_buf_putc(b, '}');
+    }
+    sl_buf_putc(b, ']');
+}
+
+static void metadata_call(struct serve_req *q, struct sl_buf *b)
+{
+    struct sl_service *svc = q->svc;
+    sl_buf_puts(b, "{\"featureServiceType\":\"DEFAULT\",");
+    write_fields(b, "inputJoinKeys", svc->nkeys, svc->join_keys);
+    sl_buf_putc(b, ',');
+    write_fields(b, "inputRequestContextKeys", svc->nrequest, svc->request_keys);
+    sl_buf_puts(b, ",\"featureValues\":[");
+    int first = 1;
+    for (size_t i = 0; i < svc->nitems; i++) {
+        const struct sl_service_item *it = &svc->items[i];
+        for (size_t f = 0; f < it->nfeat; f++) {
+            const struct sl_feature *feat = &it->view->features[it->feat[f]];
+            sl_buf_puts(b, first ? "{\"name\":" : ",{\"name\":");
+            first = 0;
+            feature_name(b, it->view, feat);
+            sl_buf_puts(b, ",\"dataType\":");
+            sl_type_write_json(b, feat->type);
+            sl_buf_putc(b, '}');
+        }
+    }
+    sl_buf_puts(b, "]}");
+}
+
+void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_call call,
+                     const struct sl_principal *p)
+{
+    struct serve_req q = {.n = n, .start_ns = sl_now_ns()};
+    struct sl_error err = {0};
+    struct sl_buf out = SL_BUF_INIT, vals = SL_BUF_INIT;
+    struct row_status *st = NULL;
+    char msg[512];
+    int ok = 0;
+    __atomic_add_fetch(&n->read_requests, 1, __ATOMIC_RELAXED);
+
+    size_t len;
+    const char *body = sl_http_body(r, &len);
+    q.arena.limit = len * 8 + 65536;
+    const struct sl_json *root = body ? sl_json_parse(body, len, &q.arena, &err) : NULL;
+    if (!root) {
+        if (!body)
+            fail(r, SL_EINVAL, "The request body is empty");
+        else
+            fail(r, SL_EINVAL, "Invalid JSON in the request body: %s", err.msg);
+        goto out;
+    }
+    const struct sl_json *params = sl_json_get(root, "params");
+    if (!params || params->kind != SL_JSON_OBJECT) {
+        fail(r, SL_EINVAL, "Required field `params` is missing");
+        goto out;
+    }
+    const struct sl_json *wsn = param(params, "workspace_name", "workspaceName");
+    const struct sl_json *fsn = param(params, "feature_service_name", "featureServiceName");
+    const struct sl_json *fsid = param(params, "feature_service_id", "featureServiceId");
+    if (!wsn || wsn->kind != SL_JSON_STRING) {
+        fail(r, SL_EINVAL, "Required field `workspace_name` is missing");
+        goto out;
+    }
+    if ((!fsn || fsn->kind != SL_JSON_STRING) && (!fsid || fsid->kind != SL_JSON_STRING)) {
+        fail(r, SL_EINVAL, "Required field `feature_service_name` is missing");
+        goto out;
+    }
+    if (!sl_auth_allowed(n->auth, p, wsn->str, SL_ACT_READ)) {
+        fail(r, SL_EPERM, "The service account is not authorized to read features from workspace `%s`",
+             wsn->str);
+        goto out;
+    }
+    q.ws = sl_registry_get(n->reg, wsn->str);
+    if (!q.ws) {
+        fail(r, SL_ENOTFOUND, "Workspace `%s` not found", wsn->str);
+        goto out;
+    }
+    q.svc = fsn && fsn->kind == SL_JSON_STRING ? sl_ws_service(q.ws, fsn->str)
+                                                : sl_ws_service_by_id(q.ws, fsid->str);
+    if (!q.svc) {
+        fail(r, SL_ENOTFOUND, "Feature service `%s` not found in workspace `%s`",
+             fsn && fsn->kind == SL_JSON_STRING ? fsn->str : fsid->str, wsn->str);
+        goto out;
+    }
+    read_options(params, q.opt);
+
+    if (call == SL_SERVE_METADATA) {
+        metadata_call(&q, &out);
+        ok = 1;
+        goto out;
+    }
+    if (call == SL_SERVE_GET) {
+        st = calloc(q.svc->nitems + 1, sizeof(*st));
+        int rc = st ? serve_row(&q, param(params, "join_key_map", "joinKeyMap"), &vals, st, msg,
+                                sizeof(msg))
+                    : SL_ENOMEM;
+        if (rc != 0) {
+            fail(r, rc, "%s", rc == SL_ENOMEM ? "out of memory" : msg);
+            goto out;
+        }
+        sl_buf_puts(&out, "{\"result\":{\"features\":[");
+        sl_buf_append(&out, vals.p, vals.len);
+        sl_buf_puts(&out, "]},");
+        write_metadata(&q, &out, st, 1, 0);
+        sl_buf_putc(&out, '}');
+        ok = 1;
+        goto out;
+    }
+    /* batch */
+    const struct sl_json *rows = param(params, "request_data", "requestData");
+    if (!rows || rows->kind != SL_JSON_ARRAY) {
+        fail(r, SL_EINVAL, "Required field `request_data` is missing");
+        goto out;
+    }
+    st = calloc(rows->count * q.svc->nitems + 1, sizeof(*st));
+    if (!st) {
+        fail(r, SL_ENOMEM, "out of memory");
+        goto out;
+    }
+    sl_buf_puts(&out, "{\"result\":[");
+    size_t i = 0;
+    for (const struct sl_json *row = rows->child; row; row = row->next, i++) {
+        sl_buf_reset(&vals);
+        int rc = serve_row(&q, row->kind == SL_JSON_OBJECT ? param(row, "join_key_map", "joinKeyMap") : NULL,
+                           &vals, st + i * q.svc->nitems, msg, sizeof(msg));
+        if (rc != 0) {
+            fail(r, rc, "request_data[%zu]: %s", i, msg);
+            goto out;
+        }
+        sl_buf_puts(&out, i ? ",{\"features\":[" : "{\"features\":[");
+        sl_buf_append(&out, vals.p, vals.len);
+        sl_buf_puts(&out, "]}");
+    }
+    sl_buf_puts(&out, "],");
+    write_metadata(&q, &out, st, rows->count, 1);
+    sl_buf_putc(&out, '}');
+    ok = 1;
+out:
+    if (ok) {
+        if (vals.oom)
+            out.oom = 1;
+        sl_reply_buf(r, 200, &out);
+    } else {
+        __atomic_add_fetch(&n->read_errors, 1, __ATOMIC_RELAXED);
+        sl_buf_free(&out);
+    }
+    free(st);
+    sl_buf_free(&vals);
+    sl_ws_release(q.ws);
+    sl_arena_free(&q.arena);
+}

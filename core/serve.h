@@ -1,0 +1,25 @@
+/* Online serving: the FeatureService HTTP API (get-features, get-features-batch, metadata). */
+#ifndef SL_SERVE_H
+#define SL_SERVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct sl_node;
+struct sl_http_req;
+struct sl_principal;
+struct sl_view;
+struct sl_buf;
+
+enum sl_serve_call { SL_SERVE_GET, SL_SERVE_BATCH, SL_SERVE_METADATA };
+
+/* Handles one FeatureService call. Loop thread. */
+void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_call call,
+                     const struct sl_principal *p);
+
+/* Online row keys and values of attribute views, shared by ingest and serving.
+ * Key: 'V', the view's 8-byte prefix, then each join key value as u32 length + bytes. */
+void sl_row_key(struct sl_buf *out, const struct sl_view *v, const char *const *vals,
+                const size_t *lens);
+
+#endif

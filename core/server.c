@@ -1,0 +1,612 @@
+/* Node start/stop, routing, and the admin API behind the CLI. */
+#include "server.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cJSON.h>
+
+#include "buf.h"
+#include "defs.h"
+#include "error.h"
+#include "http.h"
+#include "ingest.h"
+#include "log.h"
+#include "lua_vm.h"
+#include "registry.h"
+#include "serve.h"
+#include "timeutil.h"
+
+void sl_reply_buf(struct sl_http_req *r, int status, struct sl_buf *b)
+{
+    if (b->oom) {
+        sl_buf_free(b);
+        static const char oom[] = "{\"error\":\"out of memory\",\"code\":8,\"message\":\"out of memory\"}";
+        sl_http_reply(r, 503, "application/json", oom, sizeof(oom) - 1);
+        return;
+    }
+    sl_http_reply(r, status, "application/json", b->p, b->len);
+    sl_buf_free(b);
+}
+
+void sl_reply_error(struct sl_http_req *r, int status, int grpc, const char *msg)
+{
+    struct sl_buf b = SL_BUF_INIT;
+    sl_buf_puts(&b, "{\"error\":");
+    sl_buf_json_str(&b, msg, strlen(msg));
+    sl_buf_printf(&b, ",\"code\":%d,\"message\":", grpc);
+    sl_buf_json_str(&b, msg, strlen(msg));
+    sl_buf_putc(&b, '}');
+    sl_reply_buf(r, status, &b);
+}
+
+void sl_status_http(int code, int *http, int *grpc)
+{
+    switch (code) {
+    case SL_EINVAL: case SL_ESCHEMA: case SL_ESCRIPT: *http = 400; *grpc = 3; break;
+    case SL_ENOTFOUND: *http = 404; *grpc = 5; break;
+    case SL_EEXIST: *http = 409; *grpc = 6; break;
+    case SL_EAUTH: *http = 401; *grpc = 16; break;
+    case SL_EPERM: *http = 403; *grpc = 7; break;
+    case SL_EBUSY: *http = 429; *grpc = 8; break;
+    case SL_ETOOBIG: *http = 413; *grpc = 8; break;
+    case SL_ENOMEM: *http = 503; *grpc = 8; break;
+    default: *http = 500; *grpc = 13; break;
+    }
+}
+
+static void reply_status(struct sl_http_req *r, const struct sl_error *err)
+{
+    int http, grpc;
+    sl_status_http(err->code, &http, &grpc);
+    sl_reply_error(r, http, grpc, err->msg);
+}
+
+static void reply_status_async(struct sl_http_req *r, const struct sl_error *err)
+{
+    int http, grpc;
+    struct sl_buf b = SL_BUF_INIT;
+    sl_status_http(err->code, &http, &grpc);
+    sl_buf_puts(&b, "{\"error\":");
+    sl_buf_json_str(&b, err->msg, strlen(err->msg));
+    sl_buf_printf(&b, ",\"code\":%d,\"message\":", grpc);
+    sl_buf_json_str(&b, err->msg, strlen(err->msg));
+    sl_buf_putc(&b, '}');
+    size_t len;
+    char *body = sl_buf_detach(&b, &len);
+    sl_http_reply_async(r, http, "application/json", body, len);
+}
+
+/* ---- admin: workspaces ---- */
+
+static void list_one(void *arg, struct sl_ws *ws)
+{
+    struct sl_buf *b = arg;
+    if (b->len > 1)
+        sl_buf_putc(b, ',');
+    sl_buf_puts(b, "{\"name\":");
+    sl_buf_json_str(b, ws->name, strlen(ws->name));
+    sl_buf_printf(b, ",\"live\":%s,\"version\":%llu,\"featureViews\":%zu,\"featureServices\":%zu}",
+                  ws->live ? "true" : "false", (unsigned long long)ws->version, ws->nviews,
+                  ws->nservices);
+}
+
+struct list_ctx {
+    struct sl_node *n;
+    const struct sl_principal *p;
+    struct sl_buf *b;
+};
+
+static void list_visible(void *arg, struct sl_ws *ws)
+{
+    struct list_ctx *c = arg;
+    if (sl_auth_any_role(c->n->auth, c->p, ws->name))
+        list_one(c->b, ws);
+}
+
+static void workspaces_list(struct sl_node *n, struct sl_http_req *r, const struct sl_principal *p)
+{
+    struct sl_buf b = SL_BUF_INIT;
+    struct list_ctx c = {n, p, &b};
+    sl_buf_putc(&b, '[');
+    sl_registry_each(n->reg, list_visible, &c);
+    sl_buf_putc(&b, ']');
+    struct sl_buf out = SL_BUF_INIT;
+    sl_buf_puts(&out, "{\"workspaces\":");
+    sl_buf_append(&out, b.p, b.len);
+    sl_buf_putc(&out, '}');
+    sl_buf_free(&b);
+    sl_reply_buf(r, 200, &out);
+}
+
+static cJSON *parse_body(struct sl_http_req *r, struct sl_error *err)
+{
+    size_t len;
+    const char *body = sl_http_body(r, &len);
+    cJSON *o = body ? cJSON_ParseWithLength(body, len) : NULL;
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        sl_error_set(err, SL_EINVAL, "request body must be a JSON object");
+        return NULL;
+    }
+    return o;
+}
+
+static void workspace_create(struct sl_node *n, struct sl_http_req *r)
+{
+    struct sl_error err = {0};
+    cJSON *o = parse_body(r, &err);
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
+    if (o && !cJSON_IsString(name))
+        sl_error_set(&err, SL_EINVAL, "Required field `name` is missing");
+    if (!err.code)
+        sl_registry_create(n->reg, name->valuestring,
+                           cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "live")), &err);
+    if (err.code) {
+        cJSON_Delete(o);
+        reply_status(r, &err);
+        return;
+    }
+    sl_info("admin: created workspace `%s`", name->valuestring);
+    struct sl_ws *ws = sl_registry_get(n->reg, name->valuestring);
+    struct sl_buf b = SL_BUF_INIT;
+    if (ws)
+        list_one(&b, ws);
+    sl_ws_release(ws);
+    cJSON_Delete(o);
+    sl_reply_buf(r, 201, &b);
+}
+
+/* ---- admin: plan / apply, run on their own thread (Lua evaluation and a synced write) ---- */
+
+struct apply_job {
+    struct sl_node *n;
+    struct sl_http_req *r;
+    char *ws;
+    int apply;
+    cJSON *body;
+};
+
+static int cmp_file(const void *a, const void *b)
+{
+    return strcmp(((const struct sl_file *)a)->name, ((const struct sl_file *)b)->name);
+}
+
+static void apply_run(struct apply_job *j)
+{
+    struct sl_node *n = j->n;
+    struct sl_error err = {0};
+    struct sl_buf b = SL_BUF_INIT;
+    struct sl_file *files = NULL;
+    size_t nfiles = 0;
+    cJSON *repo = NULL;
+    lua_State *L = NULL;
+    const cJSON *fa = cJSON_GetObjectItemCaseSensitive(j->body, "files"), *f;
+    pthread_mutex_lock(&n->apply_mu);
+    struct sl_ws *cur = sl_registry_get(n->reg, j->ws);
+    if (!cur) {
+        sl_error_set(&err, SL_ENOTFOUND, "workspace `%s` not found", j->ws);
+        goto out;
+    }
+    if (!cJSON_IsArray(fa)) {
+        sl_error_set(&err, SL_EINVAL, "Required field `files` is missing");
+        goto out;
+    }
+    files = calloc((size_t)cJSON_GetArraySize(fa) + 1, sizeof(*files));
+    if (!files) {
+        sl_error_set(&err, SL_ENOMEM, "out of memory");
+        goto out;
+    }
+    cJSON_ArrayForEach(f, fa)
+    {
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(f, "name");
+        const cJSON *fc = cJSON_GetObjectItemCaseSensitive(f, "content");
+        if (!cJSON_IsString(fn) || !cJSON_IsString(fc)) {
+            sl_error_set(&err, SL_EINVAL, "each file needs a `name` and a `content` string");
+            goto out;
+        }
+        files[nfiles++] = (struct sl_file){fn->valuestring, fc->valuestring, strlen(fc->valuestring)};
+    }
+    qsort(files, nfiles, sizeof(*files), cmp_file);
+    struct sl_vm_limits lim = {(size_t)n->cfg->lua_memory_mb << 20, n->cfg->lua_instructions};
+    L = sl_vm_new(&lim, &err);
+    if (!L || sl_defs_eval(L, files, nfiles, &repo, &err) != 0)
+        goto out;
+    struct sl_buf plan = SL_BUF_INIT;
+    size_t nchanges = sl_registry_plan(cur->repo, repo, &plan);
+    /* Build the snapshot even for a plan: it is the last validation. */
+    struct sl_ws *next = sl_ws_build(j->ws, cur->live, cur->version + 1, repo, files, nfiles, &err);
+    repo = NULL;
+    if (!next) {
+        sl_buf_free(&plan);
+        goto out;
+    }
+    int applied = 0;
+    if (j->apply && nchanges > 0) {
+        if (sl_registry_install(n->reg, next, &err) != 0) {
+            sl_buf_free(&plan);
+            goto out;
+        }
+        applied = 1;
+        sl_info("admin: applied %zu changes to workspace `%s` (version %llu)", nchanges, j->ws,
+                (unsigned long long)cur->version + 1);
+    } else {
+        sl_ws_release(next);
+    }
+    sl_buf_puts(&b, "{\"workspace\":");
+    sl_buf_json_str(&b, j->ws, strlen(j->ws));
+    sl_buf_printf(&b, ",\"applied\":%s,\"version\":%llu,\"changes\":", applied ? "true" : "false",
+                  (unsigned long long)(cur->version + (unsigned)applied));
+    sl_buf_append(&b, plan.p, plan.len);
+    sl_buf_putc(&b, '}');
+    sl_buf_free(&plan);
+out:
+    pthread_mutex_unlock(&n->apply_mu);
+    if (err.code) {
+        sl_buf_free(&b);
+        reply_status_async(j->r, &err);
+    } else {
+        size_t len;
+        char *body = sl_buf_detach(&b, &len);
+        sl_http_reply_async(j->r, 200, "application/json", body, len);
+    }
+    sl_vm_close(L);
+    cJSON_Delete(repo);
+    free(files);
+    sl_ws_release(cur);
+}
+
+static void *apply_thread(void *arg)
+{
+    struct apply_job *j = arg;
+    apply_run(j);
+    cJSON_Delete(j->body);
+    free(j->ws);
+    free(j);
+    return NULL;
+}
+
+static void workspace_plan(struct sl_node *n, struct sl_http_req *r, const char *ws, int apply)
+{
+    struct sl_error err = {0};
+    struct apply_job *j = calloc(1, sizeof(*j));
+    cJSON *body = parse_body(r, &err);
+    if (!j || !body) {
+        free(j);
+        cJSON_Delete(body);
+        if (!err.code)
+            sl_error_set(&err, SL_ENOMEM, "out of memory");
+        reply_status(r, &err);
+        return;
+    }
+    *j = (struct apply_job){n, r, strdup(ws), apply, body};
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (!j->ws || pthread_create(&t, &attr, apply_thread, j) != 0) {
+        pthread_attr_destroy(&attr);
+        cJSON_Delete(body);
+        free(j->ws);
+        free(j);
+        sl_reply_error(r, 503, 8, "cannot start the apply");
+        return;
+    }
+    pthread_attr_destroy(&attr);
+}
+
+static void workspace_definitions(struct sl_node *n, struct sl_http_req *r, const char *name)
+{
+    struct sl_ws *ws = sl_registry_get(n->reg, name);
+    if (!ws) {
+        struct sl_error err;
+        sl_error_set(&err, SL_ENOTFOUND, "workspace `%s` not found", name);
+        reply_status(r, &err);
+        return;
+    }
+    char *text = cJSON_PrintUnformatted(ws->repo);
+    struct sl_buf b = SL_BUF_INIT;
+    sl_buf_puts(&b, text ? text : "{}");
+    free(text);
+    sl_ws_release(ws);
+    sl_reply_buf(r, 200, &b);
+}
+
+/* ---- admin: service accounts and roles ---- */
+
+static void account_create(struct sl_node *n, struct sl_http_req *r)
+{
+    struct sl_error err = {0};
+    cJSON *o = parse_body(r, &err);
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
+    const cJSON *desc = cJSON_GetObjectItemCaseSensitive(o, "description");
+    struct sl_buf b = SL_BUF_INIT;
+    if (o && !cJSON_IsString(name))
+        sl_error_set(&err, SL_EINVAL, "Required field `name` is missing");
+    if (!err.code)
+        sl_auth_create_account(n->auth, name->valuestring,
+                               cJSON_IsString(desc) ? desc->valuestring : "", 0, &b, &err);
+    cJSON_Delete(o);
+    if (err.code) {
+        sl_buf_free(&b);
+        reply_status(r, &err);
+        return;
+    }
+    sl_info("admin: created a service account");
+    sl_reply_buf(r, 201, &b);
+}
+
+static void role_set(struct sl_node *n, struct sl_http_req *r, const char *ws, int grant)
+{
+    struct sl_error err = {0};
+    cJSON *o = parse_body(r, &err);
+    const cJSON *acc = cJSON_GetObjectItemCaseSensitive(o, "service_account");
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(o, "role");
+    enum sl_role rl = cJSON_IsString(role) ? sl_role_parse(role->valuestring) : SL_ROLE_NONE;
+    struct sl_ws *w = sl_registry_get(n->reg, ws);
+    if (!err.code && !cJSON_IsString(acc))
+        sl_error_set(&err, SL_EINVAL, "Required field `service_account` is missing");
+    else if (!err.code && grant && rl == SL_ROLE_NONE)
+        sl_error_set(&err, SL_EINVAL, "`role` must be one of owner, editor, consumer, operator, viewer");
+    else if (!err.code && !w)
+        sl_error_set(&err, SL_ENOTFOUND, "workspace `%s` not found", ws);
+    if (!err.code)
+        sl_auth_set_role(n->auth, acc->valuestring, ws, grant ? rl : SL_ROLE_NONE, &err);
+    sl_ws_release(w);
+    cJSON_Delete(o);
+    if (err.code) {
+        reply_status(r, &err);
+        return;
+    }
+    sl_info("admin: %s role in workspace `%s`", grant ? "granted a" : "removed a", ws);
+    struct sl_buf b = SL_BUF_INIT;
+    sl_buf_puts(&b, "{\"status\":\"ok\"}");
+    sl_reply_buf(r, 200, &b);
+}
+
+/* ---- metrics ---- */
+
+static void metrics(struct sl_node *n, struct sl_http_req *r)
+{
+    struct sl_writer_stats ws;
+    sl_writer_stats(n->writer, &ws);
+    struct sl_buf b = SL_BUF_INIT;
+#define COUNTER(name, help, v)                                                             \
+    sl_buf_printf(&b, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %llu\n", \
+                  (unsigned long long)(v))
+    COUNTER("sluice_ingest_requests_total", "Ingest requests received.",
+            __atomic_load_n(&n->ingest_requests, __ATOMIC_RELAXED));
+    COUNTER("sluice_ingest_records_total", "Records accepted by ingest.",
+            __atomic_load_n(&n->ingest_records, __ATOMIC_RELAXED));
+    COUNTER("sluice_ingest_errors_total", "Ingest requests answered with an error.",
+            __atomic_load_n(&n->ingest_errors, __ATOMIC_RELAXED));
+    COUNTER("sluice_read_requests_total", "FeatureService requests received.",
+            __atomic_load_n(&n->read_requests, __ATOMIC_RELAXED));
+    COUNTER("sluice_read_errors_total", "FeatureService requests answered with an error.",
+            __atomic_load_n(&n->read_errors, __ATOMIC_RELAXED));
+    COUNTER("sluice_commits_total", "Requests committed durably.", ws.commits);
+    COUNTER("sluice_commit_groups_total", "Group commits (one fsync each).", ws.groups);
+    COUNTER("sluice_commit_failures_total", "Requests whose commit failed.", ws.failures);
+#undef COUNTER
+    sl_buf_printf(&b, "# HELP sluice_commit_queue Requests waiting for the writer.\n"
+                      "# TYPE sluice_commit_queue gauge\nsluice_commit_queue %llu\n",
+                  (unsigned long long)ws.queued);
+    if (b.oom) {
+        sl_buf_free(&b);
+        sl_reply_error(r, 503, 8, "out of memory");
+        return;
+    }
+    sl_http_reply(r, 200, "text/plain; version=0.0.4", b.p, b.len);
+    sl_buf_free(&b);
+}
+
+/* ---- routing ---- */
+
+/* Matches "/v1/workspaces/<name>/<rest>"; copies name. */
+static int ws_route(const char *path, char *name, size_t cap, const char **rest)
+{
+    static const char pre[] = "/v1/workspaces/";
+    if (strncmp(path, pre, sizeof(pre) - 1) != 0)
+        return 0;
+    const char *s = path + sizeof(pre) - 1;
+    size_t l = strcspn(s, "/");
+    if (l == 0 || l >= cap)
+        return 0;
+    memcpy(name, s, l);
+    name[l] = 0;
+    *rest = s + l;
+    return 1;
+}
+
+static void forbid(struct sl_http_req *r, const char *what)
+{
+    char msg[256];
+    snprintf(msg, sizeof(msg), "the service account is not allowed to %s", what);
+    sl_reply_error(r, 403, 7, msg);
+}
+
+static void route(struct sl_http_req *r, void *arg)
+{
+    struct sl_node *n = arg;
+    const char *path = sl_http_path(r);
+    enum sl_http_method m = sl_http_method(r);
+
+    if (strcmp(path, "/healthz") == 0) {
+        static const char ok[] = "{\"status\":\"ok\"}";
+        sl_http_reply(r, 200, "application/json", ok, sizeof(ok) - 1);
+        return;
+    }
+
+    struct sl_principal p;
+    struct sl_error aerr = {0};
+    int arc = sl_auth_check(n->auth, sl_http_header(r, "Authorization"), &p, &aerr);
+    if (arc != 0)
+        sl_info("auth: rejected %s from a caller: %s", path, aerr.msg);
+
+    if (strcmp(path, "/ingest") == 0 && m == SL_HTTP_POST) {
+        sl_ingest_handle(n, r, arc, aerr.msg, &p);
+        return;
+    }
+    if (arc != 0) {
+        sl_reply_error(r, 401, 16, aerr.msg);
+        return;
+    }
+    static const char fs[] = "/api/v1/feature-service/";
+    if (strncmp(path, fs, sizeof(fs) - 1) == 0 && m == SL_HTTP_POST) {
+        const char *call = path + sizeof(fs) - 1;
+        if (strcmp(call, "get-features") == 0)
+            sl_serve_handle(n, r, SL_SERVE_GET, &p);
+        else if (strcmp(call, "get-features-batch") == 0)
+            sl_serve_handle(n, r, SL_SERVE_BATCH, &p);
+        else if (strcmp(call, "metadata") == 0)
+            sl_serve_handle(n, r, SL_SERVE_METADATA, &p);
+        else
+            sl_reply_error(r, 404, 5, "no such FeatureService method");
+        return;
+    }
+    if (strcmp(path, "/metrics") == 0 && m == SL_HTTP_GET) {
+        metrics(n, r);
+        return;
+    }
+    if (strcmp(path, "/v1/workspaces") == 0) {
+        if (m == SL_HTTP_GET) {
+            workspaces_list(n, r, &p);
+        } else if (m == SL_HTTP_POST) {
+            if (!sl_auth_allowed(n->auth, &p, NULL, SL_ACT_ADMIN))
+                forbid(r, "create workspaces");
+            else
+                workspace_create(n, r);
+        } else {
+            sl_reply_error(r, 405, 12, "method not allowed");
+        }
+        return;
+    }
+    if (strcmp(path, "/v1/service-accounts") == 0 && m == SL_HTTP_POST) {
+        if (!sl_auth_allowed(n->auth, &p, NULL, SL_ACT_ADMIN))
+            forbid(r, "manage service accounts");
+        else
+            account_create(n, r);
+        return;
+    }
+    char ws[72];
+    const char *rest;
+    if (ws_route(path, ws, sizeof(ws), &rest)) {
+        int any = sl_auth_any_role(n->auth, &p, ws);
+        if (strcmp(rest, "/plan") == 0 && m == SL_HTTP_POST) {
+            if (!sl_auth_allowed(n->auth, &p, ws, SL_ACT_PLAN))
+                forbid(r, "plan in this workspace");
+            else
+                workspace_plan(n, r, ws, 0);
+        } else if (strcmp(rest, "/apply") == 0 && m == SL_HTTP_POST) {
+            if (!sl_auth_allowed(n->auth, &p, ws, SL_ACT_APPLY))
+                forbid(r, "apply to this workspace");
+            else
+                workspace_plan(n, r, ws, 1);
+        } else if (strcmp(rest, "/definitions") == 0 && m == SL_HTTP_GET) {
+            if (!any)
+                forbid(r, "read this workspace");
+            else
+                workspace_definitions(n, r, ws);
+        } else if (strcmp(rest, "/roles") == 0 && (m == SL_HTTP_POST || m == SL_HTTP_DELETE)) {
+            if (!sl_auth_allowed(n->auth, &p, ws, SL_ACT_MANAGE))
+                forbid(r, "manage roles in this workspace");
+            else
+                role_set(n, r, ws, m == SL_HTTP_POST);
+        } else if (*rest == 0 && m == SL_HTTP_DELETE) {
+            struct sl_error err = {0};
+            if (!sl_auth_allowed(n->auth, &p, NULL, SL_ACT_ADMIN)) {
+                forbid(r, "delete workspaces");
+            } else if (sl_registry_delete(n->reg, ws, &err) != 0) {
+                reply_status(r, &err);
+            } else {
+                static const char ok[] = "{\"status\":\"ok\"}";
+                sl_http_reply(r, 200, "application/json", ok, sizeof(ok) - 1);
+            }
+        } else {
+            sl_reply_error(r, 404, 5, "no such endpoint");
+        }
+        return;
+    }
+    sl_reply_error(r, 404, 5, "no such endpoint");
+}
+
+static int mkdir_p(const char *dir, struct sl_error *err)
+{
+    char path[4096];
+    size_t len = strlen(dir);
+    if (len >= sizeof(path))
+        return sl_error_set(err, SL_EINVAL, "data dir path too long");
+    memcpy(path, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (path[i] == '/' || path[i] == 0) {
+            char c = path[i];
+            path[i] = 0;
+            if (mkdir(path, 0700) != 0 && errno != EEXIST)
+                return sl_error_set(err, SL_EIO, "mkdir %s: %s", path, strerror(errno));
+            path[i] = c;
+        }
+    }
+    return 0;
+}
+
+struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
+{
+    struct sl_node *n = calloc(1, sizeof(*n));
+    char path[4200];
+    if (!n) {
+        sl_error_set(err, SL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    n->cfg = cfg;
+    pthread_mutex_init(&n->apply_mu, NULL);
+    if (cfg->fake_now)
+        sl_time_set_fake(cfg->fake_now);
+    if (mkdir_p(cfg->data_dir, err) != 0)
+        goto fail;
+    snprintf(path, sizeof(path), "%s/online", cfg->data_dir);
+    if (sl_store_leveldb_open(path, (size_t)cfg->cache_mb, &n->store, err) != 0)
+        goto fail;
+    n->reg = sl_registry_open(&n->store, err);
+    if (!n->reg)
+        goto fail;
+    n->auth = sl_auth_open(&n->store, cfg->data_dir, cfg->no_auth, err);
+    if (!n->auth)
+        goto fail;
+    if (cfg->no_auth)
+        sl_warn("authentication is disabled (--no-auth): every caller is an admin");
+    n->writer = sl_writer_start(&n->store, (size_t)cfg->queue, (size_t)cfg->group_max, NULL,
+                                NULL, err);
+    if (!n->writer)
+        goto fail;
+    struct sl_http_config hc = {
+        .listen = cfg->listen,
+        .threads = (int)cfg->threads,
+        .max_body = (size_t)cfg->max_body,
+    };
+    if (sl_http_start(&hc, route, n, &n->http, err) != 0)
+        goto fail;
+    return n;
+fail:
+    sl_server_stop(n);
+    return NULL;
+}
+
+void sl_server_stop(struct sl_node *n)
+{
+    if (!n)
+        return;
+    sl_http_stop(n->http);
+    sl_writer_stop(n->writer);
+    sl_auth_close(n->auth);
+    sl_registry_close(n->reg);
+    sl_store_close(&n->store);
+    pthread_mutex_destroy(&n->apply_mu);
+    free(n);
+}
+
+int sl_server_port(const struct sl_node *n)
+{
+    return sl_http_port(n->http);
+}

@@ -1,0 +1,47 @@
+/* The node: the state a running `sluice serve` holds, the HTTP routes, and the admin API
+ * behind the CLI (workspaces, plan/apply, service accounts, roles). */
+#ifndef SL_SERVER_H
+#define SL_SERVER_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "config.h"
+#include "store.h"
+
+struct sl_http;
+struct sl_http_req;
+struct sl_registry;
+struct sl_buf;
+struct sl_error;
+
+struct sl_node {
+    struct sl_config *cfg;
+    struct sl_store store;
+    struct sl_registry *reg;
+    struct sl_auth *auth;
+    struct sl_writer *writer;
+    struct sl_http *http;
+    pthread_mutex_t apply_mu;   /* one apply at a time */
+    /* counters for /metrics (atomic) */
+    uint64_t ingest_requests, ingest_records, ingest_errors, read_requests, read_errors;
+};
+
+/* Opens the store, registry and auth under cfg->data_dir, starts the writer and the HTTP
+ * workers. Returns NULL with err. Main thread. */
+struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err);
+/* Stops HTTP, drains the writer, closes everything. Accepts NULL. Main thread. */
+void sl_server_stop(struct sl_node *n);
+/* The bound port. */
+int sl_server_port(const struct sl_node *n);
+
+/* Replies with a JSON body built in b (consumed). Loop thread. */
+void sl_reply_buf(struct sl_http_req *r, int status, struct sl_buf *b);
+/* Replies {"error":msg,"code":grpc,"message":msg} (the FeatureService error shape). */
+void sl_reply_error(struct sl_http_req *r, int status, int grpc, const char *msg);
+/* The HTTP status and gRPC code for a status code (SL_EAUTH → 401/16, ...). */
+void sl_status_http(int code, int *http, int *grpc);
+
+#endif

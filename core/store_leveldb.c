@@ -1,0 +1,159 @@
+/* The embedded online store: LevelDB through its C API. The only file that includes it. */
+#include "store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <leveldb/c.h>
+
+#include "error.h"
+
+struct ldb {
+    leveldb_t *db;
+    leveldb_options_t *opts;
+    leveldb_cache_t *cache;
+    leveldb_filterpolicy_t *filter;
+    leveldb_readoptions_t *ropts;
+    leveldb_writeoptions_t *wsync, *wnosync;
+};
+
+static int ldb_fail(struct sl_error *err, const char *what, char *lerr)
+{
+    sl_error_set(err, SL_ESTORE, "leveldb %s: %s", what, lerr ? lerr : "unknown error");
+    leveldb_free(lerr);
+    return SL_ESTORE;
+}
+
+static int ldb_get(void *ctx, const char *k, size_t klen, struct sl_buf *val, struct sl_error *err)
+{
+    struct ldb *l = ctx;
+    char *lerr = NULL;
+    size_t vlen = 0;
+    char *v = leveldb_get(l->db, l->ropts, k, klen, &vlen, &lerr);
+    if (lerr)
+        return ldb_fail(err, "get", lerr);
+    if (!v)
+        return SL_ENOTFOUND;
+    sl_buf_append(val, v, vlen);
+    leveldb_free(v);
+    if (val->oom)
+        return sl_error_set(err, SL_ENOMEM, "out of memory reading a value");
+    return 0;
+}
+
+static int add_op(void *arg, int op, const char *k, size_t kl, const char *v, size_t vl)
+{
+    leveldb_writebatch_t *wb = arg;
+    if (op == 'P')
+        leveldb_writebatch_put(wb, k, kl, v, vl);
+    else
+        leveldb_writebatch_delete(wb, k, kl);
+    return 0;
+}
+
+static int ldb_write(void *ctx, const struct sl_batch *b, int sync, struct sl_error *err)
+{
+    struct ldb *l = ctx;
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    char *lerr = NULL;
+    if (sl_batch_each(b, add_op, wb) != 0) {
+        leveldb_writebatch_destroy(wb);
+        return sl_error_set(err, SL_ECORRUPT, "malformed write batch");
+    }
+    leveldb_write(l->db, sync ? l->wsync : l->wnosync, wb, &lerr);
+    leveldb_writebatch_destroy(wb);
+    if (lerr)
+        return ldb_fail(err, "write", lerr);
+    return 0;
+}
+
+static int ldb_scan(void *ctx, const char *prefix, size_t plen, const char *start, size_t slen,
+                    sl_scan_cb cb, void *arg, struct sl_error *err)
+{
+    struct ldb *l = ctx;
+    leveldb_iterator_t *it = leveldb_create_iterator(l->db, l->ropts);
+    int rc = 0;
+    for (leveldb_iter_seek(it, start, slen); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl < plen || memcmp(k, prefix, plen) != 0)
+            break;
+        const char *v = leveldb_iter_value(it, &vl);
+        rc = cb(arg, k, kl, v, vl);
+        if (rc != 0)
+            break;
+    }
+    if (rc >= 0) {
+        char *lerr = NULL;
+        leveldb_iter_get_error(it, &lerr);
+        if (lerr)
+            rc = ldb_fail(err, "scan", lerr);
+        else
+            rc = 0;
+    }
+    leveldb_iter_destroy(it);
+    return rc;
+}
+
+static void ldb_close(void *ctx)
+{
+    struct ldb *l = ctx;
+    if (!l)
+        return;
+    if (l->db)
+        leveldb_close(l->db);
+    if (l->opts)
+        leveldb_options_destroy(l->opts);
+    if (l->cache)
+        leveldb_cache_destroy(l->cache);
+    if (l->filter)
+        leveldb_filterpolicy_destroy(l->filter);
+    if (l->ropts)
+        leveldb_readoptions_destroy(l->ropts);
+    if (l->wsync)
+        leveldb_writeoptions_destroy(l->wsync);
+    if (l->wnosync)
+        leveldb_writeoptions_destroy(l->wnosync);
+    free(l);
+}
+
+static const struct sl_store_ops leveldb_ops = {
+    .name = "leveldb",
+    .get = ldb_get,
+    .write = ldb_write,
+    .scan = ldb_scan,
+    .close = ldb_close,
+};
+
+int sl_store_leveldb_open(const char *dir, size_t cache_mb, struct sl_store *out,
+                          struct sl_error *err)
+{
+    struct ldb *l = calloc(1, sizeof(*l));
+    char *lerr = NULL;
+    if (!l)
+        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    l->opts = leveldb_options_create();
+    l->cache = leveldb_cache_create_lru((cache_mb ? cache_mb : 64) << 20);
+    l->filter = leveldb_filterpolicy_create_bloom(10);
+    leveldb_options_set_create_if_missing(l->opts, 1);
+    leveldb_options_set_cache(l->opts, l->cache);
+    leveldb_options_set_filter_policy(l->opts, l->filter);
+    leveldb_options_set_write_buffer_size(l->opts, 32u << 20);
+    leveldb_options_set_max_open_files(l->opts, 1000);
+    l->ropts = leveldb_readoptions_create();
+    l->wsync = leveldb_writeoptions_create();
+    leveldb_writeoptions_set_sync(l->wsync, 1);
+    l->wnosync = leveldb_writeoptions_create();
+    l->db = leveldb_open(l->opts, dir, &lerr);
+    if (lerr) {
+        ldb_fail(err, "open", lerr);
+        sl_error_prefix(err, "%s: ", dir);
+        goto fail;
+    }
+    out->ops = &leveldb_ops;
+    out->ctx = l;
+    return 0;
+fail:
+    ldb_close(l);
+    return SL_ESTORE;
+}

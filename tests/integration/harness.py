@@ -1,0 +1,215 @@
+"""Test harness for integration tests: starts a real `sluice serve` on a free loopback port
+and talks HTTP to it. Each test file calls run(globals()) at the end; every function named
+test_* runs in order, and the file ends with the line `N passed, M failed`."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.request
+
+BIN = os.environ.get("SLUICE_BIN", os.path.abspath("sluice"))
+SRCDIR = os.environ.get("SL_SRCDIR", ".")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(cond, timeout=10.0, what="condition"):
+    """Polls cond() until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.02)
+
+
+class Server:
+    """A sluice server process on a temporary data directory."""
+
+    def __init__(self, data_dir=None, args=(), keep=False):
+        self.own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="sluice-test-")
+        self.args = list(args)
+        self.proc = None
+        self.port = None
+        self.key = None
+        self.log = None
+
+    def start(self):
+        self.port = free_port()
+        self.log = open(os.path.join(self.data_dir, "server.log"), "ab")
+        cmd = [BIN, "serve", "--data-dir", self.data_dir, "--listen",
+               "127.0.0.1:%d" % self.port, "--log-level", "warn"] + self.args
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log)
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError("server exited with %s: %s" % (self.proc.returncode, self.log_text()))
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+        wait_for(up, 15, "the server to listen")
+        keyfile = os.path.join(self.data_dir, "admin.key")
+        if os.path.exists(keyfile):
+            with open(keyfile) as f:
+                self.key = f.read().strip()
+        return self
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def log_text(self):
+        try:
+            with open(os.path.join(self.data_dir, "server.log"), "rb") as f:
+                return f.read().decode("utf-8", "replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("server did not stop on SIGTERM")
+        if self.log:
+            self.log.close()
+            self.log = None
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        if self.log:
+            self.log.close()
+            self.log = None
+
+    def cleanup(self):
+        self.stop()
+        if self.own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def request(self, method, path, body=None, key="admin", raw=None, headers=None):
+        """Returns (status, parsed JSON or text). key: "admin", None, or a key string."""
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        k = self.key if key == "admin" else key
+        if k is not None:
+            req.add_header("Authorization", "Sluice-key " + k)
+        for h, v in (headers or {}).items():
+            req.add_header(h, v)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                status, text = r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read().decode()
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+    def cli(self, *args, key="admin", input=None, env_extra=None):
+        env = dict(os.environ)
+        env["SLUICE_URL"] = self.url
+        env.pop("SLUICE_API_KEY", None)
+        if key == "admin":
+            env["SLUICE_API_KEY"] = self.key
+        elif key:
+            env["SLUICE_API_KEY"] = key
+        env.update(env_extra or {})
+        p = subprocess.run([BIN] + list(args), env=env, input=input, capture_output=True,
+                           text=True, timeout=60)
+        return p.returncode, p.stdout, p.stderr
+
+    def ingest(self, records, ws="ads", dry_run=False, key="admin"):
+        return self.request("POST", "/ingest", {"workspace_name": ws, "dry_run": dry_run,
+                                                "records": records}, key=key)
+
+    def get_features(self, join_key_map, ws="ads", service="ad_ctr_feature_service",
+                     options=None, key="admin"):
+        params = {"workspace_name": ws, "feature_service_name": service,
+                  "join_key_map": join_key_map}
+        if options is not None:
+            params["metadata_options"] = options
+        return self.request("POST", "/api/v1/feature-service/get-features",
+                            {"params": params}, key=key)
+
+
+def example_dir(name):
+    return os.path.join(SRCDIR, "scripts", "examples", name)
+
+
+def setup_workspace(srv, ws="ads", repo="ads", live=True):
+    """Creates workspace ws and applies the example repository `repo` to it."""
+    args = ["workspace", "create", ws] + (["--live"] if live else [])
+    rc, out, err = srv.cli(*args)
+    assert rc == 0, err
+    rc, out, err = srv.cli("apply", "--workspace", ws, example_dir(repo))
+    assert rc == 0, out + err
+    return out
+
+
+def now_rfc3339(offset_s=0.0):
+    t = time.time() + offset_s
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % int((t % 1) * 1000)
+
+
+def expect(cond, msg=""):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def expect_eq(got, want, msg=""):
+    if got != want:
+        raise AssertionError("%s\n  got:  %r\n  want: %r" % (msg, got, want))
+
+
+def run(ns):
+    """Runs every test_* function of the calling module, in definition order."""
+    tests = [(n, f) for n, f in ns.items() if n.startswith("test_") and callable(f)]
+    passed = failed = 0
+    setup = ns.get("setup_module")
+    teardown = ns.get("teardown_module")
+    try:
+        if setup:
+            setup()
+        for i, (name, fn) in enumerate(tests, 1):
+            try:
+                fn()
+                passed += 1
+                print("ok %d - %s" % (i, name), flush=True)
+            except Exception:
+                failed += 1
+                print("not ok %d - %s" % (i, name), flush=True)
+                for line in traceback.format_exc().splitlines():
+                    print("#   " + line)
+    except Exception:
+        failed += 1
+        print("not ok - setup_module")
+        traceback.print_exc()
+    finally:
+        if teardown:
+            try:
+                teardown()
+            except Exception:
+                traceback.print_exc()
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
