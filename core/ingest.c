@@ -16,6 +16,7 @@
 #include "server.h"
 #include "store.h"
 #include "timeutil.h"
+#include "transform.h"
 #include "types.h"
 
 #define MAX_RECORD_ERRORS 100
@@ -61,7 +62,9 @@ struct req {
     int dry_run;
     const char *ws_name;
     struct sl_arena arena;
-    struct sl_buf enc;        /* encoded field values of the current record */
+    struct sl_buf enc;        /* encoded field values of the current source row */
+    struct sl_buf enc2;       /* ... of the current transformed row */
+    struct sl_xform_cache *xf; /* this worker's VMs */
     struct sl_buf errors;     /* recordErrors entries */
     size_t nerrors;
     size_t nviews;
@@ -97,13 +100,6 @@ static void record_error(struct req *q, const struct sl_view *v, const struct sl
     sl_buf_puts(b, ",\"errorMessage\":");
     sl_buf_json_str(b, msg, strlen(msg));
     sl_buf_putc(b, '}');
-}
-
-/* A record-level problem that concerns every view fed by the source. */
-static void source_error(struct req *q, const struct sl_source *s, const char *msg)
-{
-    for (size_t i = 0; i < s->nviews; i++)
-        record_error(q, s->views[i], s, "TectonObjectValidationError", msg);
 }
 
 static struct view_out *view_out(struct req *q, struct sl_view *v)
@@ -162,106 +158,120 @@ static void key_part(const struct field_val *f, const char *enc, struct sl_buf *
     }
 }
 
-/* Validates one record against the source schema and fills vals (one per schema field).
- * Returns 0 or 1 when the record had errors (already reported). */
-static int check_record(struct req *q, struct sl_source *s, size_t idx, const struct sl_json *rec,
-                        struct field_val *vals)
+/* Where a row came from, for error messages: a source record, or a view's transformation. */
+struct origin {
+    struct sl_source *s;
+    struct sl_view *v;   /* NULL: the problem concerns every view of the source */
+    size_t idx;
+};
+
+static void row_error(struct req *q, const struct origin *o, const char *type, const char *msg)
 {
-    char msg[768];
+    if (o->v)
+        record_error(q, o->v, o->s, type, msg);
+    else
+        for (size_t i = 0; i < o->s->nviews; i++)
+            record_error(q, o->s->views[i], o->s, type, msg);
+}
+
+/* Validates a row against schema[0..n), encoding its values into enc and vals (one per
+ * field). Returns 0, 1 when the row had errors (already reported), negative on ENOMEM. */
+static int check_row(struct req *q, const struct origin *o, const struct sl_field *schema,
+                     size_t n, const struct sl_json *rec, struct sl_buf *enc,
+                     struct field_val *vals)
+{
+    char msg[768], where[256];
     struct sl_error err = {0};
+    if (o->v)
+        snprintf(where, sizeof(where), "record %zu of source `%s`, transformed by feature view `%s`",
+                 o->idx, o->s->name, o->v->name);
+    else
+        snprintf(where, sizeof(where), "record %zu of source `%s`", o->idx, o->s->name);
     if (!rec || rec->kind != SL_JSON_OBJECT) {
-        snprintf(msg, sizeof(msg), "record %zu of source `%s`: expected an object with a `record` object",
-                 idx, s->name);
-        source_error(q, s, msg);
+        snprintf(msg, sizeof(msg), "%s: expected an object with a `record` object", where);
+        row_error(q, o, "TectonObjectValidationError", msg);
         return 1;
     }
     for (const struct sl_json *m = rec->child; m; m = m->next) {
         int known = 0;
-        for (size_t i = 0; i < s->nfields && !known; i++)
-            known = strcmp(s->schema[i].name, m->key) == 0;
+        for (size_t i = 0; i < n && !known; i++)
+            known = strcmp(schema[i].name, m->key) == 0;
         if (!known) {
-            snprintf(msg, sizeof(msg), "record %zu of source `%s`: field `%s` is not in the schema",
-                     idx, s->name, m->key);
-            source_error(q, s, msg);
+            snprintf(msg, sizeof(msg), "%s: field `%s` is not in the schema", where, m->key);
+            row_error(q, o, "TectonObjectValidationError", msg);
             return 1;
         }
     }
-    sl_buf_reset(&q->enc);
-    for (size_t i = 0; i < s->nfields; i++) {
-        const struct sl_field *f = &s->schema[i];
+    sl_buf_reset(enc);
+    for (size_t i = 0; i < n; i++) {
+        const struct sl_field *f = &schema[i];
         const struct sl_json *v = sl_json_get(rec, f->name);
         struct field_val *fv = &vals[i];
         memset(fv, 0, sizeof(*fv));
         if (!v) {
-            snprintf(msg, sizeof(msg), "record %zu of source `%s`: field `%s` is missing", idx,
-                     s->name, f->name);
-            source_error(q, s, msg);
+            snprintf(msg, sizeof(msg), "%s: field `%s` is missing", where, f->name);
+            row_error(q, o, "TectonObjectValidationError", msg);
             return 1;
         }
-        fv->off = q->enc.len;
-        if (sl_value_encode(f->type, v, &q->enc, &err) != 0) {
-            snprintf(msg, sizeof(msg), "record %zu of source `%s`: field `%s`: %s", idx, s->name,
-                     f->name, err.msg);
-            source_error(q, s, msg);
+        fv->off = enc->len;
+        if (sl_value_encode(f->type, v, enc, &err) != 0 ||
+            (f->type->kind < SL_ARRAY && v->kind != SL_JSON_NULL &&
+             sl_value_scalar(f->type->kind, v, &fv->s, &err) != 0)) {
+            snprintf(msg, sizeof(msg), "%s: field `%s`: %s", where, f->name, err.msg);
+            row_error(q, o, "TectonObjectValidationError", msg);
             return 1;
         }
-        fv->len = q->enc.len - fv->off;
+        fv->len = enc->len - fv->off;
         fv->null = v->kind == SL_JSON_NULL;
-        if (f->type->kind < SL_ARRAY && !fv->null &&
-            sl_value_scalar(f->type->kind, v, &fv->s, &err) != 0) {
-            snprintf(msg, sizeof(msg), "record %zu of source `%s`: field `%s`: %s", idx, s->name,
-                     f->name, err.msg);
-            source_error(q, s, msg);
-            return 1;
-        }
         fv->s.kind = f->type->kind;
     }
-    if (q->enc.oom)
-        return -1;
-    return 0;
+    return enc->oom ? SL_ENOMEM : 0;
 }
 
-/* Builds the online row of an attribute view from a checked record. */
-static int view_record(struct req *q, struct sl_source *s, struct sl_view *v, size_t idx,
-                       const struct field_val *vals, int64_t now, struct sl_buf *key,
-                       struct sl_buf *row, struct sl_buf *tmp)
+/* Builds the online row of an attribute view from a checked row (vals index the view's row
+ * schema, their bytes in enc). */
+static int view_record(struct req *q, const struct origin *o, struct sl_view *v,
+                       const struct field_val *vals, const char *enc, int64_t now,
+                       struct sl_buf *key, struct sl_buf *row, struct sl_buf *tmp)
 {
     char msg[768];
+    size_t nrow;
+    const struct sl_field *schema = sl_view_row_schema(v, &nrow);
     if (vals[v->ts_index].null) {
         snprintf(msg, sizeof(msg), "record %zu of source `%s`: the timestamp field `%s` must not be null",
-                 idx, s->name, s->schema[v->ts_index].name);
-        record_error(q, v, s, "TectonObjectValidationError", msg);
+                 o->idx, o->s->name, schema[v->ts_index].name);
+        record_error(q, v, o->s, "TectonObjectValidationError", msg);
         return 1;
     }
     int64_t ts = vals[v->ts_index].s.i;
     if (v->ttl_ns > 0 && ts < now - v->ttl_ns) {
         snprintf(msg, sizeof(msg),
                  "record %zu: timestamp value is outside of the serving TTL defined for Feature View %s",
-                 idx, v->name);
-        record_error(q, v, s, "TectonObjectValidationError", msg);
+                 o->idx, v->name);
+        record_error(q, v, o->s, "TectonObjectValidationError", msg);
         return 1;
     }
     if (ts > now + q->n->cfg->future_skew) {
         snprintf(msg, sizeof(msg),
                  "record %zu: timestamp value is further in the future than the allowed clock skew for Feature View %s",
-                 idx, v->name);
-        record_error(q, v, s, "TectonObjectValidationError", msg);
+                 o->idx, v->name);
+        record_error(q, v, o->s, "TectonObjectValidationError", msg);
         return 1;
     }
     const char *parts[16];
     size_t lens[16];
     if (v->nkeys > 16)
-        return -1;
+        return SL_EINVAL;
     sl_buf_reset(tmp);
     for (size_t k = 0; k < v->nkeys; k++) {
         const struct field_val *f = &vals[v->key_index[k]];
         if (f->null) {
             snprintf(msg, sizeof(msg), "record %zu of source `%s`: join key `%s` must not be null",
-                     idx, s->name, v->join_keys[k].name);
-            record_error(q, v, s, "TectonObjectValidationError", msg);
+                     o->idx, o->s->name, v->join_keys[k].name);
+            record_error(q, v, o->s, "TectonObjectValidationError", msg);
             return 1;
         }
-        key_part(f, q->enc.p, tmp, &parts[k], &lens[k]);
+        key_part(f, enc, tmp, &parts[k], &lens[k]);
     }
     for (size_t k = 0; k < v->nkeys; k++) /* integer parts live in tmp */
         if (vals[v->key_index[k]].s.kind == SL_INT64 || vals[v->key_index[k]].s.kind == SL_INT32)
@@ -274,57 +284,121 @@ static int view_record(struct req *q, struct sl_source *s, struct sl_view *v, si
     sl_buf_u32(row, (uint32_t)v->nfeatures);
     for (size_t f = 0; f < v->nfeatures; f++) {
         const struct field_val *fv = &vals[v->features[f].col_index];
-        sl_buf_lenstr(row, q->enc.p + fv->off, fv->len);
+        sl_buf_lenstr(row, enc + fv->off, fv->len);
     }
-    return key->oom || row->oom || tmp->oom ? -1 : 0;
+    return key->oom || row->oom || tmp->oom ? SL_ENOMEM : 0;
+}
+
+/* Runs a user function; on failure reports a TransformationError and returns 1. */
+static int run_user(struct req *q, const struct origin *o, const char *obj, const char *what,
+                    const struct sl_field *in, size_t nin, const struct sl_json *rec,
+                    const struct sl_field *out, size_t nout, struct sl_json ***rows,
+                    size_t *nrows)
+{
+    struct sl_error err = {0};
+    char msg[900];
+    lua_State *L = sl_xform_vm(q->xf, q->ws, &err);
+    int rc = L ? sl_xform_run(L, obj, what, in, nin, rec, out, nout, &q->arena, rows, nrows, &err)
+               : err.code;
+    if (rc == SL_ENOMEM && !L)
+        return rc;
+    if (rc != 0) {
+        snprintf(msg, sizeof(msg), "record %zu of source `%s`: %s of %s `%s` failed: %s", o->idx,
+                 o->s->name, what, o->v ? "feature view" : "source", obj, err.msg);
+        row_error(q, o, "TransformationError", msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* Materialises one checked source row into every view of the source. */
+static int fan_out(struct req *q, struct origin *o, const struct sl_json *rec,
+                   const struct field_val *vals, struct sl_buf *bufs)
+{
+    struct sl_source *s = o->s;
+    int64_t now = sl_now_ns();
+    for (size_t i = 0; i < s->nviews; i++) {
+        struct sl_view *v = s->views[i];
+        struct view_out *vo = view_out(q, v);
+        if (v->mode != SL_MODE_ATTRIBUTE)
+            continue; /* aggregate views are not materialised by this build */
+        struct sl_json **rows = (struct sl_json **)&rec;
+        size_t nrows = 1;
+        const struct field_val *rv = vals;
+        const char *enc = q->enc.p;
+        struct origin vo_origin = {s, v, o->idx};
+        if (v->has_transformation) {
+            int bad = run_user(q, &vo_origin, v->name, "transformation", s->schema, s->nfields,
+                               rec, v->out_schema, v->nout, &rows, &nrows);
+            if (bad)
+                continue;
+        }
+        for (size_t r = 0; r < nrows; r++) {
+            if (v->has_transformation) {
+                struct field_val *tv = sl_arena_alloc(&q->arena, (v->nout + 1) * sizeof(*tv));
+                if (!tv)
+                    return SL_ENOMEM;
+                int bad = check_row(q, &vo_origin, v->out_schema, v->nout, rows[r], &q->enc2, tv);
+                if (bad < 0)
+                    return bad;
+                if (bad)
+                    continue;
+                rv = tv;
+                enc = q->enc2.p;
+            }
+            int vr = view_record(q, o, v, rv, enc, now, &bufs[0], &bufs[1], &bufs[2]);
+            if (vr < 0)
+                return vr;
+            if (vr > 0)
+                continue;
+            if (v->online) {
+                vo->online++;
+                if (!q->dry_run &&
+                    add_mutation(q, bufs[0].p, bufs[0].len, rv[v->ts_index].s.i, bufs[1].p,
+                                 bufs[1].len) != 0)
+                    return SL_ENOMEM;
+            }
+        }
+    }
+    return 0;
 }
 
 /* Checks and encodes every record of one source. Returns 0, or negative on ENOMEM. */
 static int ingest_source(struct req *q, struct sl_source *s, const struct sl_json *arr)
 {
     struct field_val *vals = sl_arena_alloc(&q->arena, (s->nfields + 1) * sizeof(*vals));
-    struct sl_buf key = SL_BUF_INIT, row = SL_BUF_INIT, tmp = SL_BUF_INIT;
-    int64_t now = sl_now_ns();
+    struct sl_buf bufs[3] = {SL_BUF_INIT, SL_BUF_INIT, SL_BUF_INIT};
     int rc = 0;
     size_t idx = 0;
     if (!vals)
         return SL_ENOMEM;
-    for (const struct sl_json *el = arr->child; el; el = el->next, idx++) {
+    for (const struct sl_json *el = arr->child; el && rc == 0; el = el->next, idx++) {
         const struct sl_json *rec = el->kind == SL_JSON_OBJECT ? sl_json_get(el, "record") : NULL;
-        int bad = check_record(q, s, idx, rec, vals);
-        if (bad < 0) {
-            rc = SL_ENOMEM;
-            break;
-        }
-        if (bad)
+        struct origin o = {s, NULL, idx};
+        int bad = check_row(q, &o, s->schema, s->nfields, rec, &q->enc, vals);
+        if (bad) {
+            rc = bad < 0 ? bad : 0;
             continue;
-        for (size_t i = 0; i < s->nviews; i++) {
-            struct sl_view *v = s->views[i];
-            struct view_out *vo = view_out(q, v);
-            if (v->mode != SL_MODE_ATTRIBUTE)
-                continue; /* aggregate views are not materialised by this build */
-            int vr = view_record(q, s, v, idx, vals, now, &key, &row, &tmp);
-            if (vr < 0) {
-                rc = SL_ENOMEM;
-                break;
-            }
-            if (vr > 0)
-                continue;
-            if (v->online) {
-                vo->online++;
-                if (!q->dry_run && add_mutation(q, key.p, key.len, vals[v->ts_index].s.i, row.p,
-                                                row.len) != 0) {
-                    rc = SL_ENOMEM;
-                    break;
-                }
-            }
         }
-        if (rc)
-            break;
+        if (!s->has_post_processor) {
+            rc = fan_out(q, &o, rec, vals, bufs);
+            continue;
+        }
+        struct sl_json **rows;
+        size_t nrows;
+        if (run_user(q, &o, s->name, "post_processor", s->schema, s->nfields, rec, s->schema,
+                     s->nfields, &rows, &nrows))
+            continue;
+        for (size_t r = 0; r < nrows && rc == 0; r++) {
+            bad = check_row(q, &o, s->schema, s->nfields, rows[r], &q->enc, vals);
+            if (bad)
+                rc = bad < 0 ? bad : 0;
+            else
+                rc = fan_out(q, &o, rows[r], vals, bufs);
+        }
     }
-    sl_buf_free(&key);
-    sl_buf_free(&row);
-    sl_buf_free(&tmp);
+    for (int i = 0; i < 3; i++)
+        sl_buf_free(&bufs[i]);
     return rc;
 }
 
@@ -447,6 +521,7 @@ static void req_free(struct req *q)
 {
     sl_arena_free(&q->arena);
     sl_buf_free(&q->enc);
+    sl_buf_free(&q->enc2);
     sl_buf_free(&q->errors);
     free(q->views);
     commit_free(q->ic);
@@ -487,7 +562,7 @@ static const char *check_top(const struct sl_json *root, char *msg, size_t cap)
 void sl_ingest_handle(struct sl_node *n, struct sl_http_req *r, int auth_rc,
                       const char *auth_msg, const struct sl_principal *p)
 {
-    struct req q = {.n = n, .r = r};
+    struct req q = {.n = n, .r = r, .xf = n->xform[sl_http_worker(r)]};
     struct sl_error err = {0};
     char msg[1024];
     __atomic_add_fetch(&n->ingest_requests, 1, __ATOMIC_RELAXED);

@@ -162,6 +162,7 @@ static int build_source(struct sl_source *s, const cJSON *j, struct sl_error *er
         return rc;
     const char *ts = jstr(j, "timestamp_field");
     s->ts_index = ts ? field_index(s->nfields, s->schema, ts) : -1;
+    s->has_post_processor = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "post_processor"));
     return 0;
 }
 
@@ -177,6 +178,62 @@ static int parse_duration_field(const cJSON *j, const char *k, int64_t *out,
     if (sl_duration_parse(s, strlen(s), out) != 0)
         return where(j, err, "bad duration `%s`", s);
     return 0;
+}
+
+const struct sl_field *sl_view_row_schema(const struct sl_view *v, size_t *n)
+{
+    if (v->out_schema) {
+        *n = v->nout;
+        return v->out_schema;
+    }
+    *n = v->source ? v->source->nfields : 0;
+    return v->source ? v->source->schema : NULL;
+}
+
+static int add_out(struct sl_view *v, const char *name, const struct sl_type *t,
+                   struct sl_error *err)
+{
+    if (field_index(v->nout, v->out_schema, name) >= 0)
+        return 0;
+    struct sl_field *g = realloc(v->out_schema, (v->nout + 1) * sizeof(*g));
+    if (!g)
+        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    v->out_schema = g;
+    g[v->nout].name = strdup(name);
+    g[v->nout].type = sl_type_clone(t);
+    v->nout++;
+    if (!g[v->nout - 1].name || !g[v->nout - 1].type)
+        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    return 0;
+}
+
+/* The output schema of a transformed view: join keys, timestamp, feature columns (an
+ * attribute's declared type, an aggregate's input type). */
+static int output_schema(struct sl_view *v, const cJSON *j, const char *ts, struct sl_error *err)
+{
+    struct sl_type tstype = {.kind = SL_TIMESTAMP};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < v->nkeys; i++)
+        rc = add_out(v, v->join_keys[i].name, v->join_keys[i].type, err);
+    if (rc == 0)
+        rc = add_out(v, ts, &tstype, err);
+    const cJSON *f;
+    cJSON_ArrayForEach(f, jarr(j, "features"))
+    {
+        const char *col = jstr(f, "column");
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(f, "input_type");
+        if (!t)
+            t = cJSON_GetObjectItemCaseSensitive(f, "dataType");
+        struct sl_type *type = sl_type_from_cjson(t, err);
+        if (!type)
+            return err->code ? err->code : SL_ENOMEM;
+        if (col && rc == 0)
+            rc = add_out(v, col, type, err);
+        sl_type_free(type);
+        if (rc)
+            return rc;
+    }
+    return rc;
 }
 
 static int build_view(struct sl_ws *ws, struct sl_view *v, cJSON *j, struct sl_error *err)
@@ -217,15 +274,21 @@ static int build_view(struct sl_ws *ws, struct sl_view *v, cJSON *j, struct sl_e
             return where(j, err, "feature view refers to unknown source `%s`", src ? src : "?");
         struct sl_source *s = v->source;
         const char *ts = jstr(j, "timestamp_field");
-        v->ts_index = ts ? field_index(s->nfields, s->schema, ts) : s->ts_index;
-        if (v->ts_index < 0)
+        if (!ts && s->ts_index >= 0)
+            ts = s->schema[s->ts_index].name;
+        if (!ts || field_index(s->nfields, s->schema, ts) < 0)
             return where(j, err, "timestamp field of feature view `%s` is not in its source", v->name);
+        if (v->has_transformation && (rc = output_schema(v, j, ts, err)) != 0)
+            return rc;
+        size_t nrow;
+        const struct sl_field *row = sl_view_row_schema(v, &nrow);
+        v->ts_index = field_index(nrow, row, ts);
         v->key_index = calloc(v->nkeys ? v->nkeys : 1, sizeof(int));
         if (!v->key_index)
             return sl_error_set(err, SL_ENOMEM, "out of memory");
         for (size_t i = 0; i < v->nkeys; i++) {
-            v->key_index[i] = field_index(s->nfields, s->schema, v->join_keys[i].name);
-            if (v->key_index[i] < 0 && !v->has_transformation)
+            v->key_index[i] = field_index(nrow, row, v->join_keys[i].name);
+            if (v->key_index[i] < 0)
                 return where(j, err, "join key `%s` is not in the source schema",
                              v->join_keys[i].name);
         }
@@ -263,8 +326,10 @@ static int build_view(struct sl_ws *ws, struct sl_view *v, cJSON *j, struct sl_e
         d->type = sl_type_from_cjson(cJSON_GetObjectItemCaseSensitive(f, "dataType"), err);
         if (!d->type)
             return err->code ? err->code : SL_ENOMEM;
-        d->col_index = v->source ? field_index(v->source->nfields, v->source->schema, d->column) : -1;
-        if (v->source && d->col_index < 0 && !v->has_transformation)
+        size_t nrow = 0;
+        const struct sl_field *row = v->source ? sl_view_row_schema(v, &nrow) : NULL;
+        d->col_index = row ? field_index(nrow, row, d->column) : -1;
+        if (v->source && d->col_index < 0)
             return where(j, err, "feature column `%s` is not in the source schema", d->column);
     }
     return 0;
@@ -371,6 +436,7 @@ static void ws_free(struct sl_ws *ws)
         struct sl_view *v = &ws->views[i];
         free(v->name);
         free_fields(v->nkeys, v->join_keys);
+        free_fields(v->nout, v->out_schema);
         free(v->key_index);
         for (size_t k = 0; k < v->nfeatures; k++) {
             free(v->features[k].name);

@@ -29,6 +29,7 @@ struct sl_source {
     size_t nfields;
     struct sl_field *schema;
     int ts_index;            /* schema index of the timestamp field, or -1 */
+    int has_post_processor;  /* a Lua function applied to each record first */
     size_t nviews;           /* stream views fed by this source */
     struct sl_view **views;
 };
@@ -39,7 +40,7 @@ struct sl_feature {
     char *name;
     struct sl_type *type;    /* output type */
     char *column;
-    int col_index;           /* index in the source schema, -1 if produced by a transformation */
+    int col_index;           /* index of the column in the view's rows (see sl_view) */
     cJSON *spec;             /* the canonical JSON of the feature (borrowed from the view's) */
 };
 
@@ -51,8 +52,12 @@ struct sl_view {
     struct sl_source *source;
     size_t nkeys;
     struct sl_field *join_keys;
-    int *key_index;          /* join key i = source schema field key_index[i] */
-    int ts_index;            /* timestamp field in the source schema */
+    /* The rows a view materialises have the source schema, or with a transformation the
+     * view's output schema: its join keys, its timestamp field, then its feature columns. */
+    size_t nout;
+    struct sl_field *out_schema; /* with a transformation only */
+    int *key_index;          /* join key i = row field key_index[i] */
+    int ts_index;            /* timestamp field in the row */
     int online, offline;
     int64_t ttl_ns;          /* 0 = no ttl */
     int64_t interval_ns;     /* time_interval mode */
@@ -107,6 +112,9 @@ struct sl_ws *sl_ws_build(const char *name, int live, uint64_t version, cJSON *r
 /* Reference counting; release frees at zero. Any thread. */
 void sl_ws_retain(struct sl_ws *ws);
 void sl_ws_release(struct sl_ws *ws);
+
+/* The schema of the rows view v materialises (source schema or output schema). */
+const struct sl_field *sl_view_row_schema(const struct sl_view *v, size_t *n);
 
 struct sl_source *sl_ws_source(const struct sl_ws *ws, const char *name);
 struct sl_view *sl_ws_view(const struct sl_ws *ws, const char *name);

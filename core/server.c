@@ -18,6 +18,7 @@
 #include "registry.h"
 #include "serve.h"
 #include "timeutil.h"
+#include "transform.h"
 
 void sl_reply_buf(struct sl_http_req *r, int status, struct sl_buf *b)
 {
@@ -261,10 +262,15 @@ out:
 static void *apply_thread(void *arg)
 {
     struct apply_job *j = arg;
+    struct sl_node *n = j->n;
     apply_run(j);
     cJSON_Delete(j->body);
     free(j->ws);
     free(j);
+    pthread_mutex_lock(&n->apply_mu);
+    n->napplying--;
+    pthread_cond_broadcast(&n->apply_cv);
+    pthread_mutex_unlock(&n->apply_mu);
     return NULL;
 }
 
@@ -286,7 +292,14 @@ static void workspace_plan(struct sl_node *n, struct sl_http_req *r, const char 
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (!j->ws || pthread_create(&t, &attr, apply_thread, j) != 0) {
+    pthread_mutex_lock(&n->apply_mu);
+    int stopping = n->stopping;
+    n->napplying += !stopping;
+    pthread_mutex_unlock(&n->apply_mu);
+    if (stopping || !j->ws || pthread_create(&t, &attr, apply_thread, j) != 0) {
+        pthread_mutex_lock(&n->apply_mu);
+        n->napplying -= !stopping;
+        pthread_mutex_unlock(&n->apply_mu);
         pthread_attr_destroy(&attr);
         cJSON_Delete(body);
         free(j->ws);
@@ -561,6 +574,17 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
     }
     n->cfg = cfg;
     pthread_mutex_init(&n->apply_mu, NULL);
+    pthread_cond_init(&n->apply_cv, NULL);
+    struct sl_vm_limits lim = {(size_t)cfg->lua_memory_mb << 20, cfg->lua_instructions};
+    int nthreads = cfg->threads > 0 ? (int)cfg->threads : 1;
+    n->xform = calloc((size_t)nthreads, sizeof(*n->xform));
+    for (int i = 0; n->xform && i < nthreads; i++)
+        if (!(n->xform[i] = sl_xform_cache_new(&lim)))
+            break;
+    if (!n->xform || !n->xform[nthreads - 1]) {
+        sl_error_set(err, SL_ENOMEM, "out of memory");
+        goto fail;
+    }
     if (cfg->fake_now)
         sl_time_set_fake(cfg->fake_now);
     if (mkdir_p(cfg->data_dir, err) != 0)
@@ -597,12 +621,22 @@ void sl_server_stop(struct sl_node *n)
 {
     if (!n)
         return;
-    sl_http_stop(n->http);
+    /* Applies and commits reply through the HTTP loops, so they finish first. */
+    pthread_mutex_lock(&n->apply_mu);
+    n->stopping = 1;
+    while (n->napplying > 0)
+        pthread_cond_wait(&n->apply_cv, &n->apply_mu);
+    pthread_mutex_unlock(&n->apply_mu);
     sl_writer_stop(n->writer);
+    sl_http_stop(n->http);
+    for (long i = 0; n->xform && i < (n->cfg->threads > 0 ? n->cfg->threads : 1); i++)
+        sl_xform_cache_free(n->xform[i]);
+    free(n->xform);
     sl_auth_close(n->auth);
     sl_registry_close(n->reg);
     sl_store_close(&n->store);
     pthread_mutex_destroy(&n->apply_mu);
+    pthread_cond_destroy(&n->apply_cv);
     free(n);
 }
 

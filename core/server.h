@@ -25,6 +25,10 @@ struct sl_node {
     struct sl_writer *writer;
     struct sl_http *http;
     pthread_mutex_t apply_mu;   /* one apply at a time */
+    int napplying;              /* apply threads running; stop waits for them */
+    int stopping;
+    pthread_cond_t apply_cv;
+    struct sl_xform_cache **xform; /* per HTTP worker: Lua VMs for transformations */
     /* counters for /metrics (atomic) */
     uint64_t ingest_requests, ingest_records, ingest_errors, read_requests, read_errors;
 };
