@@ -17,6 +17,41 @@ import urllib.request
 
 BIN = os.environ.get("SLUICE_BIN", os.path.abspath("sluice"))
 SRCDIR = os.environ.get("SL_SRCDIR", ".")
+SCHEMAS = os.path.join(SRCDIR, "schemas")
+_validators = {}
+
+
+def validate(body, schema):
+    """Checks body against schemas/<schema> (JSON Schema draft 2020-12)."""
+    import jsonschema
+    v = _validators.get(schema)
+    if v is None:
+        base = "file://" + os.path.abspath(SCHEMAS) + "/"
+        store = {}
+        for name in os.listdir(SCHEMAS):
+            with open(os.path.join(SCHEMAS, name)) as f:
+                store[base + name] = json.load(f)
+        doc = store[base + schema]
+        resolver = jsonschema.RefResolver(base_uri=base + schema, referrer=doc, store=store)
+        v = jsonschema.Draft202012Validator(doc, resolver=resolver)
+        _validators[schema] = v
+    v.validate(body)
+
+
+def validate_response(path, status, body):
+    """Every /ingest and FeatureService response must match its documented schema."""
+    if path == "/ingest":
+        if status == 200:
+            validate(body, "ingest-response.json")
+        elif isinstance(body, dict) and "recordErrors" in body:
+            validate(body, "ingest-record-error.json")
+        else:
+            validate(body, "ingest-request-error.json")
+    elif path.startswith("/api/v1/feature-service/"):
+        if status != 200:
+            validate(body, "feature-service-error.json")
+        elif path.endswith("/get-features"):
+            validate(body, "get-features-response.json")
 
 
 def free_port():
@@ -122,9 +157,13 @@ class Server:
         except urllib.error.HTTPError as e:
             status, text = e.code, e.read().decode()
         try:
-            return status, json.loads(text)
+            parsed = json.loads(text)
         except ValueError:
+            if path == "/ingest" or path.startswith("/api/v1/feature-service/"):
+                raise AssertionError("%s answered %d with a body that is not JSON: %r" % (path, status, text[:200]))
             return status, text
+        validate_response(path, status, parsed)
+        return status, parsed
 
     def cli(self, *args, key="admin", input=None, env_extra=None):
         env = dict(os.environ)
