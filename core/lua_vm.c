@@ -1,7 +1,8 @@
 /* Sandboxed Lua 5.4 states for user code.
  *
  * The sandbox is an allow-list (Redis script_lua.c): the base library without dofile, loadfile,
- * warn, and with load restricted to text chunks; string (without dump), table, math, utf8,
+ * warn, with load restricted to text chunks and setmetatable refusing __gc (a finalizer would
+ * run user code outside the instruction hook); string (without dump), table, math, utf8,
  * coroutine; os.time/clock/date; lua-cjson as `cjson`. The library tables are read-only
  * proxies and the string metatable is hidden, so one piece of user code cannot change the
  * functions another piece (or the DSL prelude) relies on.
@@ -191,6 +192,22 @@ static int vm_load(lua_State *L)
     return lua_gettop(L);
 }
 
+/* setmetatable(t, mt) refusing a __gc field: a finalizer could run user code outside any
+ * sl_vm_pcall (in lua_close, or during an allocation by the host), beyond the hook's reach. */
+static int vm_setmetatable(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_error(L, "__gc metamethods are not allowed");
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
 /* print(...): the line goes to the debug log, never to stdout. */
 static int vm_print(lua_State *L)
 {
@@ -285,6 +302,9 @@ static int vm_open(lua_State *L)
     lua_getfield(L, -1, "load");
     lua_pushcclosure(L, vm_load, 1);
     lua_setfield(L, -2, "load");
+    lua_getfield(L, -1, "setmetatable");
+    lua_pushcclosure(L, vm_setmetatable, 1);
+    lua_setfield(L, -2, "setmetatable");
     lua_pushcfunction(L, vm_print);
     lua_setfield(L, -2, "print");
     lua_pushcfunction(L, vm_collectgarbage);

@@ -16,7 +16,13 @@ struct sl_vm_limits {
  * (load accepts text only, mode "t"), string, table, math, utf8, coroutine; os.time,
  * os.clock, os.date only; no io, package, require of files, debug. A memory cap enforced by a
  * custom lua_Alloc, an instruction-count hook. Returns NULL with err on failure. Any thread;
- * the state is then used by one thread at a time. */
+ * the state is then used by one thread at a time.
+ * Also: lua-cjson as `cjson` (the raising variant: cjson.decode of bad text raises an error
+ * that pcall catches; cjson.null is the JSON null); print writes to the debug log, never to
+ * stdout; collectgarbage takes "collect", "count" and "step" only; setmetatable refuses a
+ * metatable with __gc (no user finalizers: no user code runs outside sl_vm_pcall); warn and
+ * string.dump are absent. The library tables are read-only and getmetatable("") returns
+ * false, so user code cannot change the functions other code in the state relies on. */
 lua_State *sl_vm_new(const struct sl_vm_limits *lim, struct sl_error *err);
 /* Closes L; accepts NULL. */
 void sl_vm_close(lua_State *L);

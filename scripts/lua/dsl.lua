@@ -662,7 +662,8 @@ local function StreamSource(...)
     if bc ~= nil then
         local r = info[bc]
         if not r or r.kind ~= "file_config" then
-            fail(pos, "%s: `batch_config` must be a FileConfig { ... }, got %s", label, describe(bc))
+            fail(pos, "%s: `batch_config` must be a FileConfig { ... }, got %s", label,
+                 describe(bc))
         end
         local ts = r.timestamp_field
         if ts ~= nil then

@@ -12,7 +12,6 @@
 
 #include <check.h>
 #include <cJSON.h>
-#include <lauxlib.h>
 
 #include "defs.h"
 #include "error.h"
@@ -376,7 +375,8 @@ static const struct bad_case bad_cases[] = {
     {"Entity { \"e\", join_keys = { Field(\"a\", String) } }", 5,
      {"unexpected positional argument"}},
     {"Entity \"e\"", 5, {"Entity expects one table of named arguments"}},
-    {"Entity { name = \"e\", join_keys = Field(\"a\", String) }", 5, {"`join_keys` must be a list"}},
+    {"Entity { name = \"e\", join_keys = Field(\"a\", String) }", 5,
+     {"`join_keys` must be a list"}},
     {"Entity { name = \"e\", join_keys = { Field(\"a\", String) }, tags = { x = 1 } }", 5,
      {"`tags` must map strings to strings"}},
     {"Entity { name = \"e\", join_keys = { Field(\"a\", \"String\") } }", 5,
@@ -465,12 +465,15 @@ static const struct bad_case bad_cases[] = {
      {"Aggregate `label`", "sum is not defined for string"}},
     {SFV "features = {\n  Aggregate { column = \"label\", fn = \"mean\", window = \"1h\" } } }", 6,
      {"mean is not defined for string"}},
-    {SFV "features = {\n  Aggregate { column = \"clicked\", fn = \"last_distinct\", window = \"1h\","
+    {SFV "features = {\n  Aggregate { column = \"clicked\", fn = \"last_distinct\", "
+         "window = \"1h\","
          " n = 1001 } } }",
      6, {"n must be an integer between 1 and 1000"}},
-    {SFV "features = {\n  Aggregate { column = \"clicked\", fn = \"first_n\", window = \"1h\" } } }",
+    {SFV "features = {\n  Aggregate { column = \"clicked\", fn = \"first_n\", "
+         "window = \"1h\" } } }",
      6, {"needs parameter n"}},
-    {SFV "features = {\n  Aggregate { column = \"clicked\", fn = \"sum\", window = \"1h\", n = 3 } } }",
+    {SFV "features = {\n  Aggregate { column = \"clicked\", fn = \"sum\", window = \"1h\", "
+         "n = 3 } } }",
      6, {"sum takes no parameter `n`"}},
     {SFV "features = {\n  Aggregate { column = \"clicked\", fn = \"approx_percentile\", window = "
          "\"1h\" } } }",
@@ -484,7 +487,8 @@ static const struct bad_case bad_cases[] = {
     {SFV "aggregation_interval = \"1h\", features = {\n  Aggregate { column = \"clicked\", fn = "
          "\"sum\", window = \"90m\" } } }",
      6, {"window 90m must be a multiple of aggregation_interval 1h"}},
-    {SFV "features = {\n  Aggregate { column = \"clicked\", fn = \"sum\", window = \"1h\", offset = "
+    {SFV "features = {\n  Aggregate { column = \"clicked\", fn = \"sum\", window = \"1h\", "
+         "offset = "
          "\"1h\" } } }",
      6, {"`offset` must be a duration <= 0"}},
     {SFV "features = {\n  Aggregate { column = \"clicked\", fn = \"sum\", window = \"soon\" } } }",
@@ -509,7 +513,8 @@ static const struct bad_case bad_cases[] = {
     {"RealtimeFeatureView { name = \"rt\", sources = { req }, features = {\n Attribute(\"x\") }, "
      "transformation = function(r, i) return { x = 1 } end }",
      6, {"declare its type"}},
-    {"RealtimeFeatureView { name = \"rt\", sources = { req }, features = { Attribute(\"x\", Int64) } "
+    {"RealtimeFeatureView { name = \"rt\", sources = { req }, features = { "
+     "Attribute(\"x\", Int64) } "
      "}",
      5, {"missing required argument `transformation`"}},
     {"local r1 = RealtimeFeatureView { name = \"r1\", sources = { req }, features = { "
@@ -587,7 +592,7 @@ static const struct escape_case escapes[] = {
     {"assert(load(\"\\27LuaT\\0\\25\\147\\r\\n\\26\\n\", \"x\", \"b\"))",
      "attempt to load a binary chunk"},
     {"local f = string.dump(print)", "field 'dump'"},
-    {"local f = (\"\").dump", "attempt to call a nil value"},
+    {"local f = (\"\").dump(print)", "attempt to call a nil value"},
     {"debug.sethook()", "global 'debug'"},
     {"local d = _G.debug.getinfo(1)", "field 'debug'"},
     {"collectgarbage(\"stop\")", "invalid option 'stop'"},
@@ -598,6 +603,8 @@ static const struct escape_case escapes[] = {
     {"local mt = getmetatable(Entity { name = \"e\", join_keys = { Field(\"k\", String) } })\n"
      "mt.__index = nil",
      "attempt to index a string value"},
+    {"setmetatable({}, { __gc = function() while true do end end })",
+     "__gc metamethods are not allowed"},
     {"while true do end", "instruction limit exceeded"},
     {"while true do pcall(function() while true do end end) end", "instruction limit exceeded"},
     {"while true do pcall(coroutine.wrap(function() for i = 1, 1e12 do end end)) end",
@@ -607,7 +614,7 @@ static const struct escape_case escapes[] = {
     {"local s = string.rep(\"x\", 1 << 30)", "memory limit exceeded"},
     {"local s = \"x\" while true do s = s .. s end", "memory limit exceeded"},
     {"local ok = pcall(string.rep, \"x\", 1 << 30)\nlocal t = {}\n"
-     "for i = 1, 1e9 do t[i] = i end",
+     "for i = 1, 1e9 do t[i] = string.rep(\"y\", 1000) .. i end",
      "memory limit exceeded"},
 };
 
@@ -641,9 +648,10 @@ START_TEST(test_budget_per_call)
     struct sl_error err = {0};
     struct sl_vm_limits lim = {.instructions = 100000};
     lua_State *L = sl_vm_new(&lim, &err);
+    static const char spin[] = "local n = ... for i = 1, n do end";
 
     ck_assert_ptr_nonnull(L);
-    ck_assert_int_eq(sl_vm_load(L, "b.lua", "local n = ... for i = 1, n do end", 34, &err), 0);
+    ck_assert_int_eq(sl_vm_load(L, "b.lua", spin, sizeof(spin) - 1, &err), 0);
     lua_setglobal(L, "spin");
     for (int i = 0; i < 20; i++) {
         lua_getglobal(L, "spin");
@@ -767,14 +775,35 @@ START_TEST(test_push_function)
                      SL_ENOTFOUND);
     ck_assert_int_eq(lua_gettop(L), top);
 
-    /* Definitions cannot be made once the repository is evaluated. */
-    ck_assert_int_eq(sl_vm_load(L, "late.lua",
-                                "return function() return Entity { name = 'x', join_keys = "
-                                "{ Field('k', String) } } end",
-                                85, &err), 0);
-    ck_assert_int_eq(sl_vm_pcall(L, 0, 1, &err), 0);
-    lua_pop(L, 1);
     repo_free(&r);
+    sl_vm_close(L);
+}
+END_TEST
+
+/* A user function cannot define objects once the repository is evaluated. */
+START_TEST(test_sealed)
+{
+    static const char src[] =
+        "local e = Entity { name = \"e\", join_keys = { Field(\"k\", String) } }\n"
+        "local s = StreamSource { name = \"s\", schema = { Field(\"k\", String), "
+        "Field(\"t\", Timestamp) } }\n"
+        "StreamFeatureView { name = \"v\", source = s, entities = { e },\n"
+        "  transformation = function(r)\n"
+        "    Entity { name = \"late\", join_keys = { Field(\"k\", String) } }\n"
+        "    return r\n"
+        "  end,\n"
+        "  features = { Attribute(\"k2\", String) } }\n";
+    struct sl_error err;
+    cJSON *repo = NULL;
+    lua_State *L = vm();
+
+    ck_assert_msg(eval1(L, "s.lua", src, &repo, &err) == 0, "%s", err.msg);
+    cJSON_Delete(repo);
+    ck_assert_int_eq(sl_defs_push_function(L, "v", "transformation"), 0);
+    lua_newtable(L);
+    ck_assert_int_eq(sl_vm_pcall(L, 1, 1, &err), SL_ESCRIPT);
+    ck_assert_msg(strstr(err.msg, "s.lua:5: Entity: definitions can only be made while") == err.msg,
+                  "%s", err.msg);
     sl_vm_close(L);
 }
 END_TEST
@@ -855,6 +884,7 @@ static Suite *defs_suite(void)
     tcase_add_test(tc, test_function_source);
     tcase_add_test(tc, test_push_function);
     tcase_add_test(tc, test_push_function_fraud);
+    tcase_add_test(tc, test_sealed);
     tcase_add_test(tc, test_reevaluation);
     suite_add_tcase(s, tc);
 
