@@ -3,9 +3,9 @@
  * The sandbox is an allow-list (Redis script_lua.c): the base library without dofile, loadfile,
  * warn, with load restricted to text chunks and setmetatable refusing __gc (a finalizer would
  * run user code outside the instruction hook); string (without dump), table, math, utf8,
- * coroutine; os.time/clock/date; lua-cjson as `cjson`. The library tables are read-only
- * proxies and the string metatable is hidden, so one piece of user code cannot change the
- * functions another piece (or the DSL prelude) relies on.
+ * coroutine; os.time/clock/date; lua-cjson as `cjson`; the `sluice` module (lua_sluice.c).
+ * The library tables are read-only proxies and the string metatable is hidden, so one piece of
+ * user code cannot change the functions another piece (or the DSL prelude) relies on.
  *
  * Limits: a custom lua_Alloc counts every byte the state holds and refuses allocations past
  * the cap (Lua then raises its memory error, which sl_vm_pcall reports as "memory limit
@@ -29,6 +29,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "lua_sluice.h"
 
 #define VM_DEFAULT_MEM ((size_t)64 << 20)
 #define VM_DEFAULT_INSNS 5000000L
@@ -265,13 +266,13 @@ static int ro_pairs(lua_State *L)
     return 3;
 }
 
-/* Replaces global `name` (a table) by an empty proxy reading through to it and refusing
- * writes. */
-static void protect_global(lua_State *L, const char *name)
+/* The metatable field that marks a read-only proxy (checked by the rawset guard). */
+#define RO_MARK "__sl_readonly"
+
+void sl_vm_make_readonly(lua_State *L)
 {
-    lua_getglobal(L, name);           /* real */
     lua_newtable(L);                  /* real proxy */
-    lua_createtable(L, 0, 4);         /* real proxy mt */
+    lua_createtable(L, 0, 5);         /* real proxy mt */
     lua_pushvalue(L, -3);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, ro_newindex);
@@ -282,9 +283,33 @@ static void protect_global(lua_State *L, const char *name)
     lua_setfield(L, -2, "__pairs");
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, RO_MARK);
     lua_setmetatable(L, -2);
+    lua_remove(L, -2);
+}
+
+/* Replaces global `name` (a table) by its read-only proxy. */
+static void protect_global(lua_State *L, const char *name)
+{
+    lua_getglobal(L, name);
+    sl_vm_make_readonly(L);
     lua_setglobal(L, name);
-    lua_pop(L, 1);
+}
+
+/* rawset that refuses read-only proxies (a raw write would shadow the library's value). */
+static int vm_rawset(lua_State *L)
+{
+    if (lua_type(L, 1) == LUA_TTABLE && lua_getmetatable(L, 1)) {
+        int ro = lua_getfield(L, -1, RO_MARK) == LUA_TBOOLEAN && lua_toboolean(L, -1);
+        lua_pop(L, 2);
+        if (ro)
+            return luaL_error(L, "attempt to modify read-only table");
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
 }
 
 /* Opens the allowed libraries; runs under lua_pcall so allocation failures are caught. */
@@ -305,6 +330,9 @@ static int vm_open(lua_State *L)
     lua_getfield(L, -1, "setmetatable");
     lua_pushcclosure(L, vm_setmetatable, 1);
     lua_setfield(L, -2, "setmetatable");
+    lua_getfield(L, -1, "rawset");
+    lua_pushcclosure(L, vm_rawset, 1);
+    lua_setfield(L, -2, "rawset");
     lua_pushcfunction(L, vm_print);
     lua_setfield(L, -2, "print");
     lua_pushcfunction(L, vm_collectgarbage);
@@ -340,6 +368,11 @@ static int vm_open(lua_State *L)
 
     for (int i = 0; libs[i]; i++)
         protect_global(L, libs[i]);
+
+    /* sluice (lua_sluice.h): read-only already; its `json` is the cjson proxy above. */
+    lua_pushcfunction(L, sl_lua_sluice_open);
+    lua_call(L, 0, 1);
+    lua_setglobal(L, "sluice");
 
     /* Hide the string metatable: getmetatable("") returns false. */
     lua_pushliteral(L, "");

@@ -21,11 +21,18 @@ struct sl_vm_limits {
  * that pcall catches; cjson.null is the JSON null); print writes to the debug log, never to
  * stdout; collectgarbage takes "collect", "count" and "step" only; setmetatable refuses a
  * metatable with __gc (no user finalizers: no user code runs outside sl_vm_pcall); warn and
- * string.dump are absent. The library tables are read-only and getmetatable("") returns
- * false, so user code cannot change the functions other code in the state relies on. */
+ * string.dump are absent. The `sluice` module (lua_sluice.h: time helpers, hashing,
+ * sluice.null, sluice.json = cjson) is a global. The library tables are read-only and
+ * getmetatable("") returns false, so user code cannot change the functions other code in the
+ * state relies on. */
 lua_State *sl_vm_new(const struct sl_vm_limits *lim, struct sl_error *err);
 /* Closes L; accepts NULL. */
 void sl_vm_close(lua_State *L);
+
+/* Replaces the table on top of L's stack by a read-only proxy of it: reads go through,
+ * writes (also rawset) raise "attempt to modify read-only table", pairs iterates the real
+ * table, the metatable is hidden. Call inside a protected call (it allocates). */
+void sl_vm_make_readonly(lua_State *L);
 
 /* The caller's per-state pointer (kept in the state's context, reached through
  * lua_getextraspace, shared by its coroutines). Borrowed; NULL until set. */

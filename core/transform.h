@@ -31,8 +31,9 @@ lua_State *sl_xform_vm(struct sl_xform_cache *c, const struct sl_ws *ws, struct 
 /* Calls user function `what` ("transformation" or "post_processor") of object `obj` with rec
  * (a JSON object already valid for schema in[0..nin)) as a Lua table. The result — nil (no
  * row), a table (one row) or an array of tables (several rows) — is converted back to JSON
- * objects guided by schema out[0..nout) (fields not in out are ignored; nil and sluice.null
- * become null), allocated from arena a. Sets *rows / *nrows. Returns 0, or SL_ESCRIPT with
+ * objects guided by schema out[0..nout) (fields not in out are ignored; a field left nil is
+ * absent, so the schema check reports it missing; sluice.null, and nil inside arrays, maps
+ * and structs, become null), allocated from arena a. Sets *rows / *nrows. Returns 0, or SL_ESCRIPT with
  * err "file:line: message" (runtime error, instruction or memory limit, a value of the wrong
  * shape), or SL_ENOMEM. Values are exact: int64 is a Lua integer; timestamps are RFC 3339
  * strings (an integer is taken as ns since the epoch); null is sluice.null. */
