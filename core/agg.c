@@ -669,9 +669,10 @@ int sl_agg_spec_from_cjson(const cJSON *j, int64_t interval, struct sl_agg_spec 
     *out = NULL;
     if (!cJSON_IsObject(j))
         return sl_error_set(err, SL_EINVAL, "an aggregate feature must be a JSON object");
+    rc = SL_ENOMEM;
     c = cJSON_Duplicate(j, 1);
     if (!c)
-        goto nomem;
+        goto fail;
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(j, "dataType");
     if (dt && !(given = sl_type_from_cjson(dt, err))) {
         rc = sl_error_prefix(err, "dataType: ");
@@ -679,9 +680,10 @@ int sl_agg_spec_from_cjson(const cJSON *j, int64_t interval, struct sl_agg_spec 
     }
     if ((rc = sl_agg_resolve(c, interval, err)) != 0)
         goto fail;
+    rc = SL_ENOMEM;
     spec = calloc(1, sizeof *spec);
     if (!spec)
-        goto nomem;
+        goto fail;
     spec->name = xstrdup(str_member(c, "name"));
     spec->column = xstrdup(str_member(c, "column"));
     const char *fname = str_member(c, "function");
@@ -692,7 +694,7 @@ int sl_agg_spec_from_cjson(const cJSON *j, int64_t interval, struct sl_agg_spec 
     spec->output_type = sl_type_from_cjson(cJSON_GetObjectItemCaseSensitive(c, "dataType"), err);
     if (!spec->name || !spec->column || !spec->params_json || !spec->input_type ||
         !spec->output_type)
-        goto nomem;
+        goto fail;
     if ((rc = sl_agg_params_parse(spec->fn, pj, &spec->params, err)) != 0)
         goto fail;
     const char *w = str_member(c, "window"), *o = str_member(c, "offset");
@@ -716,9 +718,9 @@ int sl_agg_spec_from_cjson(const cJSON *j, int64_t interval, struct sl_agg_spec 
     *out = spec;
     return 0;
 
-nomem:
-    rc = sl_error_set(err, SL_ENOMEM, "out of memory");
 fail:
+    if (rc == SL_ENOMEM)
+        sl_error_set(err, SL_ENOMEM, "out of memory");
     sl_type_free(given);
     cJSON_Delete(c);
     sl_agg_spec_free(spec);

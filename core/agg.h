@@ -208,18 +208,19 @@ int sl_agg_state_reset(struct sl_agg_state *st);
  * sequence number seq (monotonic per writer: on equal ts the larger seq is the later write,
  * so "same timestamp: last write wins" holds for last/last_n/last_distinct).
  * v is a struct sl_scalar as read by sl_value_scalar (its kind must be the spec's input kind;
- * INT32 and INT64 may be mixed). Values of Array/Map/Struct columns (accepted by count, last,
- * last_n, first_n) are passed as an sl_scalar with kind SL_ARRAY/SL_MAP/SL_STRUCT, null set
- * for a JSON null, and str/len the value's canonical JSON encoding (the bytes sl_value_encode
- * appends for it); those bytes are copied and emitted verbatim in results. Nulls
- * (v->null) are ignored and return 0. Returns 0, SL_EINVAL (kind does not match), or
- * SL_ENOMEM. v is borrowed. */
+ * INT32 and INT64 may be mixed, as may FLOAT32 and FLOAT64). Values of Array/Map/Struct
+ * columns (accepted by count, last, last_n, first_n) are passed as an sl_scalar with kind
+ * SL_ARRAY/SL_MAP/SL_STRUCT, null set for a JSON null, and str/len the value's canonical JSON
+ * encoding (the bytes sl_value_encode appends for it); those bytes are copied and emitted
+ * verbatim in results. Nulls (v->null) are ignored and return 0. Returns 0, SL_EINVAL (kind
+ * does not match), or SL_ENOMEM. v is borrowed. */
 int sl_agg_update(struct sl_agg_state *st, const struct sl_scalar *v, int64_t ts, uint64_t seq);
 
 /* dst := dst ⊕ src; both states of the same spec. src is borrowed. Returns 0, SL_EINVAL
  * (different specs' functions) or SL_ENOMEM. Merge is associative and commutative for every
- * built-in; exact for all but the floating-point ones (sum of floats is compensated, variance
- * uses Chan's formula: results agree to ~1e-12 relative whatever the order). */
+ * built-in and exact except in floating-point rounding (float sum is Neumaier-compensated,
+ * mean/variance use Chan's formula: any merge order agrees to ~1e-15 relative, tests hold it
+ * to 1e-9). An int64 sum wraps modulo 2^64 on overflow (so it stays associative). */
 int sl_agg_merge(struct sl_agg_state *dst, const struct sl_agg_state *src);
 
 /* dst := dst ⊕ the state serialized in p[0..len) (a stored tile). Returns 0, SL_ECORRUPT
@@ -240,9 +241,9 @@ int sl_agg_deserialize(struct sl_agg_state *st, const void *p, size_t len);
  *   min, max, last → the input type's encoding; last_n, first_n, *_distinct → JSON array,
  *   oldest to newest; approx_count_distinct → int64 "n" ("0" when empty).
  *   float64 is the shortest text that round-trips (sl_value_format_double, as attribute
- *   features); NaN, Infinity, -Infinity are the strings "NaN", "Infinity", "-Infinity"; int64 values are
- *   quoted decimals, also inside arrays. Every function but count and approx_count_distinct
- *   gives null over no values, and stddev_samp / var_samp give null over one value.
+ *   features); NaN, Infinity, -Infinity are the strings "NaN", "Infinity", "-Infinity";
+ *   int64 values are quoted decimals, also inside arrays. Every function but count and
+ *   approx_count_distinct gives null over no values; stddev_samp / var_samp also over one.
  * Returns 0 or SL_ENOMEM. */
 int sl_agg_finalize(const struct sl_agg_state *st, struct sl_buf *out);
 

@@ -339,10 +339,10 @@ static int mom_merge(void *ctx, const struct sl_agg_spec *spec, const void *othe
     }
     double na = (double)st->nf, nb = (double)o->nf, n = na + nb;
     double d = o->mean - st->mean;
-    /* Weighted mean written symmetrically so merge order does not bias it. */
-    st->mean = (na * st->mean + nb * o->mean) / n;
-    if (!isfinite(st->mean))
-        st->mean = st->mean + d * (nb / n);
+    /* Weighted mean written symmetrically so merge order does not bias it; Chan's form
+     * when the products overflow. */
+    double mean = (na * st->mean + nb * o->mean) / n;
+    st->mean = isfinite(mean) ? mean : st->mean + d * (nb / n);
     st->m2 = st->m2 + o->m2 + d * d * (na * nb / n);
     st->nf += o->nf;
     return 0;
@@ -1132,7 +1132,8 @@ static int list_deserialize(void *ctx, const struct sl_agg_spec *spec, const voi
         if ((rc = item_get(&r, it, prev)) != 0)
             return rc;
         st->n++;
-        if (st->n > 1 && item_cmp(&st->v[st->n - 2], it) >= 0)
+        /* Ascending; equal neighbours are legitimate (the same event fed twice). */
+        if (st->n > 1 && item_cmp(&st->v[st->n - 2], it) > 0)
             return SL_ECORRUPT;
         prev = it->ts;
     }

@@ -12,13 +12,13 @@ int sl_buf_reserve(struct sl_buf *b, size_t extra)
 {
     if (b->oom)
         return SL_ENOMEM;
-    if (b->cap - b->len >= extra && b->p)
+    if (b->p && b->cap - b->len > extra) /* keep a byte for sl_buf_cstr's NUL */
         return 0;
     if (extra > SIZE_MAX - b->len - 1) {
         b->oom = 1;
         return SL_ENOMEM;
     }
-    size_t need = b->len + extra + 1; /* room for sl_buf_cstr's NUL */
+    size_t need = b->len + extra + 1;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;

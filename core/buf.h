@@ -19,13 +19,15 @@ struct sl_buf {
 
 /* Ensures room for `extra` more bytes. Returns 0 or SL_ENOMEM (and sets oom). */
 int sl_buf_reserve(struct sl_buf *b, size_t extra);
+/* Append bytes, a C string, one char, printf-style text. Nothing is appended after oom. */
 void sl_buf_append(struct sl_buf *b, const void *p, size_t n);
 void sl_buf_puts(struct sl_buf *b, const char *s);
 void sl_buf_putc(struct sl_buf *b, char c);
 void sl_buf_printf(struct sl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s[0..n) as a quoted, escaped JSON string. Invalid UTF-8 bytes become U+FFFD. */
 void sl_buf_json_str(struct sl_buf *b, const char *s, size_t n);
-/* Appends fixed-width little-endian integers and a u32-length-prefixed byte string. */
+/* Appends fixed-width little-endian integers and a u32-length-prefixed byte string (n over
+ * UINT32_MAX sets oom). */
 void sl_buf_u32(struct sl_buf *b, uint32_t v);
 void sl_buf_u64(struct sl_buf *b, uint64_t v);
 void sl_buf_lenstr(struct sl_buf *b, const void *p, size_t n);

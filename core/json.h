@@ -39,7 +39,9 @@ struct sl_arena {
 };
 /* Returns 8-byte aligned memory or NULL (out of memory or over limit). */
 void *sl_arena_alloc(struct sl_arena *a, size_t n);
+/* Copies s[0..n) and a NUL into a; NULL as sl_arena_alloc. */
 char *sl_arena_strndup(struct sl_arena *a, const char *s, size_t n);
+/* Frees every chunk; a stays usable with the same limit. */
 void sl_arena_free(struct sl_arena *a);
 
 #define SL_JSON_MAX_DEPTH 64

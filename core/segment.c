@@ -380,8 +380,8 @@ struct sl_segment {
     struct sl_buf pend;
     uint64_t pend_max_seq;
     int64_t pend_created_ns;
-    int failed;
-    char fail_msg[sizeof(((struct sl_error *)0)->msg)];
+    _Atomic int failed; /* set once, by poison(), from the writer or the compacting thread */
+    char fail_msg[sizeof(((struct sl_error *)0)->msg)]; /* under mu */
     /* mirrors of the pending counters for sl_segment_stats */
     _Atomic uint64_t pend_bytes_pub, pend_records_pub;
 };
@@ -463,18 +463,29 @@ static void files_remove(struct sl_segment *seg, struct seg_file *f)
 
 static int check_writable(struct sl_segment *seg, struct sl_error *err)
 {
+    char msg[sizeof(seg->fail_msg)];
+
     if (seg->rdonly)
         return sl_error_set(err, SL_EINVAL, "segment %s: opened read-only", seg->dir);
-    if (seg->failed)
+    if (seg->failed) {
+        pthread_mutex_lock(&seg->mu);
+        memcpy(msg, seg->fail_msg, sizeof(msg));
+        pthread_mutex_unlock(&seg->mu);
         return sl_error_set(err, SL_EIO, "segment %s: unusable after an earlier failure (%s); "
-                            "reopen it", seg->dir, seg->fail_msg);
+                            "reopen it", seg->dir, msg);
+    }
     return 0;
 }
 
+/* Marks the handle unusable: the files on disk may no longer match what it knows, and only
+ * the recovery of a reopen can reconcile them. Returns rc. */
 static int poison(struct sl_segment *seg, struct sl_error *err, int rc)
 {
+    pthread_mutex_lock(&seg->mu);
+    if (!seg->failed)
+        snprintf(seg->fail_msg, sizeof(seg->fail_msg), "%s", err ? err->msg : "I/O error");
     seg->failed = rc;
-    snprintf(seg->fail_msg, sizeof(seg->fail_msg), "%s", err ? err->msg : "I/O error");
+    pthread_mutex_unlock(&seg->mu);
     return rc;
 }
 
@@ -695,6 +706,7 @@ struct sst_writer {
     uint32_t target;
     uint64_t off;
     struct sl_buf blk, ix;
+    int renamed; /* the file is in place; a failure after this leaves it there */
     uint32_t bn;
     int64_t btmin, btmax;
     struct sst_info info;
@@ -842,15 +854,17 @@ static int sstw_finish(struct sst_writer *w, const char *dir, struct sl_error *e
         unlink(w->tmp);
         return rc;
     }
+    w->renamed = 1;
     sl_buf_free(&w->blk);
     sl_buf_free(&w->ix);
     return fsync_dir(dir, err);
 }
 
 /* Sorts the active file `gen` (its first len bytes) into sealed-gen-gen.sst. Returns 1 and
- * fills *out, 0 if it holds no records (nothing written), or a negative SL_E*. */
+ * fills *out, 0 if it holds no records (nothing written), or a negative SL_E*; then *renamed
+ * tells whether the sealed file may nevertheless be in place. */
 static int seal_file(const char *dir, uint64_t gen, uint64_t len, uint32_t block_bytes,
-                     struct seg_file *out, struct sl_error *err)
+                     struct seg_file *out, int *renamed, struct sl_error *err)
 {
     char name[NAME_MAX_LEN], path[PATH_MAX];
     unsigned char *img = NULL;
@@ -863,6 +877,7 @@ static int seal_file(const char *dir, uint64_t gen, uint64_t len, uint32_t block
 
     memset(&w, 0, sizeof(w));
     w.fd = -1;
+    *renamed = 0;
     name_active(name, gen);
     path_of(path, dir, name);
     fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -897,7 +912,9 @@ static int seal_file(const char *dir, uint64_t gen, uint64_t len, uint32_t block
     for (size_t i = 0; i < nrefs; i++)
         if ((rc = sstw_add(&w, &refs[i], err)) != 0)
             goto done;
-    if ((rc = sstw_finish(&w, dir, err)) != 0)
+    rc = sstw_finish(&w, dir, err);
+    *renamed = w.renamed;
+    if (rc != 0)
         goto done;
     memset(out, 0, sizeof(*out));
     out->kind = F_SEALED;
@@ -1203,9 +1220,11 @@ static int recover(struct sl_segment *seg, struct sl_segment_recovery *rec, stru
     if (!seg->rdonly && nactive > 1) {
         for (size_t i = 0; i < n && nactive > 1; i++) {
             struct seg_file sf;
+            int renamed;
             if (cs[i].kind != F_ACTIVE || cs[i].drop)
                 continue;
-            rc = seal_file(seg->dir, cs[i].lo, cs[i].f.size, seg->o.block_bytes, &sf, err);
+            rc = seal_file(seg->dir, cs[i].lo, cs[i].f.size, seg->o.block_bytes, &sf, &renamed,
+                           err);
             if (rc < 0)
                 goto done;
             if (rc == 1) {
@@ -1541,15 +1560,18 @@ int sl_segment_seal(struct sl_segment *seg, struct sl_error *err)
 {
     char name[NAME_MAX_LEN];
     struct seg_file sf, *f;
-    int rc;
+    int rc, renamed;
 
     if ((rc = check_writable(seg, err)) != 0 || (rc = sl_segment_sync(seg, err)) != 0)
         return rc;
     if (seg->active_fd < 0)
         return 0;
-    rc = seal_file(seg->dir, seg->active_gen, seg->active_size, seg->o.block_bytes, &sf, err);
+    rc = seal_file(seg->dir, seg->active_gen, seg->active_size, seg->o.block_bytes, &sf,
+                   &renamed, err);
     if (rc < 0)
-        return rc;
+        /* A sealed file that is in place but not known durable would, after a crash,
+         * supersede the active file, including records appended from now on: stop. */
+        return renamed ? poison(seg, err, rc) : rc;
     pthread_mutex_lock(&seg->mu);
     f = files_find(seg, F_ACTIVE, seg->active_gen);
     if (f != NULL) {
@@ -2079,8 +2101,8 @@ int sl_segment_compact(struct sl_segment *seg, struct sl_error *err)
 
     memset(&w, 0, sizeof(w));
     w.fd = -1;
-    if (seg->rdonly)
-        return sl_error_set(err, SL_EINVAL, "segment %s: opened read-only", seg->dir);
+    if ((rc = check_writable(seg, err)) != 0)
+        return rc;
     pthread_mutex_lock(&seg->mu);
     if (!seg->compacting) {
         for (size_t i = 0; i < seg->nfiles && cnt == 0; i++) {
@@ -2133,8 +2155,13 @@ int sl_segment_compact(struct sl_segment *seg, struct sl_error *err)
         if ((rc = sstw_add(&w, &x, err)) != 0)
             break;
     }
-    if (rc < 0 || (rc = sstw_finish(&w, seg->dir, err)) != 0)
+    if (rc < 0)
         goto done;
+    if ((rc = sstw_finish(&w, seg->dir, err)) != 0) {
+        if (w.renamed)
+            poison(seg, err, rc);
+        goto done;
+    }
     memset(&outf, 0, sizeof(outf));
     outf.kind = F_SEALED;
     outf.lo = in[0].lo;

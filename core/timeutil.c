@@ -136,6 +136,16 @@ int sl_time_parse(const char *s, size_t len, int64_t *ns)
     return 0;
 }
 
+/* Writes v as exactly n decimal digits (zero-padded; v < 10^n). */
+static void put_digits(char **o, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        (*o)[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    *o += n;
+}
+
 size_t sl_time_format(int64_t ns, char *out)
 {
     int64_t secs = ns / SL_NS_PER_SEC;
@@ -154,19 +164,30 @@ size_t sl_time_format(int64_t ns, char *out)
     unsigned m, d;
     civil_from_days(days, &y, &m, &d);
 
-    int n = snprintf(out, SL_TIME_MAXLEN, "%04d-%02u-%02uT%02d:%02d:%02d", (int)y, m, d,
-                     (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60));
+    char *o = out;
+    put_digits(&o, (uint64_t)y, 4);
+    *o++ = '-';
+    put_digits(&o, m, 2);
+    *o++ = '-';
+    put_digits(&o, d, 2);
+    *o++ = 'T';
+    put_digits(&o, (uint64_t)(sod / 3600), 2);
+    *o++ = ':';
+    put_digits(&o, (uint64_t)(sod / 60 % 60), 2);
+    *o++ = ':';
+    put_digits(&o, (uint64_t)(sod % 60), 2);
     if (frac) {
+        *o++ = '.';
         if (frac % 1000000 == 0)
-            n += snprintf(out + n, SL_TIME_MAXLEN - (size_t)n, ".%03d", (int)(frac / 1000000));
+            put_digits(&o, (uint64_t)(frac / 1000000), 3);
         else if (frac % 1000 == 0)
-            n += snprintf(out + n, SL_TIME_MAXLEN - (size_t)n, ".%06d", (int)(frac / 1000));
+            put_digits(&o, (uint64_t)(frac / 1000), 6);
         else
-            n += snprintf(out + n, SL_TIME_MAXLEN - (size_t)n, ".%09d", (int)frac);
+            put_digits(&o, (uint64_t)frac, 9);
     }
-    out[n++] = 'Z';
-    out[n] = '\0';
-    return (size_t)n;
+    *o++ = 'Z';
+    *o = '\0';
+    return (size_t)(o - out);
 }
 
 static const struct {

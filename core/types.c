@@ -706,14 +706,27 @@ static int encode(const struct sl_type *t, const struct sl_json *in, struct sl_b
     return sl_error_set(err, SL_EINVAL, "invalid type");
 }
 
-int sl_value_encode(const struct sl_type *t, const struct sl_json *in, struct sl_buf *out,
-                    struct sl_error *err)
+static int encode_root(const struct sl_type *t, const struct sl_json *in, struct sl_buf *out,
+                       const struct frame *at, struct sl_error *err)
 {
     size_t mark = out->len;
-    int rc = encode(t, in, out, NULL, err);
+    int rc = encode(t, in, out, at, err);
     if (rc == 0 && out->oom)
         rc = sl_error_set(err, SL_ENOMEM, "out of memory");
     if (rc != 0 && out->len > mark)
         out->len = mark;
     return rc;
+}
+
+int sl_value_encode(const struct sl_type *t, const struct sl_json *in, struct sl_buf *out,
+                    struct sl_error *err)
+{
+    return encode_root(t, in, out, NULL, err);
+}
+
+int sl_value_encode_field(const struct sl_type *t, const char *name, const struct sl_json *in,
+                          struct sl_buf *out, struct sl_error *err)
+{
+    struct frame fr = {NULL, STEP_FIELD, name, strlen(name), 0};
+    return encode_root(t, in, out, &fr, err);
 }

@@ -85,6 +85,11 @@ void sl_type_free(struct sl_type *t);
 int sl_value_encode(const struct sl_type *t, const struct sl_json *in, struct sl_buf *out,
                     struct sl_error *err);
 
+/* sl_value_encode for the value of a top-level field `name`: error paths start with it
+ * ("field `user.address.zip`: expected int64, got string \"abc\""). Borrows name. */
+int sl_value_encode_field(const struct sl_type *t, const char *name, const struct sl_json *in,
+                          struct sl_buf *out, struct sl_error *err);
+
 /* Write a finite double / float as its shortest round-trip text (as sl_value_encode does)
  * into out (>= 32 bytes, NUL-terminated). Return the length. Any thread. */
 size_t sl_value_format_double(double d, char *out);

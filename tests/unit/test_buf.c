@@ -65,6 +65,31 @@ START_TEST(test_printf)
 }
 END_TEST
 
+/* vsnprintf writes a NUL after the text: it must fit even when the text fills the buffer. */
+START_TEST(test_printf_nul_at_exact_capacity)
+{
+    for (size_t fill = 600; fill < 800; fill++) {
+        struct sl_buf b = SL_BUF_INIT;
+        char pad[800];
+        memset(pad, 'p', sizeof pad);
+        sl_buf_append(&b, pad, fill);
+        size_t room = b.cap - b.len;
+        if (room < 257) {
+            sl_buf_free(&b);
+            continue;
+        }
+        char txt[1100];
+        memset(txt, 't', room);
+        txt[room] = '\0';
+        sl_buf_printf(&b, "%s", txt);
+        ck_assert_uint_eq(b.len, fill + room);
+        ck_assert_int_eq(b.p[b.len - 1], 't');
+        ck_assert_ptr_nonnull(sl_buf_cstr(&b));
+        sl_buf_free(&b);
+    }
+}
+END_TEST
+
 START_TEST(test_detach)
 {
     struct sl_buf b = SL_BUF_INIT;
@@ -294,6 +319,7 @@ static Suite *buf_suite(void)
     TCase *tc = tcase_create("buf");
     tcase_add_test(tc, test_append_and_grow);
     tcase_add_test(tc, test_printf);
+    tcase_add_test(tc, test_printf_nul_at_exact_capacity);
     tcase_add_test(tc, test_detach);
     tcase_add_test(tc, test_oom_sticky);
     tcase_add_test(tc, test_json_str_escapes);

@@ -19,7 +19,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1099,6 +1101,104 @@ START_TEST(test_thresholds)
 }
 END_TEST
 
+/* Writes past RLIMIT_FSIZE fail with EFBIG: the failed group is cut back, the handle stays
+ * usable, a failed seal leaves the active file and no temp file. The limit is lifted before
+ * any assertion (the test framework writes files too). */
+static struct rlimit g_saved_fsize;
+
+static void limit_fsize(rlim_t n)
+{
+    struct rlimit rl;
+
+    getrlimit(RLIMIT_FSIZE, &g_saved_fsize);
+    rl = g_saved_fsize;
+    rl.rlim_cur = n;
+    setrlimit(RLIMIT_FSIZE, &rl);
+}
+
+static void unlimit_fsize(void)
+{
+    setrlimit(RLIMIT_FSIZE, &g_saved_fsize);
+}
+
+START_TEST(test_write_failure)
+{
+    char data[PATH_MAX], dir[PATH_MAX], active[PATH_MAX];
+    struct sl_segment *seg;
+    struct sl_segment_stats st;
+    struct sl_error err = {0, ""};
+    struct mrec m[60];
+    struct stat sb;
+    off_t size0;
+    int rc;
+
+    signal(SIGXFSZ, SIG_IGN);
+    new_data_dir(data, "wfail");
+    view_dir(dir, data);
+    seg = open_seg(data, NULL, NULL);
+    for (int i = 0; i < 20; i++) {
+        mk(&m[i], "a", i, (uint64_t)i);
+        append_m(seg, &m[i]);
+    }
+    sync_ok(seg);
+    ck_assert_int_eq(find_file(dir, "active-", active), 1);
+    ck_assert_int_eq(stat(active, &sb), 0);
+    size0 = sb.st_size;
+
+    /* a group that only partly fits */
+    for (int i = 20; i < 40; i++) {
+        mk(&m[i], "b", i, (uint64_t)i);
+        append_m(seg, &m[i]);
+    }
+    limit_fsize((rlim_t)size0 + 50);
+    rc = sl_segment_sync(seg, &err);
+    unlimit_fsize();
+    ck_assert_int_eq(rc, SL_EIO);
+    ck_assert_ptr_nonnull(strstr(err.msg, active));
+    ck_assert_int_eq(stat(active, &sb), 0);
+    ck_assert_int_eq(sb.st_size, size0);
+    sl_segment_stats(seg, &st);
+    ck_assert_uint_eq(st.pending_records, 0);
+    ck_assert_uint_eq(st.active_records, 20);
+
+    /* still usable */
+    mk(&m[20], "c", 99, 99);
+    append_m(seg, &m[20]);
+    sync_ok(seg);
+
+    /* a seal whose temp file cannot be written changes nothing */
+    limit_fsize(100);
+    rc = sl_segment_seal(seg, &err);
+    unlimit_fsize();
+    ck_assert_int_eq(rc, SL_EIO);
+    ck_assert_ptr_nonnull(strstr(err.msg, ".tmp"));
+    ck_assert_int_eq(count_tmp(dir), 0);
+    ck_assert_int_eq(count_files(dir, "active-"), 1);
+    ck_assert_int_eq(count_files(dir, "sealed-"), 0);
+    ck_assert_int_eq(seal_ok(seg), 1);
+
+    /* creating the next active file fails: the group is dropped, nothing is left behind */
+    mk(&m[21], "d", 1, 100);
+    append_m(seg, &m[21]);
+    limit_fsize(20);
+    rc = sl_segment_sync(seg, &err);
+    unlimit_fsize();
+    ck_assert_int_eq(rc, SL_EIO);
+    ck_assert_int_eq(count_tmp(dir), 0);
+    ck_assert_int_eq(count_files(dir, "active-"), 0);
+    mk(&m[21], "d", 2, 101);
+    append_m(seg, &m[21]);
+    sync_ok(seg);
+    sl_segment_close(seg);
+
+    seg = open_seg(data, NULL, NULL);
+    qsort(m, 22, sizeof(m[0]), mrec_cmp);
+    /* m[0..19] "a", m[20] "c", m[21] "d": the "b" group was never acknowledged */
+    ck_assert_uint_eq(expect_iter(seg, NULL, m, 22), 22);
+    sl_segment_close(seg);
+}
+END_TEST
+
 /* The iterator snapshot is independent of later writes and of the handle's lifetime. */
 START_TEST(test_snapshot)
 {
@@ -1327,6 +1427,7 @@ static Suite *segment_suite(void)
     tcase_add_test(tc, test_two_actives_after_crash);
     tcase_add_test(tc, test_compact_and_crash);
     tcase_add_test(tc, test_thresholds);
+    tcase_add_test(tc, test_write_failure);
     tcase_add_test(tc, test_snapshot);
     tcase_add_test(tc, test_concurrent_readers);
     tcase_add_test(tc, test_random_model);

@@ -529,6 +529,25 @@ START_TEST(test_error_restores_output)
 }
 END_TEST
 
+START_TEST(test_encode_field)
+{
+    struct sl_type *t = type(T_USER);
+    ck_assert_int_eq(sl_value_encode_field(t, "user", json("{\"address\": {\"zip\": \"abc\"}}"),
+                                           &out, &err),
+                     SL_ESCHEMA);
+    ck_assert_str_eq(err.msg, "field `user.address.zip`: expected int64, got string \"abc\"");
+    ck_assert_int_eq(sl_value_encode_field(t, "user", json("{\"bad\": 1}"), &out, &err),
+                     SL_ESCHEMA);
+    ck_assert_str_eq(err.msg, "field `user`: unknown field `bad`");
+    ck_assert_int_eq(sl_value_encode_field(t, "user", json("3"), &out, &err), SL_ESCHEMA);
+    ck_assert_str_eq(err.msg, "field `user`: expected struct (a JSON object), got number 3");
+    ck_assert_uint_eq(out.len, 0);
+    ck_assert_int_eq(sl_value_encode_field(t, "user", json("{\"name\": \"a\"}"), &out, &err), 0);
+    ck_assert_str_eq(sl_buf_cstr(&out), "[\"a\",null,null,null]");
+    sl_type_free(t);
+}
+END_TEST
+
 START_TEST(test_scalar)
 {
     struct sl_scalar sc;
@@ -582,6 +601,7 @@ static Suite *types_suite(void)
     tcase_add_test(tv, test_struct);
     tcase_add_test(tv, test_struct_many_fields);
     tcase_add_test(tv, test_error_restores_output);
+    tcase_add_test(tv, test_encode_field);
     tcase_add_test(tv, test_scalar);
     suite_add_tcase(s, tv);
     return s;
