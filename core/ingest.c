@@ -15,6 +15,7 @@
 #include "serve.h"
 #include "server.h"
 #include "store.h"
+#include "tiles.h"
 #include "timeutil.h"
 #include "transform.h"
 #include "types.h"
@@ -29,6 +30,8 @@ struct mutation {
     size_t seq;       /* order in the request */
     const char *row;
     size_t rowlen;
+    int kind;         /* 'A' attribute row, or a tiles.h kind */
+    const struct sl_tiles_view *tv;
 };
 
 struct ingest_commit {
@@ -65,6 +68,7 @@ struct req {
     struct sl_buf enc;        /* encoded field values of the current source row */
     struct sl_buf enc2;       /* ... of the current transformed row */
     struct sl_xform_cache *xf; /* this worker's VMs */
+    struct sl_tiles_acc *acc;  /* events for aggregate views */
     struct sl_buf errors;     /* recordErrors entries */
     size_t nerrors;
     size_t nviews;
@@ -110,8 +114,8 @@ static struct view_out *view_out(struct req *q, struct sl_view *v)
     return NULL;
 }
 
-static int add_mutation(struct req *q, const char *key, size_t klen, int64_t ts,
-                        const char *row, size_t rowlen)
+static int add_mutation(struct req *q, int kind, const struct sl_tiles_view *tv, const char *key,
+                        size_t klen, int64_t ts, const char *row, size_t rowlen)
 {
     struct ingest_commit *ic = q->ic;
     if (ic->nmut == q->mut_cap) {
@@ -130,6 +134,8 @@ static int add_mutation(struct req *q, const char *key, size_t klen, int64_t ts,
     m->rowlen = rowlen;
     m->ts = ts;
     m->seq = q->seq++;
+    m->kind = kind;
+    m->tv = tv;
     sl_buf_append(&ic->keys, key, klen);
     sl_buf_append(&ic->rows, row, rowlen);
     return ic->keys.oom || ic->rows.oom ? SL_ENOMEM : 0;
@@ -277,6 +283,11 @@ static int view_record(struct req *q, const struct origin *o, struct sl_view *v,
         if (vals[v->key_index[k]].s.kind == SL_INT64 || vals[v->key_index[k]].s.kind == SL_INT32)
             parts[k] = tmp->p + (uintptr_t)parts[k];
     sl_buf_reset(key);
+    if (v->agg) { /* aggregate views: the entity part of the key; the caller adds the event */
+        for (size_t k = 0; k < v->nkeys; k++)
+            sl_buf_lenstr(key, parts[k], lens[k]);
+        return key->oom || tmp->oom ? SL_ENOMEM : 0;
+    }
     sl_row_key(key, v, parts, lens);
     sl_buf_reset(row);
     sl_buf_putc(row, 1);
@@ -320,8 +331,6 @@ static int fan_out(struct req *q, struct origin *o, const struct sl_json *rec,
     for (size_t i = 0; i < s->nviews; i++) {
         struct sl_view *v = s->views[i];
         struct view_out *vo = view_out(q, v);
-        if (v->mode != SL_MODE_ATTRIBUTE)
-            continue; /* aggregate views are not materialised by this build */
         struct sl_json **rows = (struct sl_json **)&rec;
         size_t nrows = 1;
         const struct field_val *rv = vals;
@@ -351,12 +360,31 @@ static int fan_out(struct req *q, struct origin *o, const struct sl_json *rec,
                 return vr;
             if (vr > 0)
                 continue;
-            if (v->online) {
-                vo->online++;
-                if (!q->dry_run &&
-                    add_mutation(q, bufs[0].p, bufs[0].len, rv[v->ts_index].s.i, bufs[1].p,
-                                 bufs[1].len) != 0)
+            if (!v->online)
+                continue;
+            vo->online++;
+            if (q->dry_run)
+                continue;
+            int64_t ts = rv[v->ts_index].s.i;
+            if (v->agg) {
+                struct sl_scalar *sc = sl_arena_alloc(&q->arena, (v->nfeatures + 1) * sizeof(*sc));
+                if (!sc || (!q->acc && !(q->acc = sl_tiles_acc_new())))
                     return SL_ENOMEM;
+                for (size_t f = 0; f < v->nfeatures; f++) {
+                    const struct field_val *fv = &rv[v->features[f].col_index];
+                    sc[f] = fv->s;
+                    sc[f].null = fv->null;
+                    if (fv->s.kind >= SL_ARRAY) { /* nested values travel as their JSON */
+                        sc[f].str = enc + fv->off;
+                        sc[f].len = fv->len;
+                    }
+                }
+                uint64_t seq = __atomic_fetch_add(&q->n->seq, 1, __ATOMIC_RELAXED);
+                if (sl_tiles_acc_add(q->acc, v->agg, v->key, bufs[0].p, bufs[0].len, ts, seq, sc))
+                    return SL_ENOMEM;
+            } else if (add_mutation(q, 'A', NULL, bufs[0].p, bufs[0].len, ts, bufs[1].p,
+                                    bufs[1].len) != 0) {
+                return SL_ENOMEM;
             }
         }
     }
@@ -402,6 +430,16 @@ static int ingest_source(struct req *q, struct sl_source *s, const struct sl_jso
     return rc;
 }
 
+static int emit_tiles(void *arg, const struct sl_tiles_view *tv, int kind, const char *key,
+                      size_t klen, const char *val, size_t vlen)
+{
+    struct req *q = arg;
+    int64_t ts = 0;
+    if (kind == SL_TILES_LIFETIME && vlen >= 8)
+        memcpy(&ts, val, 8); /* apply lifetime events in time order */
+    return add_mutation(q, kind, tv, key, klen, ts, val, vlen);
+}
+
 static int cmp_mut(const void *a, const void *b)
 {
     const struct mutation *x = a, *y = b;
@@ -428,35 +466,68 @@ static void finish_mutations(struct ingest_commit *ic)
     for (size_t i = 0; i < ic->nmut; i++) {
         int last_of_key = i + 1 == ic->nmut || ic->mut[i + 1].klen != ic->mut[i].klen ||
                           memcmp(ic->mut[i + 1].key, ic->mut[i].key, ic->mut[i].klen) != 0;
-        if (last_of_key)
+        if (last_of_key || ic->mut[i].kind != 'A')
             ic->mut[out++] = ic->mut[i];
     }
     ic->nmut = out;
 }
 
-/* Writer thread: keep the stored row when it is newer than ours. */
+static int same_key(const struct mutation *a, const struct mutation *b)
+{
+    return a->klen == b->klen && memcmp(a->key, b->key, a->klen) == 0;
+}
+
+/* Writer thread: attribute rows keep the stored row when it is newer than ours; aggregate
+ * mutations merge into the stored state (one read per key: runs of one key chain in memory). */
 static int commit_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch *b,
                         struct sl_error *err)
 {
     struct ingest_commit *ic = (struct ingest_commit *)c;
-    struct sl_buf cur = SL_BUF_INIT;
+    struct sl_buf cur = SL_BUF_INIT, next = SL_BUF_INIT;
     int rc = 0;
-    for (size_t i = 0; i < ic->nmut; i++) {
+    for (size_t i = 0; i < ic->nmut && rc == 0; i++) {
         const struct mutation *m = &ic->mut[i];
+        if (m->kind == SL_TILES_PUT) {
+            sl_batch_put(b, m->key, m->klen, m->row, m->rowlen);
+            continue;
+        }
         sl_buf_reset(&cur);
         int g = sl_store_get(s, m->key, m->klen, &cur, err);
-        if (g == 0 && cur.len >= 9) {
-            uint64_t old;
-            memcpy(&old, cur.p + 1, 8);
-            if ((int64_t)old > m->ts)
-                continue;
-        } else if (g != 0 && g != SL_ENOTFOUND) {
+        if (g != 0 && g != SL_ENOTFOUND) {
             rc = g;
             break;
         }
-        sl_batch_put(b, m->key, m->klen, m->row, m->rowlen);
+        if (g == SL_ENOTFOUND)
+            sl_buf_reset(&cur);
+        if (m->kind == 'A') {
+            uint64_t old;
+            if (g == 0 && cur.len >= 9 && (memcpy(&old, cur.p + 1, 8), (int64_t)old > m->ts))
+                continue;
+            sl_batch_put(b, m->key, m->klen, m->row, m->rowlen);
+            continue;
+        }
+        size_t end = i;
+        for (;;) {
+            sl_buf_reset(&next);
+            rc = sl_tiles_apply(ic->mut[end].tv, ic->mut[end].kind, cur.p, cur.len,
+                                ic->mut[end].row, ic->mut[end].rowlen, &next);
+            if (rc) {
+                sl_error_set(err, rc, "cannot merge aggregation state (%s)", sl_strerror(rc));
+                break;
+            }
+            struct sl_buf t = cur;
+            cur = next;
+            next = t;
+            if (end + 1 == ic->nmut || !same_key(&ic->mut[end + 1], m))
+                break;
+            end++;
+        }
+        if (rc == 0)
+            sl_batch_put(b, m->key, m->klen, cur.p, cur.len);
+        i = end;
     }
     sl_buf_free(&cur);
+    sl_buf_free(&next);
     return rc;
 }
 
@@ -522,6 +593,7 @@ static void req_free(struct req *q)
     sl_arena_free(&q->arena);
     sl_buf_free(&q->enc);
     sl_buf_free(&q->enc2);
+    sl_tiles_acc_free(q->acc);
     sl_buf_free(&q->errors);
     free(q->views);
     commit_free(q->ic);
@@ -659,7 +731,7 @@ void sl_ingest_handle(struct sl_node *n, struct sl_http_req *r, int auth_rc,
         status = 400;
         goto out;
     }
-    if (q.dry_run || q.ic->nmut == 0) {
+    if (q.dry_run || (q.ic->nmut == 0 && !q.acc)) {
         struct sl_buf b = SL_BUF_INIT;
         metrics_body(&q, &b);
         sl_reply_buf(r, 200, &b);
@@ -667,6 +739,8 @@ void sl_ingest_handle(struct sl_node *n, struct sl_http_req *r, int auth_rc,
     }
 
     struct ingest_commit *ic = q.ic;
+    if (q.acc && sl_tiles_acc_finish(q.acc, emit_tiles, &q) != 0)
+        FAIL(503, "ResourceExhaustedError", "Out of memory");
     metrics_body(&q, &ic->reply);
     if (ic->reply.oom || ic->keys.oom || ic->rows.oom)
         FAIL(503, "ResourceExhaustedError", "Out of memory");

@@ -14,6 +14,7 @@
 #include "error.h"
 #include "log.h"
 #include "store.h"
+#include "tiles.h"
 #include "timeutil.h"
 
 #define REG_PREFIX "R"
@@ -332,6 +333,11 @@ static int build_view(struct sl_ws *ws, struct sl_view *v, cJSON *j, struct sl_e
         if (v->source && d->col_index < 0)
             return where(j, err, "feature column `%s` is not in the source schema", d->column);
     }
+    if (v->mode != SL_MODE_ATTRIBUTE && !v->is_realtime) {
+        int rc2 = sl_tiles_view_new(v, &v->agg, err);
+        if (rc2)
+            return where(j, err, "%s", err->msg);
+    }
     return 0;
 }
 
@@ -405,6 +411,8 @@ static int build_service(struct sl_ws *ws, struct sl_service *s, const cJSON *j,
         }
     }
     qsort(s->items, s->nitems, sizeof(*s->items), cmp_item);
+    for (size_t i = 0; i < s->nitems; i++)
+        s->nfeatures += s->items[i].nfeat;
     for (size_t i = 0; i < s->nitems; i++) {
         struct sl_view *v = s->items[i].view;
         int rc = add_fields(&s->nkeys, &s->join_keys, v->nkeys, v->join_keys, err);
@@ -437,6 +445,7 @@ static void ws_free(struct sl_ws *ws)
         free(v->name);
         free_fields(v->nkeys, v->join_keys);
         free_fields(v->nout, v->out_schema);
+        sl_tiles_view_free(v->agg);
         free(v->key_index);
         for (size_t k = 0; k < v->nfeatures; k++) {
             free(v->features[k].name);

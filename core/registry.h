@@ -16,6 +16,7 @@ struct sl_error;
 struct sl_store;
 struct sl_batch;
 struct sl_agg_spec;
+struct sl_tiles_view;
 
 struct sl_entity {
     char *name;
@@ -65,6 +66,7 @@ struct sl_view {
     int has_transformation;
     size_t nfeatures;
     struct sl_feature *features;
+    struct sl_tiles_view *agg; /* aggregate views: compiled aggregations (tiles.h) */
     size_t nrt_sources;      /* realtime views: the sources they read */
     char **rt_sources;
     cJSON *spec;             /* canonical JSON of the view (owned) */
@@ -81,6 +83,7 @@ struct sl_service {
     char *name;
     char id[33];
     size_t nitems;
+    size_t nfeatures;              /* features served, over all items */
     struct sl_service_item *items; /* Tecton order: realtime views first, then the others,
                                       alphabetical by view name */
     size_t nkeys;

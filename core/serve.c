@@ -16,6 +16,7 @@
 #include "registry.h"
 #include "server.h"
 #include "store.h"
+#include "tiles.h"
 #include "timeutil.h"
 #include "types.h"
 
@@ -112,7 +113,7 @@ struct row_status {
 };
 
 /* Appends the features of one request row to vals (comma-separated JSON values) and fills
- * st[item]. Returns 0, or SL_EINVAL / SL_ESTORE with msg. */
+ * st[feature] for each output feature. Returns 0, or SL_EINVAL / SL_ESTORE with msg. */
 static int serve_row(struct serve_req *q, const struct sl_json *jkm, struct sl_buf *vals,
                      struct row_status *st, char *msg, size_t cap)
 {
@@ -120,6 +121,7 @@ static int serve_row(struct serve_req *q, const struct sl_json *jkm, struct sl_b
     struct sl_buf tmp = SL_BUF_INIT, key = SL_BUF_INIT, row = SL_BUF_INIT;
     int64_t now = sl_now_ns();
     int rc = 0, first = vals->len == 0;
+    size_t fo = 0;
     size_t *off = calloc(svc->nkeys + 1, sizeof(size_t) * 2);
     int *null = calloc(svc->nkeys + 1, sizeof(int));
     if (!off || !null) {
@@ -152,7 +154,7 @@ static int serve_row(struct serve_req *q, const struct sl_json *jkm, struct sl_b
         const struct sl_view *v = it->view;
         const char *parts[16];
         size_t lens[16];
-        int have = v->mode == SL_MODE_ATTRIBUTE && !v->is_realtime && v->nkeys <= 16;
+        int have = !v->is_realtime && v->nkeys <= 16;
         for (size_t k = 0; have && k < v->nkeys; k++) {
             size_t idx = 0;
             while (idx < svc->nkeys && strcmp(svc->join_keys[idx].name, v->join_keys[k].name) != 0)
@@ -164,7 +166,33 @@ static int serve_row(struct serve_req *q, const struct sl_json *jkm, struct sl_b
                 lens[k] = off[2 * idx + 1];
             }
         }
-        st[i].present = 0;
+        struct row_status *fs = st + fo; /* this item's features */
+        fo += it->nfeat;
+        int present = 0;
+        int64_t present_ts = 0;
+        if (have && v->agg) {
+            struct sl_error err = {0};
+            int pres[256];
+            int64_t eff[256];
+            if (it->nfeat > 256) {
+                snprintf(msg, cap, "too many features in one view");
+                rc = SL_EINVAL;
+                goto out;
+            }
+            sl_buf_reset(&key);
+            for (size_t k = 0; k < v->nkeys; k++)
+                sl_buf_lenstr(&key, parts[k], lens[k]);
+            rc = sl_tiles_read(v->agg, &q->n->store, v->key, key.p, key.len, now, it->feat,
+                               it->nfeat, vals, &first, pres, eff, &err);
+            if (rc != 0) {
+                snprintf(msg, cap, "online store read failed: %s", err.msg);
+                rc = SL_ESTORE;
+                goto out;
+            }
+            for (size_t f = 0; f < it->nfeat; f++)
+                fs[f] = (struct row_status){pres[f], eff[f]};
+            continue;
+        }
         struct sl_cursor c = {0};
         if (have) {
             struct sl_error err = {0};
@@ -184,26 +212,27 @@ static int serve_row(struct serve_req *q, const struct sl_json *jkm, struct sl_b
             if (g == 0 && sl_cur_bytes(&c, 1, &ver) == 0 && sl_cur_u64(&c, &ts) == 0 &&
                 sl_cur_u32(&c, &nf) == 0 && nf == v->nfeatures &&
                 (v->ttl_ns == 0 || (int64_t)ts >= now - v->ttl_ns)) {
-                st[i].present = 1;
-                st[i].ts = (int64_t)ts;
+                present = 1;
+                present_ts = (int64_t)ts;
             }
         }
         /* fragments of the stored row, in declaration order */
         const char *frag[256];
         size_t flen[256];
         size_t nf = v->nfeatures < 256 ? v->nfeatures : 256;
-        for (size_t f = 0; st[i].present && f < nf; f++)
+        for (size_t f = 0; present && f < nf; f++)
             if (sl_cur_lenstr(&c, &frag[f], &flen[f]) != 0)
-                st[i].present = 0;
+                present = 0;
         for (size_t f = 0; f < it->nfeat; f++) {
             if (!first)
                 sl_buf_putc(vals, ',');
             first = 0;
             size_t fi = (size_t)it->feat[f];
-            if (st[i].present && fi < nf)
+            if (present && fi < nf)
                 sl_buf_append(vals, frag[fi], flen[fi]);
             else
                 sl_buf_puts(vals, "null");
+            fs[f] = (struct row_status){present, present_ts};
         }
     }
 out:
@@ -231,6 +260,7 @@ static void write_metadata(struct serve_req *q, struct sl_buf *b, struct row_sta
     struct sl_service *svc = q->svc;
     sl_buf_puts(b, "\"metadata\":{\"features\":[");
     int first = 1;
+    size_t fo = 0;
     for (size_t i = 0; i < svc->nitems; i++) {
         const struct sl_service_item *it = &svc->items[i];
         for (size_t f = 0; f < it->nfeat; f++) {
@@ -254,18 +284,19 @@ static void write_metadata(struct serve_req *q, struct sl_buf *b, struct row_sta
                     sl_buf_putc(b, '[');
                 for (size_t r = 0; r < nrows; r++) {
                     sl_buf_puts(b, r ? "," : "");
-                    sl_buf_puts(b, st[r * svc->nitems + i].present ? "\"PRESENT\"" : "\"MISSING_DATA\"");
+                    sl_buf_puts(b, st[r * svc->nfeatures + fo].present ? "\"PRESENT\"" : "\"MISSING_DATA\"");
                 }
                 if (batch)
                     sl_buf_putc(b, ']');
                 sep = 1;
             }
-            if (q->opt[OPT_TIMES] && !batch && st[i].present) {
+            if (q->opt[OPT_TIMES] && !batch && st[fo].present) {
                 char t[SL_TIME_MAXLEN];
-                sl_time_format(st[i].ts, t);
+                sl_time_format(st[fo].ts, t);
                 sl_buf_printf(b, "%s\"effectiveTime\":\"%s\"", sep ? "," : "", t);
             }
             sl_buf_putc(b, '}');
+            fo++;
         }
     }
     sl_buf_putc(b, ']');
@@ -380,7 +411,7 @@ void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_cal
         goto out;
     }
     if (call == SL_SERVE_GET) {
-        st = calloc(q.svc->nitems + 1, sizeof(*st));
+        st = calloc(q.svc->nfeatures + 1, sizeof(*st));
         int rc = st ? serve_row(&q, param(params, "join_key_map", "joinKeyMap"), &vals, st, msg,
                                 sizeof(msg))
                     : SL_ENOMEM;
@@ -402,7 +433,7 @@ void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_cal
         fail(r, SL_EINVAL, "Required field `request_data` is missing");
         goto out;
     }
-    st = calloc(rows->count * q.svc->nitems + 1, sizeof(*st));
+    st = calloc(rows->count * q.svc->nfeatures + 1, sizeof(*st));
     if (!st) {
         fail(r, SL_ENOMEM, "out of memory");
         goto out;
@@ -412,7 +443,7 @@ void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_cal
     for (const struct sl_json *row = rows->child; row; row = row->next, i++) {
         sl_buf_reset(&vals);
         int rc = serve_row(&q, row->kind == SL_JSON_OBJECT ? param(row, "join_key_map", "joinKeyMap") : NULL,
-                           &vals, st + i * q.svc->nitems, msg, sizeof(msg));
+                           &vals, st + i * q.svc->nfeatures, msg, sizeof(msg));
         if (rc != 0) {
             fail(r, rc, "request_data[%zu]: %s", i, msg);
             goto out;

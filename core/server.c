@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <cJSON.h>
 
@@ -415,6 +416,40 @@ static void metrics(struct sl_node *n, struct sl_http_req *r)
     sl_buf_free(&b);
 }
 
+static void forbid(struct sl_http_req *r, const char *what)
+{
+    char msg[256];
+    snprintf(msg, sizeof(msg), "the service account is not allowed to %s", what);
+    sl_reply_error(r, 403, 7, msg);
+}
+
+/* Tests only: moves the fake clock. Exists only when the server started with --fake-now. */
+static void set_clock(struct sl_node *n, struct sl_http_req *r, const struct sl_principal *p)
+{
+    struct sl_error err = {0};
+    if (!n->cfg->fake_now) {
+        sl_reply_error(r, 404, 5, "no such endpoint (start the server with --fake-now)");
+        return;
+    }
+    if (!sl_auth_allowed(n->auth, p, NULL, SL_ACT_ADMIN)) {
+        forbid(r, "set the clock");
+        return;
+    }
+    cJSON *o = parse_body(r, &err);
+    const cJSON *now = cJSON_GetObjectItemCaseSensitive(o, "now");
+    int64_t ns;
+    if (!err.code && (!cJSON_IsString(now) || sl_time_parse(now->valuestring, strlen(now->valuestring), &ns) != 0))
+        sl_error_set(&err, SL_EINVAL, "`now` must be an RFC 3339 time");
+    cJSON_Delete(o);
+    if (err.code) {
+        reply_status(r, &err);
+        return;
+    }
+    sl_time_set_fake(ns);
+    static const char ok[] = "{\"status\":\"ok\"}";
+    sl_http_reply(r, 200, "application/json", ok, sizeof(ok) - 1);
+}
+
 /* ---- routing ---- */
 
 /* Matches "/v1/workspaces/<name>/<rest>"; copies name. */
@@ -431,13 +466,6 @@ static int ws_route(const char *path, char *name, size_t cap, const char **rest)
     name[l] = 0;
     *rest = s + l;
     return 1;
-}
-
-static void forbid(struct sl_http_req *r, const char *what)
-{
-    char msg[256];
-    snprintf(msg, sizeof(msg), "the service account is not allowed to %s", what);
-    sl_reply_error(r, 403, 7, msg);
 }
 
 static void route(struct sl_http_req *r, void *arg)
@@ -477,6 +505,10 @@ static void route(struct sl_http_req *r, void *arg)
             sl_serve_handle(n, r, SL_SERVE_METADATA, &p);
         else
             sl_reply_error(r, 404, 5, "no such FeatureService method");
+        return;
+    }
+    if (strcmp(path, "/v1/test/clock") == 0 && m == SL_HTTP_POST) {
+        set_clock(n, r, &p);
         return;
     }
     if (strcmp(path, "/metrics") == 0 && m == SL_HTTP_GET) {
@@ -587,6 +619,11 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
     }
     if (cfg->fake_now)
         sl_time_set_fake(cfg->fake_now);
+    {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        n->seq = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    }
     if (mkdir_p(cfg->data_dir, err) != 0)
         goto fail;
     snprintf(path, sizeof(path), "%s/online", cfg->data_dir);

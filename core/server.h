@@ -29,6 +29,8 @@ struct sl_node {
     int stopping;
     pthread_cond_t apply_cv;
     struct sl_xform_cache **xform; /* per HTTP worker: Lua VMs for transformations */
+    uint64_t seq;               /* write sequence of aggregate events (atomic); starts at the
+                                   start time in ns so it grows across restarts */
     /* counters for /metrics (atomic) */
     uint64_t ingest_requests, ingest_records, ingest_errors, read_requests, read_errors;
 };

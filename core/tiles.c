@@ -1,0 +1,596 @@
+/* Tiles, lifetime values and event logs of aggregate views over the online store. */
+#include "tiles.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "error.h"
+#include "registry.h"
+#include "store.h"
+#include "types.h"
+
+#define KEY_LIFETIME 0xFE
+#define KEY_EVENT 0xFD
+
+/* ---- compiled views ---- */
+
+void sl_tiles_view_free(struct sl_tiles_view *tv)
+{
+    if (!tv)
+        return;
+    for (size_t i = 0; tv->specs && i < tv->nspecs; i++)
+        sl_agg_spec_free(tv->specs[i]);
+    free(tv->specs);
+    free(tv);
+}
+
+static int windowed(const struct sl_agg_spec *s)
+{
+    return s->window != SL_AGG_LIFETIME;
+}
+
+int sl_tiles_view_new(const struct sl_view *v, struct sl_tiles_view **out, struct sl_error *err)
+{
+    struct sl_tiles_view *tv = calloc(1, sizeof(*tv));
+    int64_t max_window = 0;
+    int rc = 0;
+    if (!tv || !(tv->specs = calloc(v->nfeatures + 1, sizeof(*tv->specs)))) {
+        sl_tiles_view_free(tv);
+        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    }
+    tv->nspecs = v->nfeatures;
+    tv->continuous = v->interval_ns == 0;
+    for (size_t i = 0; i < v->nfeatures; i++) {
+        rc = sl_agg_spec_from_cjson(v->features[i].spec, v->interval_ns, &tv->specs[i], err);
+        if (rc)
+            goto fail;
+        const struct sl_agg_spec *s = tv->specs[i];
+        if (!windowed(s)) {
+            tv->has_lifetime = 1;
+            continue;
+        }
+        tv->has_windowed = 1;
+        if (s->window > max_window)
+            max_window = s->window;
+        if (s->window - s->offset > tv->max_span)
+            tv->max_span = s->window - s->offset;
+    }
+    if (!tv->continuous && tv->has_windowed &&
+        (rc = sl_agg_tiling_init(&tv->tiling, v->interval_ns, max_window)) != 0) {
+        sl_error_set(err, SL_ESCHEMA, "feature view `%s`: windows must be multiples of the aggregation interval",
+                     v->name);
+        goto fail;
+    }
+    *out = tv;
+    return 0;
+fail:
+    sl_tiles_view_free(tv);
+    return rc ? rc : SL_ENOMEM;
+}
+
+/* ---- keys ---- */
+
+static void put_be64(struct sl_buf *b, uint64_t v)
+{
+    unsigned char x[8];
+    for (int i = 0; i < 8; i++)
+        x[i] = (unsigned char)(v >> (56 - 8 * i));
+    sl_buf_append(b, x, 8);
+}
+
+static void entity_key(struct sl_buf *k, const unsigned char vk[8], const char *ent, size_t elen)
+{
+    sl_buf_putc(k, 'A');
+    sl_buf_append(k, vk, 8);
+    sl_buf_append(k, ent, elen);
+}
+
+static void event_key(struct sl_buf *k, int64_t ts, uint64_t seq)
+{
+    sl_buf_putc(k, (char)KEY_EVENT);
+    put_be64(k, (uint64_t)ts ^ UINT64_C(0x8000000000000000));
+    put_be64(k, seq);
+}
+
+/* ---- accumulation on the loop thread ---- */
+
+struct ev {
+    const struct sl_tiles_view *tv;
+    unsigned char vk[8];
+    size_t ent, elen;   /* in acc->bytes */
+    size_t val, vlen;   /* encoded values, in acc->bytes */
+    int64_t ts;
+    uint64_t seq;
+};
+
+struct sl_tiles_acc {
+    struct sl_buf bytes;
+    struct ev *evs;
+    size_t n, cap;
+};
+
+struct sl_tiles_acc *sl_tiles_acc_new(void)
+{
+    return calloc(1, sizeof(struct sl_tiles_acc));
+}
+
+void sl_tiles_acc_free(struct sl_tiles_acc *acc)
+{
+    if (!acc)
+        return;
+    sl_buf_free(&acc->bytes);
+    free(acc->evs);
+    free(acc);
+}
+
+int sl_tiles_acc_add(struct sl_tiles_acc *acc, const struct sl_tiles_view *tv,
+                     const unsigned char viewkey[8], const char *entity, size_t elen, int64_t ts,
+                     uint64_t seq, const struct sl_scalar *vals)
+{
+    if (acc->n == acc->cap) {
+        size_t cap = acc->cap ? acc->cap * 2 : 64;
+        struct ev *g = realloc(acc->evs, cap * sizeof(*g));
+        if (!g)
+            return SL_ENOMEM;
+        acc->evs = g;
+        acc->cap = cap;
+    }
+    struct ev *e = &acc->evs[acc->n++];
+    e->tv = tv;
+    memcpy(e->vk, viewkey, 8);
+    e->ts = ts;
+    e->seq = seq;
+    e->ent = acc->bytes.len;
+    e->elen = elen;
+    sl_buf_append(&acc->bytes, entity, elen);
+    e->val = acc->bytes.len;
+    for (size_t i = 0; i < tv->nspecs; i++)
+        sl_agg_value_encode(&acc->bytes, &vals[i]);
+    e->vlen = acc->bytes.len - e->val;
+    return acc->bytes.oom ? SL_ENOMEM : 0;
+}
+
+/* Decodes the nspecs values of an event into v. */
+static int decode_values(const char *p, size_t len, size_t n, struct sl_scalar *v)
+{
+    const unsigned char *q = (const unsigned char *)p;
+    for (size_t i = 0; i < n; i++)
+        if (sl_agg_value_decode(&q, &len, &v[i]) != 0)
+            return SL_ECORRUPT;
+    return 0;
+}
+
+struct tile_ref {
+    size_t key, klen; /* in keys */
+    size_t ev;
+};
+
+static const char *g_keys; /* qsort has no context argument */
+
+static int cmp_ref(const void *a, const void *b)
+{
+    const struct tile_ref *x = a, *y = b;
+    size_t n = x->klen < y->klen ? x->klen : y->klen;
+    int c = memcmp(g_keys + x->key, g_keys + y->key, n);
+    if (c)
+        return c;
+    if (x->klen != y->klen)
+        return x->klen < y->klen ? -1 : 1;
+    return x->ev < y->ev ? -1 : x->ev > y->ev;
+}
+
+/* One MERGE mutation per touched tile: the partial aggregate of this request's events. */
+static int finish_tiles(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg)
+{
+    struct sl_buf keys = SL_BUF_INIT, val = SL_BUF_INIT, tmp = SL_BUF_INIT;
+    struct tile_ref *refs = NULL;
+    size_t nrefs = 0, cap = 0;
+    struct sl_agg_state **st = NULL;
+    struct sl_scalar *v = NULL;
+    size_t maxspecs = 0;
+    int rc = 0;
+    for (size_t i = 0; i < acc->n; i++) {
+        const struct ev *e = &acc->evs[i];
+        if (e->tv->nspecs > maxspecs)
+            maxspecs = e->tv->nspecs;
+        if (e->tv->continuous || !e->tv->has_windowed)
+            continue;
+        struct sl_agg_tile tiles[SL_AGG_MAX_LEVELS];
+        int nt = sl_agg_tiles_for_event(&e->tv->tiling, e->ts, tiles);
+        for (int t = 0; t < nt; t++) {
+            if (nrefs == cap) {
+                cap = cap ? cap * 2 : 256;
+                struct tile_ref *g = realloc(refs, cap * sizeof(*g));
+                if (!g) {
+                    rc = SL_ENOMEM;
+                    goto out;
+                }
+                refs = g;
+            }
+            size_t at = keys.len;
+            entity_key(&keys, e->vk, acc->bytes.p + e->ent, e->elen);
+            sl_agg_tile_key(&keys, &tiles[t]);
+            refs[nrefs++] = (struct tile_ref){at, keys.len - at, i};
+        }
+    }
+    if (keys.oom) {
+        rc = SL_ENOMEM;
+        goto out;
+    }
+    g_keys = keys.p;
+    qsort(refs, nrefs, sizeof(*refs), cmp_ref);
+    st = calloc(maxspecs + 1, sizeof(*st));
+    v = calloc(maxspecs + 1, sizeof(*v));
+    if (!st || !v) {
+        rc = SL_ENOMEM;
+        goto out;
+    }
+    for (size_t r = 0; r < nrefs && rc == 0;) {
+        size_t end = r + 1;
+        while (end < nrefs && refs[end].klen == refs[r].klen &&
+               memcmp(keys.p + refs[end].key, keys.p + refs[r].key, refs[r].klen) == 0)
+            end++;
+        const struct sl_tiles_view *tv = acc->evs[refs[r].ev].tv;
+        for (size_t i = 0; i < tv->nspecs && rc == 0; i++)
+            if (windowed(tv->specs[i]))
+                rc = sl_agg_state_new(tv->specs[i], &st[i]);
+        for (size_t k = r; k < end && rc == 0; k++) {
+            const struct ev *e = &acc->evs[refs[k].ev];
+            rc = decode_values(acc->bytes.p + e->val, e->vlen, tv->nspecs, v);
+            for (size_t i = 0; i < tv->nspecs && rc == 0; i++)
+                if (st[i])
+                    rc = sl_agg_update(st[i], &v[i], e->ts, e->seq);
+        }
+        sl_buf_reset(&val);
+        for (size_t i = 0; i < tv->nspecs && rc == 0; i++) {
+            sl_buf_reset(&tmp);
+            if (st[i])
+                rc = sl_agg_serialize(st[i], &tmp);
+            sl_buf_lenstr(&val, tmp.p, tmp.len);
+        }
+        for (size_t i = 0; i < tv->nspecs; i++) {
+            sl_agg_state_free(st[i]);
+            st[i] = NULL;
+        }
+        if (rc == 0 && (val.oom || tmp.oom))
+            rc = SL_ENOMEM;
+        if (rc == 0)
+            rc = emit(arg, tv, SL_TILES_MERGE, keys.p + refs[r].key, refs[r].klen, val.p, val.len);
+        r = end;
+    }
+out:
+    free(refs);
+    free(st);
+    free(v);
+    sl_buf_free(&keys);
+    sl_buf_free(&val);
+    sl_buf_free(&tmp);
+    return rc;
+}
+
+int sl_tiles_acc_finish(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg)
+{
+    int rc = finish_tiles(acc, emit, arg);
+    struct sl_buf k = SL_BUF_INIT, val = SL_BUF_INIT;
+    for (size_t i = 0; i < acc->n && rc == 0; i++) {
+        const struct ev *e = &acc->evs[i];
+        const char *ent = acc->bytes.p + e->ent;
+        if (e->tv->has_lifetime) {
+            sl_buf_reset(&k);
+            sl_buf_reset(&val);
+            entity_key(&k, e->vk, ent, e->elen);
+            sl_buf_putc(&k, (char)KEY_LIFETIME);
+            sl_buf_u64(&val, (uint64_t)e->ts);
+            sl_buf_u64(&val, e->seq);
+            sl_buf_append(&val, acc->bytes.p + e->val, e->vlen);
+            rc = k.oom || val.oom ? SL_ENOMEM
+                                  : emit(arg, e->tv, SL_TILES_LIFETIME, k.p, k.len, val.p, val.len);
+        }
+        if (rc == 0 && e->tv->continuous && e->tv->has_windowed) {
+            sl_buf_reset(&k);
+            entity_key(&k, e->vk, ent, e->elen);
+            event_key(&k, e->ts, e->seq);
+            rc = k.oom ? SL_ENOMEM
+                       : emit(arg, e->tv, SL_TILES_PUT, k.p, k.len, acc->bytes.p + e->val, e->vlen);
+        }
+    }
+    sl_buf_free(&k);
+    sl_buf_free(&val);
+    return rc;
+}
+
+/* ---- the writer's read-modify-write ---- */
+
+/* The i-th u32-length-prefixed slot of a stored value (empty when the value is shorter). */
+static void slot(const char *p, size_t len, size_t i, const char **s, size_t *n)
+{
+    struct sl_cursor c = {(const unsigned char *)p, p ? len : 0};
+    *s = NULL;
+    *n = 0;
+    for (size_t k = 0; k <= i; k++)
+        if (sl_cur_lenstr(&c, s, n) != 0) {
+            *s = NULL;
+            *n = 0;
+            return;
+        }
+}
+
+int sl_tiles_apply(const struct sl_tiles_view *tv, int kind, const char *cur, size_t curlen,
+                   const char *val, size_t vlen, struct sl_buf *out)
+{
+    struct sl_buf tmp = SL_BUF_INIT;
+    int rc = 0;
+    if (kind == SL_TILES_PUT || (kind == SL_TILES_MERGE && curlen == 0)) {
+        sl_buf_append(out, val, vlen);
+        return out->oom ? SL_ENOMEM : 0;
+    }
+    struct sl_scalar *v = NULL;
+    int64_t ts = 0;
+    uint64_t seq = 0;
+    if (kind == SL_TILES_LIFETIME) {
+        struct sl_cursor c = {(const unsigned char *)val, vlen};
+        uint64_t t;
+        v = calloc(tv->nspecs + 1, sizeof(*v));
+        if (!v)
+            return SL_ENOMEM;
+        if (sl_cur_u64(&c, &t) != 0 || sl_cur_u64(&c, &seq) != 0 ||
+            decode_values((const char *)c.p, c.left, tv->nspecs, v) != 0) {
+            free(v);
+            return SL_ECORRUPT;
+        }
+        ts = (int64_t)t;
+    }
+    for (size_t i = 0; i < tv->nspecs && rc == 0; i++) {
+        const struct sl_agg_spec *spec = tv->specs[i];
+        const char *a, *b;
+        size_t al, bl;
+        slot(cur, curlen, i, &a, &al);
+        sl_buf_reset(&tmp);
+        if (kind == SL_TILES_MERGE && windowed(spec)) {
+            slot(val, vlen, i, &b, &bl);
+            rc = sl_agg_merge_serialized(spec, a, al, b, bl, &tmp);
+        } else if (kind == SL_TILES_LIFETIME && !windowed(spec)) {
+            rc = sl_agg_lifetime_apply(spec, a, al, &v[i], ts, seq, &tmp);
+        }
+        sl_buf_lenstr(out, tmp.p, tmp.len);
+    }
+    if (rc == 0 && (out->oom || tmp.oom))
+        rc = SL_ENOMEM;
+    free(v);
+    sl_buf_free(&tmp);
+    return rc;
+}
+
+/* ---- reads ---- */
+
+struct fetched {
+    struct sl_agg_tile tile;
+    int found;
+    struct sl_buf val;
+};
+
+struct event_rows {
+    struct sl_buf bytes;  /* copies of the event values */
+    size_t n, cap;
+    struct { int64_t ts; uint64_t seq; size_t off, len; } *e;
+    size_t prefix;        /* entity key length, to find ts/seq in keys */
+};
+
+static uint64_t get_be64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static int collect_event(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    struct event_rows *r = arg;
+    if (kl != r->prefix + 17 || (unsigned char)k[r->prefix] != KEY_EVENT)
+        return 1;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 64;
+        void *g = realloc(r->e, cap * sizeof(*r->e));
+        if (!g)
+            return SL_ENOMEM;
+        r->e = g;
+        r->cap = cap;
+    }
+    const unsigned char *p = (const unsigned char *)k + r->prefix + 1;
+    r->e[r->n].ts = (int64_t)(get_be64(p) ^ UINT64_C(0x8000000000000000));
+    r->e[r->n].seq = get_be64(p + 8);
+    r->e[r->n].off = r->bytes.len;
+    r->e[r->n].len = vl;
+    r->n++;
+    sl_buf_append(&r->bytes, v, vl);
+    return r->bytes.oom ? SL_ENOMEM : 0;
+}
+
+/* Continuous windowed features from the entity's event log, in one scan: outs[f] gets the
+ * value of feature feat[f]. */
+static int read_continuous(const struct sl_tiles_view *tv, struct sl_store *s,
+                           const struct sl_buf *ek, int64_t now, const int *feat, size_t nfeat,
+                           struct sl_buf *outs, int *present, int64_t *eff, struct sl_error *err)
+{
+    struct event_rows rows = {.prefix = ek->len};
+    struct sl_buf start = SL_BUF_INIT;
+    struct sl_agg_event *evs = NULL;
+    struct sl_scalar *sc = NULL;
+    int rc = 0;
+    sl_buf_append(&start, ek->p, ek->len);
+    int64_t from = now - tv->max_span;
+    if (from > now)
+        from = INT64_MIN;
+    event_key(&start, from, 0);
+    if (start.oom)
+        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    rc = s->ops->scan(s->ctx, ek->p, ek->len, start.p, start.len, collect_event, &rows, err);
+    if (rc < 0)
+        goto out;
+    evs = calloc(rows.n + 1, sizeof(*evs));
+    sc = calloc((rows.n + 1) * tv->nspecs, sizeof(*sc));
+    if (!evs || !sc) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < rows.n; i++)
+        if (decode_values(rows.bytes.p + rows.e[i].off, rows.e[i].len, tv->nspecs,
+                          &sc[i * tv->nspecs]) != 0) {
+            rc = sl_error_set(err, SL_ECORRUPT, "corrupt event in the online store");
+            goto out;
+        }
+    for (size_t f = 0; f < nfeat && rc == 0; f++) {
+        const struct sl_agg_spec *spec = tv->specs[feat[f]];
+        if (!windowed(spec))
+            continue;
+        int64_t ws, we;
+        sl_agg_window(spec, now, &ws, &we);
+        size_t n = 0;
+        for (size_t i = 0; i < rows.n; i++) {
+            evs[i] = (struct sl_agg_event){rows.e[i].ts, rows.e[i].seq, &sc[i * tv->nspecs + (size_t)feat[f]]};
+            n += rows.e[i].ts >= ws && rows.e[i].ts < we && !sc[i * tv->nspecs + (size_t)feat[f]].null;
+        }
+        present[f] = n > 0;
+        eff[f] = now + spec->offset;
+        rc = sl_agg_eval_events(spec, evs, rows.n, now, &outs[f]);
+    }
+out:
+    free(evs);
+    free(sc);
+    free(rows.e);
+    sl_buf_free(&rows.bytes);
+    sl_buf_free(&start);
+    return rc;
+}
+
+int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
+                  const unsigned char viewkey[8], const char *entity, size_t elen, int64_t now,
+                  const int *feat, size_t nfeat, struct sl_buf *vals, int *first,
+                  int *present, int64_t *eff, struct sl_error *err)
+{
+    struct sl_buf ek = SL_BUF_INIT, key = SL_BUF_INIT, life = SL_BUF_INIT;
+    struct fetched *fx = NULL;
+    size_t nfx = 0, capfx = 0;
+    struct sl_agg_state *st = NULL;
+    struct sl_buf *cont = NULL;
+    int *cpresent = NULL;
+    int64_t *ceff = NULL;
+    int rc = 0, have_life = 0;
+    entity_key(&ek, viewkey, entity, elen);
+    if (ek.oom)
+        return sl_error_set(err, SL_ENOMEM, "out of memory");
+
+    /* lifetime value, once */
+    for (size_t f = 0; f < nfeat; f++)
+        have_life |= !windowed(tv->specs[feat[f]]);
+    if (have_life) {
+        sl_buf_append(&key, ek.p, ek.len);
+        sl_buf_putc(&key, (char)KEY_LIFETIME);
+        rc = sl_store_get(s, key.p, key.len, &life, err);
+        if (rc == SL_ENOTFOUND)
+            rc = 0;
+        if (rc)
+            goto out;
+    }
+    /* continuous windowed features come from the event log, in one scan */
+    cont = calloc(nfeat + 1, sizeof(*cont));
+    cpresent = calloc(nfeat + 1, sizeof(int));
+    ceff = calloc(nfeat + 1, sizeof(int64_t));
+    if (!cont || !cpresent || !ceff) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (tv->continuous && tv->has_windowed)
+        rc = read_continuous(tv, s, &ek, now, feat, nfeat, cont, cpresent, ceff, err);
+
+    for (size_t f = 0; f < nfeat && rc == 0; f++) {
+        const struct sl_agg_spec *spec = tv->specs[feat[f]];
+        if (!*first)
+            sl_buf_putc(vals, ',');
+        *first = 0;
+        present[f] = 0;
+        if (tv->continuous && windowed(spec)) {
+            sl_buf_append(vals, cont[f].p, cont[f].len);
+            present[f] = cpresent[f];
+            eff[f] = ceff[f];
+            continue;
+        }
+        if ((rc = sl_agg_state_new(spec, &st)) != 0)
+            break;
+        if (!windowed(spec)) {
+            const char *p;
+            size_t n;
+            slot(life.p, life.len, (size_t)feat[f], &p, &n);
+            present[f] = n > 0;
+            rc = sl_agg_lifetime_read(st, p, n, now);
+            int64_t ws, we;
+            sl_agg_window(spec, now, &ws, &we);
+            eff[f] = tv->continuous ? now : we;
+        } else {
+            struct sl_agg_tile plan[SL_AGG_PLAN_MAX];
+            size_t np = 0;
+            int64_t ws, we;
+            sl_agg_window(spec, now, &ws, &we);
+            eff[f] = we;
+            rc = sl_agg_plan(&tv->tiling, ws, we, plan, SL_AGG_PLAN_MAX, &np);
+            for (size_t t = 0; t < np && rc == 0; t++) {
+                size_t k = 0;
+                while (k < nfx && (fx[k].tile.level != plan[t].level || fx[k].tile.start != plan[t].start))
+                    k++;
+                if (k == nfx) {
+                    if (nfx == capfx) {
+                        capfx = capfx ? capfx * 2 : 64;
+                        struct fetched *g = realloc(fx, capfx * sizeof(*g));
+                        if (!g) {
+                            rc = SL_ENOMEM;
+                            break;
+                        }
+                        fx = g;
+                    }
+                    fx[nfx] = (struct fetched){plan[t], 0, SL_BUF_INIT};
+                    sl_buf_reset(&key);
+                    sl_buf_append(&key, ek.p, ek.len);
+                    sl_agg_tile_key(&key, &plan[t]);
+                    int g = sl_store_get(s, key.p, key.len, &fx[nfx].val, err);
+                    nfx++;
+                    if (g == 0)
+                        fx[k].found = 1;
+                    else if (g != SL_ENOTFOUND) {
+                        rc = g;
+                        break;
+                    }
+                }
+                if (!fx[k].found)
+                    continue;
+                const char *p;
+                size_t n;
+                slot(fx[k].val.p, fx[k].val.len, (size_t)feat[f], &p, &n);
+                if (n > 0) {
+                    present[f] = 1;
+                    rc = sl_agg_merge_bytes(st, p, n);
+                }
+            }
+        }
+        if (rc == 0)
+            rc = sl_agg_finalize(st, vals);
+        sl_agg_state_free(st);
+        st = NULL;
+    }
+    if (rc && !err->code)
+        sl_error_set(err, rc, "aggregation read failed (%s)", sl_strerror(rc));
+out:
+    for (size_t f = 0; cont && f < nfeat; f++)
+        sl_buf_free(&cont[f]);
+    free(cont);
+    free(cpresent);
+    free(ceff);
+    for (size_t k = 0; k < nfx; k++)
+        sl_buf_free(&fx[k].val);
+    free(fx);
+    sl_buf_free(&ek);
+    sl_buf_free(&key);
+    sl_buf_free(&life);
+    return rc;
+}

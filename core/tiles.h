@@ -1,0 +1,82 @@
+/* Online aggregation state of aggregate feature views (DESIGN §5): partial-aggregate tiles
+ * with roll-up levels (time_interval mode), lifetime values, and per-entity event logs
+ * (continuous mode) — how ingest writes them and how serving reads them. The functions
+ * themselves are the aggregation engine's (agg.h); this file decides keys and layout.
+ *
+ * Keys, after 'A' + the view's 8-byte prefix + the entity's join key values (u32 length +
+ * bytes each):
+ *   tile      level byte (0..15) + start (8 bytes, big-endian, sign bit flipped)
+ *   lifetime  0xFE
+ *   event     0xFD + ts (8 bytes, as tile starts) + write sequence (8 bytes big-endian)
+ * A tile or lifetime value holds one u32-length-prefixed state per feature of the view, in
+ * declaration order (empty for the features that do not use that kind of key); an event
+ * value holds one sl_agg_value_encode'd value per feature. */
+#ifndef SL_TILES_H
+#define SL_TILES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agg.h"
+
+struct sl_buf;
+struct sl_error;
+struct sl_scalar;
+struct sl_store;
+struct sl_view;
+
+struct sl_tiles_view {
+    size_t nspecs;
+    struct sl_agg_spec **specs;  /* one per feature of the view */
+    int continuous;              /* no aggregation interval */
+    int has_windowed, has_lifetime;
+    struct sl_agg_tiling tiling; /* time_interval mode, over the windowed features */
+    int64_t max_span;            /* continuous: how far back a read looks */
+};
+
+/* Compiles the aggregate features of v. Returns 0 and *out (free with sl_tiles_view_free),
+ * or SL_ESCHEMA / SL_ENOMEM with err. */
+int sl_tiles_view_new(const struct sl_view *v, struct sl_tiles_view **out, struct sl_error *err);
+void sl_tiles_view_free(struct sl_tiles_view *tv);
+
+/* Mutation kinds the writer applies (ingest's commit): */
+enum {
+    SL_TILES_MERGE = 'M',    /* merge the value's states into the stored ones */
+    SL_TILES_LIFETIME = 'L', /* value is one encoded event: apply it to the lifetime states */
+    SL_TILES_PUT = 'P',      /* plain put (event log) */
+};
+
+/* Emitted per mutation by sl_tiles_acc_finish: key, kind and value are borrowed for the call.
+ * Return 0 or a negative status to stop. */
+typedef int (*sl_tiles_emit)(void *arg, const struct sl_tiles_view *tv, int kind,
+                             const char *key, size_t klen, const char *val, size_t vlen);
+
+/* The events of one request for aggregate views, folded into mutations on the loop thread so
+ * the writer does one read-modify-write per touched key. One thread. */
+struct sl_tiles_acc;
+struct sl_tiles_acc *sl_tiles_acc_new(void);
+void sl_tiles_acc_free(struct sl_tiles_acc *acc);
+/* Adds one event of view tv for entity (the join key parts, u32-length-prefixed, as in the
+ * key layout above) with the value of each feature's column in vals[feature]. Returns 0 or
+ * SL_ENOMEM. */
+int sl_tiles_acc_add(struct sl_tiles_acc *acc, const struct sl_tiles_view *tv,
+                     const unsigned char viewkey[8], const char *entity, size_t elen, int64_t ts,
+                     uint64_t seq, const struct sl_scalar *vals);
+/* Emits the mutations of everything added. Returns 0, SL_ENOMEM or emit's status. */
+int sl_tiles_acc_finish(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg);
+
+/* Writer thread: applies one mutation of kind to the current stored value cur[0..curlen)
+ * (curlen 0 and cur NULL when absent), appending the new value to out. */
+int sl_tiles_apply(const struct sl_tiles_view *tv, int kind, const char *cur, size_t curlen,
+                   const char *val, size_t vlen, struct sl_buf *out);
+
+/* Serving: appends the JSON values of features feat[0..nfeat) of tv for one entity at read
+ * time now to vals, comma-separated (a comma first unless *first, which is then cleared);
+ * sets present[i] when feature feat[i] saw at least one event in its window and eff[i] to
+ * the value's effective time. Returns 0, or SL_ESTORE / SL_ECORRUPT / SL_ENOMEM with err. Any thread. */
+int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
+                  const unsigned char viewkey[8], const char *entity, size_t elen, int64_t now,
+                  const int *feat, size_t nfeat, struct sl_buf *vals, int *first,
+                  int *present, int64_t *eff, struct sl_error *err);
+
+#endif
