@@ -11,6 +11,7 @@
 #include "http.h"
 #include "json.h"
 #include "log.h"
+#include "offline.h"
 #include "registry.h"
 #include "serve.h"
 #include "server.h"
@@ -30,8 +31,10 @@ struct mutation {
     size_t seq;       /* order in the request */
     const char *row;
     size_t rowlen;
-    int kind;         /* 'A' attribute row, or a tiles.h kind */
+    int kind;         /* 'A' attribute row, 'O' offline record, or a tiles.h kind */
     const struct sl_tiles_view *tv;
+    const struct sl_view *v; /* 'O' */
+    uint64_t wseq;           /* 'O': the record's write sequence */
 };
 
 struct ingest_commit {
@@ -136,6 +139,8 @@ static int add_mutation(struct req *q, int kind, const struct sl_tiles_view *tv,
     m->seq = q->seq++;
     m->kind = kind;
     m->tv = tv;
+    m->v = NULL;
+    m->wseq = 0;
     sl_buf_append(&ic->keys, key, klen);
     sl_buf_append(&ic->rows, row, rowlen);
     return ic->keys.oom || ic->rows.oom ? SL_ENOMEM : 0;
@@ -288,7 +293,7 @@ static int view_record(struct req *q, const struct origin *o, struct sl_view *v,
             sl_buf_lenstr(key, parts[k], lens[k]);
         return key->oom || tmp->oom ? SL_ENOMEM : 0;
     }
-    sl_row_key(key, v, parts, lens);
+    sl_row_key(key, v, parts, lens); /* 'V' + prefix + the entity part */
     sl_buf_reset(row);
     sl_buf_putc(row, 1);
     sl_buf_u64(row, (uint64_t)ts);
@@ -298,6 +303,39 @@ static int view_record(struct req *q, const struct origin *o, struct sl_view *v,
         sl_buf_lenstr(row, enc + fv->off, fv->len);
     }
     return key->oom || row->oom || tmp->oom ? SL_ENOMEM : 0;
+}
+
+/* The entity part of a view's key as view_record left it in key: the whole buffer for
+ * aggregate views, after 'V' and the 8-byte prefix for attribute views. */
+static struct sl_buf vals_key(const struct sl_view *v, const struct sl_buf *key)
+{
+    size_t skip = v->agg ? 0 : 9;
+    struct sl_buf b = {key->p + skip, key->len - skip, 0, 0};
+    return b;
+}
+
+/* Queues the offline record of one row: key = view prefix + entity part; payload = the
+ * feature values (attribute views: the online row's value part) or the event's encoded
+ * column values (aggregate views). */
+static int offline_record(struct req *q, const struct sl_view *v, struct sl_buf ent, int64_t ts,
+                          uint64_t seq, const struct sl_scalar *sc, const struct sl_buf *row,
+                          struct sl_buf *tmp)
+{
+    sl_buf_reset(tmp);
+    sl_buf_append(tmp, v->key, 8);
+    sl_buf_append(tmp, ent.p, ent.len);
+    size_t klen = tmp->len;
+    if (row)
+        sl_buf_append(tmp, row->p + 13, row->len - 13); /* after version, ts, count */
+    else
+        for (size_t f = 0; f < v->nfeatures; f++)
+            sl_agg_value_encode(tmp, &sc[f]);
+    if (tmp->oom || add_mutation(q, 'O', NULL, tmp->p, klen, ts, tmp->p + klen,
+                                 tmp->len - klen) != 0)
+        return SL_ENOMEM;
+    q->ic->mut[q->ic->nmut - 1].v = v;
+    q->ic->mut[q->ic->nmut - 1].wseq = seq;
+    return 0;
 }
 
 /* Runs a user function; on failure reports a TransformationError and returns 1. */
@@ -360,15 +398,16 @@ static int fan_out(struct req *q, struct origin *o, const struct sl_json *rec,
                 return vr;
             if (vr > 0)
                 continue;
-            if (!v->online)
-                continue;
-            vo->online++;
+            vo->online += v->online != 0;
+            vo->offline += v->offline != 0;
             if (q->dry_run)
                 continue;
             int64_t ts = rv[v->ts_index].s.i;
+            uint64_t seq = __atomic_fetch_add(&q->n->seq, 1, __ATOMIC_RELAXED);
+            struct sl_scalar *sc = NULL;
             if (v->agg) {
-                struct sl_scalar *sc = sl_arena_alloc(&q->arena, (v->nfeatures + 1) * sizeof(*sc));
-                if (!sc || (!q->acc && !(q->acc = sl_tiles_acc_new())))
+                sc = sl_arena_alloc(&q->arena, (v->nfeatures + 1) * sizeof(*sc));
+                if (!sc)
                     return SL_ENOMEM;
                 for (size_t f = 0; f < v->nfeatures; f++) {
                     const struct field_val *fv = &rv[v->features[f].col_index];
@@ -379,13 +418,19 @@ static int fan_out(struct req *q, struct origin *o, const struct sl_json *rec,
                         sc[f].len = fv->len;
                     }
                 }
-                uint64_t seq = __atomic_fetch_add(&q->n->seq, 1, __ATOMIC_RELAXED);
+            }
+            if (v->online && v->agg) {
+                if (!q->acc && !(q->acc = sl_tiles_acc_new()))
+                    return SL_ENOMEM;
                 if (sl_tiles_acc_add(q->acc, v->agg, v->key, bufs[0].p, bufs[0].len, ts, seq, sc))
                     return SL_ENOMEM;
-            } else if (add_mutation(q, 'A', NULL, bufs[0].p, bufs[0].len, ts, bufs[1].p,
-                                    bufs[1].len) != 0) {
+            } else if (v->online && add_mutation(q, 'A', NULL, bufs[0].p, bufs[0].len, ts,
+                                                 bufs[1].p, bufs[1].len) != 0) {
                 return SL_ENOMEM;
             }
+            if (v->offline && offline_record(q, v, vals_key(v, &bufs[0]), ts, seq, sc,
+                                             v->agg ? NULL : &bufs[1], &bufs[2]) != 0)
+                return SL_ENOMEM;
         }
     }
     return 0;
@@ -443,6 +488,8 @@ static int emit_tiles(void *arg, const struct sl_tiles_view *tv, int kind, const
 static int cmp_mut(const void *a, const void *b)
 {
     const struct mutation *x = a, *y = b;
+    if (x->kind != y->kind)
+        return x->kind < y->kind ? -1 : 1;
     size_t n = x->klen < y->klen ? x->klen : y->klen;
     int c = memcmp(x->key, y->key, n);
     if (c)
@@ -487,6 +534,11 @@ static int commit_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch
     int rc = 0;
     for (size_t i = 0; i < ic->nmut && rc == 0; i++) {
         const struct mutation *m = &ic->mut[i];
+        if (m->kind == 'O') {
+            rc = sl_offline_append(ic->n->offline, ic->ws->name, m->v->name, m->key, m->klen,
+                                   m->ts, m->wseq, m->row, m->rowlen, err);
+            continue;
+        }
         if (m->kind == SL_TILES_PUT) {
             sl_batch_put(b, m->key, m->klen, m->row, m->rowlen);
             continue;

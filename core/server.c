@@ -15,6 +15,7 @@
 #include "http.h"
 #include "ingest.h"
 #include "log.h"
+#include "offline.h"
 #include "lua_vm.h"
 #include "registry.h"
 #include "serve.h"
@@ -596,6 +597,16 @@ static int mkdir_p(const char *dir, struct sl_error *err)
     return 0;
 }
 
+static int offline_flush(void *arg, struct sl_error *err)
+{
+    return sl_offline_sync(((struct sl_node *)arg)->offline, err);
+}
+
+static void offline_after(void *arg)
+{
+    sl_offline_maintain(((struct sl_node *)arg)->offline);
+}
+
 struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
 {
     struct sl_node *n = calloc(1, sizeof(*n));
@@ -637,8 +648,13 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
         goto fail;
     if (cfg->no_auth)
         sl_warn("authentication is disabled (--no-auth): every caller is an admin");
-    n->writer = sl_writer_start(&n->store, (size_t)cfg->queue, (size_t)cfg->group_max, NULL,
-                                NULL, err);
+    n->offline = sl_offline_new(cfg->data_dir);
+    if (!n->offline) {
+        sl_error_set(err, SL_ENOMEM, "out of memory");
+        goto fail;
+    }
+    n->writer = sl_writer_start(&n->store, (size_t)cfg->queue, (size_t)cfg->group_max,
+                                offline_flush, offline_after, n, err);
     if (!n->writer)
         goto fail;
     struct sl_http_config hc = {
@@ -666,6 +682,7 @@ void sl_server_stop(struct sl_node *n)
     pthread_mutex_unlock(&n->apply_mu);
     sl_writer_stop(n->writer);
     sl_http_stop(n->http);
+    sl_offline_free(n->offline);
     for (long i = 0; n->xform && i < (n->cfg->threads > 0 ? n->cfg->threads : 1); i++)
         sl_xform_cache_free(n->xform[i]);
     free(n->xform);

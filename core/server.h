@@ -23,6 +23,7 @@ struct sl_node {
     struct sl_registry *reg;
     struct sl_auth *auth;
     struct sl_writer *writer;
+    struct sl_offline *offline;
     struct sl_http *http;
     pthread_mutex_t apply_mu;   /* one apply at a time */
     int napplying;              /* apply threads running; stop waits for them */

@@ -89,7 +89,8 @@ struct sl_writer {
     struct call *calls;
     int stopping;
     sl_writer_flush_fn flush;
-    void *flush_arg;
+    sl_writer_after_fn after;
+    void *hook_arg;
     struct sl_batch batch;
     struct sl_writer_stats stats;
 };
@@ -108,8 +109,9 @@ static void run_calls(struct sl_writer *w, struct call *c)
     }
 }
 
-/* Applies one group: each commit writes unsynced (so later commits of the group read it),
- * then one synced write makes the whole group durable before any ack. */
+/* Applies one group: each commit writes unsynced (so later commits of the group read it);
+ * the flush hook makes the group's other state durable, then one synced write makes the
+ * online part durable, before any ack. */
 static void run_group(struct sl_writer *w, struct sl_commit *group)
 {
     struct sl_error err = {0};
@@ -142,9 +144,9 @@ static void run_group(struct sl_writer *w, struct sl_commit *group)
     sl_batch_reset(&w->batch);
     err.code = 0;
     err.msg[0] = 0;
-    int rc = sl_store_write(w->store, &w->batch, 1, &err);
-    if (rc == 0 && w->flush)
-        rc = w->flush(w->flush_arg, &err);
+    int rc = w->flush ? w->flush(w->hook_arg, &err) : 0;
+    if (rc == 0)
+        rc = sl_store_write(w->store, &w->batch, 1, &err);
     if (rc != 0)
         sl_err("group commit of %zu requests failed: %s", nok, err.msg);
     w->stats.groups++;
@@ -157,6 +159,8 @@ static void run_group(struct sl_writer *w, struct sl_commit *group)
             w->stats.failures++;
         c->done(c, rc, rc == 0 ? NULL : &err);
     }
+    if (w->after)
+        w->after(w->hook_arg);
 }
 
 static void *writer_main(void *arg)
@@ -197,8 +201,8 @@ static void *writer_main(void *arg)
 }
 
 struct sl_writer *sl_writer_start(struct sl_store *s, size_t max_queue, size_t group_max,
-                                  sl_writer_flush_fn flush, void *flush_arg,
-                                  struct sl_error *err)
+                                  sl_writer_flush_fn flush, sl_writer_after_fn after,
+                                  void *hook_arg, struct sl_error *err)
 {
     struct sl_writer *w = calloc(1, sizeof(*w));
     if (!w) {
@@ -209,7 +213,8 @@ struct sl_writer *sl_writer_start(struct sl_store *s, size_t max_queue, size_t g
     w->max_queue = max_queue ? max_queue : 1;
     w->group_max = group_max ? group_max : 1;
     w->flush = flush;
-    w->flush_arg = flush_arg;
+    w->after = after;
+    w->hook_arg = hook_arg;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->wake, NULL);
     pthread_cond_init(&w->called, NULL);

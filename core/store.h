@@ -89,17 +89,19 @@ struct sl_commit {
     struct sl_commit *next; /* queue link, owned by the writer */
 };
 
-/* Called on the writer thread after each group's online write and before acks, to make
- * other state of the group durable (e.g. offline segments). Returns 0 or fails the group. */
+/* Called on the writer thread for each group: `flush` makes other state of the group durable
+ * (offline segments) before the online store's synced write, failing the group on error;
+ * `after` runs once the group is acknowledged (maintenance such as sealing segments). */
 typedef int (*sl_writer_flush_fn)(void *arg, struct sl_error *err);
+typedef void (*sl_writer_after_fn)(void *arg);
 
 struct sl_writer;
 
 /* Starts the writer thread over s (borrowed; must outlive the writer). max_queue bounds the
  * commits waiting; group_max bounds commits per group. Returns NULL with err on failure. */
 struct sl_writer *sl_writer_start(struct sl_store *s, size_t max_queue, size_t group_max,
-                                  sl_writer_flush_fn flush, void *flush_arg,
-                                  struct sl_error *err);
+                                  sl_writer_flush_fn flush, sl_writer_after_fn after,
+                                  void *hook_arg, struct sl_error *err);
 /* Queues c. Returns 0, or SL_EBUSY when max_queue commits are waiting (the caller answers
  * 429), or SL_EINVAL after stop. Any thread. */
 int sl_writer_submit(struct sl_writer *w, struct sl_commit *c);

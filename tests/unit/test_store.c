@@ -112,7 +112,7 @@ START_TEST(writer_serialises_read_modify_write)
 {
     enum { N = 2000 };
     struct sl_error err = {0};
-    struct sl_writer *w = sl_writer_start(&st, N, 64, NULL, NULL, &err);
+    struct sl_writer *w = sl_writer_start(&st, N, 64, NULL, NULL, NULL, &err);
     ck_assert_ptr_nonnull(w);
     pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
@@ -168,7 +168,7 @@ static int fail_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch *
 START_TEST(full_queue_is_busy_and_failures_write_nothing)
 {
     struct sl_error err = {0};
-    struct sl_writer *w = sl_writer_start(&st, 2, 8, NULL, NULL, &err);
+    struct sl_writer *w = sl_writer_start(&st, 2, 8, NULL, NULL, NULL, &err);
     pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
     int ndone = 0;

@@ -1,0 +1,43 @@
+/* The offline store: one segment directory per (workspace, feature view) (segment.h), fed
+ * by the writer thread in the same group commit as the online store, read by point-in-time
+ * retrieval. Records of a view carry an entity key that starts with the view's 8-byte
+ * storage prefix, so a redefined view (new prefix) never reads its predecessor's records.
+ *
+ * Payloads: attribute views store the row's feature values (u32-length-prefixed JSON
+ * encodings, declaration order); aggregate views store the event's column values
+ * (sl_agg_value_encode, one per feature). */
+#ifndef SL_OFFLINE_H
+#define SL_OFFLINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct sl_error;
+struct sl_segment;
+struct sl_segment_iter;
+struct sl_segment_iter_opts;
+
+struct sl_offline;
+
+/* The offline store under data_dir (borrowed string, must outlive it). NULL on ENOMEM. */
+struct sl_offline *sl_offline_new(const char *data_dir);
+/* Closes every segment; pending (unsynced) records are dropped. Accepts NULL. */
+void sl_offline_free(struct sl_offline *o);
+
+/* Writer thread: buffers one record for (ws, view). Returns 0 or a negative status. */
+int sl_offline_append(struct sl_offline *o, const char *ws, const char *view, const void *key,
+                      size_t klen, int64_t ts, uint64_t seq, const void *payload, size_t plen,
+                      struct sl_error *err);
+/* Writer thread: makes every record appended since the last call durable (fdatasync per
+ * touched view). Returns 0 or SL_EIO with err. */
+int sl_offline_sync(struct sl_offline *o, struct sl_error *err);
+/* Writer thread, after acks: seals segments past their size/age threshold. */
+void sl_offline_maintain(struct sl_offline *o);
+
+/* Any thread: an iterator over the durable records of (ws, view) (see segment.h); SL_ENOTFOUND
+ * when the view never stored a record. */
+int sl_offline_iter(struct sl_offline *o, const char *ws, const char *view,
+                    const struct sl_segment_iter_opts *opts, struct sl_segment_iter **out,
+                    struct sl_error *err);
+
+#endif
