@@ -23,8 +23,8 @@
 #include "store.h"
 #include "timeutil.h"
 
-#define ACCOUNT_PREFIX "A"
-#define ROLE_PREFIX "B"
+static const char ACCOUNT_PREFIX[] = {SL_KEY_ACCOUNT, 0};
+static const char ROLE_PREFIX[] = {SL_KEY_ROLE, 0};
 #define DIGEST_LEN 32
 
 struct account {
@@ -379,7 +379,7 @@ int sl_auth_create_account(struct sl_auth *a, const char *name, const char *desc
     cJSON_Delete(o);
     struct sl_batch b = {0};
     char k[1 + SL_AUTH_ID_LEN];
-    k[0] = 'A';
+    k[0] = SL_KEY_ACCOUNT;
     memcpy(k + 1, id, SL_AUTH_ID_LEN);
     int rc;
     if (!text || !acc.name) {
@@ -431,7 +431,7 @@ int sl_auth_set_role(struct sl_auth *a, const char *account, const char *ws, enu
         return sl_error_set(err, SL_ENOTFOUND, "service account `%s` not found", account);
     struct sl_buf k = SL_BUF_INIT;
     struct sl_batch b = {0};
-    sl_buf_putc(&k, 'B');
+    sl_buf_putc(&k, SL_KEY_ROLE);
     sl_buf_puts(&k, account);
     sl_buf_putc(&k, '/');
     sl_buf_puts(&k, ws);

@@ -127,8 +127,20 @@ static int client_init(struct client *c, struct opt *opts)
 }
 
 /* Sends one request; fills *status and body. Returns 0 or 1 (connection failure, printed). */
+static int http_call_raw(struct client *c, const char *method, const char *path,
+                         const char *ctype, const char *body, size_t blen, int *status,
+                         struct sl_buf *resp);
+
 static int http_call(struct client *c, const char *method, const char *path, const char *body,
                      int *status, struct sl_buf *resp)
+{
+    return http_call_raw(c, method, path, "application/json", body, body ? strlen(body) : 0,
+                         status, resp);
+}
+
+static int http_call_raw(struct client *c, const char *method, const char *path,
+                         const char *ctype, const char *body, size_t blen, int *status,
+                         struct sl_buf *resp)
 {
     char host[256], port[16] = "80";
     const char *u = c->url;
@@ -169,12 +181,11 @@ static int http_call(struct client *c, const char *method, const char *path, con
     }
     freeaddrinfo(ai);
     struct sl_buf req = SL_BUF_INIT;
-    size_t blen = body ? strlen(body) : 0;
     sl_buf_printf(&req, "%s %s HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n", method, path,
                   host, port);
     if (c->key)
         sl_buf_printf(&req, "Authorization: Sluice-key %s\r\n", c->key);
-    sl_buf_printf(&req, "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n", blen);
+    sl_buf_printf(&req, "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n", ctype, blen);
     sl_buf_append(&req, body, blen);
     size_t off = 0;
     while (off < req.len) {
@@ -559,6 +570,116 @@ static int cmd_access_control(int argc, char **argv)
     return rc;
 }
 
+/* Percent-encodes s for a query string. */
+static void query_arg(struct sl_buf *b, const char *key, const char *s)
+{
+    sl_buf_printf(b, "%s%s=", b->len && strchr(b->p, '?') ? "&" : "?", key);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '_' || ch == '.' || ch == '~')
+            sl_buf_putc(b, (char)ch);
+        else
+            sl_buf_printf(b, "%%%02X", ch);
+    }
+    sl_buf_cstr(b);
+}
+
+static const char *ext_format(const char *path)
+{
+    size_t n = path ? strlen(path) : 0;
+    if (n > 4 && strcmp(path + n - 4, ".csv") == 0)
+        return "csv";
+    return "jsonl";
+}
+
+static int cmd_pit(int argc, char **argv)
+{
+    struct opt opts[] = {{"--workspace", 1, NULL}, {"--feature-service", 1, NULL},
+                         {"--events", 1, NULL}, {"--timestamp-key", 1, NULL},
+                         {"--format", 1, NULL}, {"--input-format", 1, NULL},
+                         {"--output", 1, NULL}, {"--url", 1, NULL}, {"--api-key-file", 1, NULL},
+                         {"--help", 0, NULL}, {NULL, 0, NULL}};
+    const char *pos[1];
+    int npos;
+    if (parse_opts(argc, argv, opts, pos, 0, &npos))
+        return 2;
+    if (optv(opts, "--help")) {
+        printf("usage: sluice get-features-for-events --workspace W --feature-service FS\n"
+               "       [--events FILE] [--timestamp-key ts] [--format csv|jsonl]\n"
+               "       [--input-format csv|jsonl] [--output FILE]\n\n"
+               "Training data: for each event (join keys, a timestamp, any other columns), the\n"
+               "features as online serving returned them at the event's time. Events are read\n"
+               "from FILE (default stdin; format from its extension or --input-format) and the\n"
+               "result written to --output (default stdout) as JSON Lines (default) or CSV, one\n"
+               "row per event in input order, feature columns named <view>__<feature>.\n");
+        return 0;
+    }
+    const char *ws = optv(opts, "--workspace"), *fs = optv(opts, "--feature-service");
+    if (!ws || !fs)
+        return usage_error("get-features-for-events needs --workspace and --feature-service");
+    const char *in = optv(opts, "--events");
+    const char *infmt = optv(opts, "--input-format");
+    const char *outfmt = optv(opts, "--format");
+    if (!infmt)
+        infmt = ext_format(in);
+    if (!outfmt)
+        outfmt = "jsonl";
+    if ((strcmp(infmt, "csv") && strcmp(infmt, "jsonl")) || (strcmp(outfmt, "csv") && strcmp(outfmt, "jsonl")))
+        return usage_error("formats are csv or jsonl");
+    struct client c = {0};
+    if (client_init(&c, opts))
+        return 1;
+    size_t len = 0;
+    char *events = NULL;
+    if (in) {
+        events = read_file(in, &len);
+    } else {
+        struct sl_buf b = SL_BUF_INIT;
+        char chunk[65536];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0)
+            sl_buf_append(&b, chunk, n);
+        events = b.oom ? NULL : sl_buf_detach(&b, &len);
+        if (!events && !b.oom)
+            events = strdup("");
+    }
+    if (!events) {
+        fprintf(stderr, "sluice: cannot read the events %s: %s\n", in ? in : "from stdin",
+                strerror(errno));
+        free(c.key);
+        return 1;
+    }
+    struct sl_buf path = SL_BUF_INIT;
+    sl_buf_puts(&path, "/api/v1/feature-service/get-features-for-events");
+    query_arg(&path, "workspace_name", ws);
+    query_arg(&path, "feature_service_name", fs);
+    query_arg(&path, "input_format", infmt);
+    query_arg(&path, "format", outfmt);
+    if (optv(opts, "--timestamp-key"))
+        query_arg(&path, "timestamp_key", optv(opts, "--timestamp-key"));
+    struct sl_buf resp = SL_BUF_INIT;
+    int status = 0;
+    int rc = http_call_raw(&c, "POST", sl_buf_cstr(&path),
+                           strcmp(infmt, "csv") == 0 ? "text/csv" : "application/x-ndjson", events,
+                           len, &status, &resp);
+    if (rc == 0 && status != 200)
+        rc = report(status, &resp);
+    if (rc == 0) {
+        const char *outp = optv(opts, "--output");
+        FILE *f = outp ? fopen(outp, "wb") : stdout;
+        if (!f || fwrite(resp.p, 1, resp.len, f) != resp.len || (outp && fclose(f) != 0)) {
+            fprintf(stderr, "sluice: cannot write %s: %s\n", outp ? outp : "stdout", strerror(errno));
+            rc = 1;
+        }
+    }
+    free(events);
+    free(c.key);
+    sl_buf_free(&path);
+    sl_buf_free(&resp);
+    return rc;
+}
+
 void sl_cli_usage(void)
 {
     printf("usage: sluice <command> [options]\n\n"
@@ -568,7 +689,8 @@ void sl_cli_usage(void)
            "  apply            apply a feature repository to a workspace\n"
            "  workspace        create, list or delete workspaces\n"
            "  service-account  create service accounts and their API keys\n"
-           "  access-control   assign or remove workspace roles\n\n"
+           "  access-control   assign or remove workspace roles\n"
+           "  get-features-for-events  point-in-time training data from the offline store\n\n"
            "Client commands reach the server at $SLUICE_URL (default http://127.0.0.1:8080,\n"
            "or --url) with the API key in $SLUICE_API_KEY (or --api-key-file F).\n"
            "`sluice <command> --help` describes each command; `sluice --version` prints the version.\n");
@@ -587,5 +709,7 @@ int sl_cli_main(int argc, char **argv)
         return cmd_service_account(argc - 1, argv + 1);
     if (strcmp(cmd, "access-control") == 0)
         return cmd_access_control(argc - 1, argv + 1);
+    if (strcmp(cmd, "get-features-for-events") == 0)
+        return cmd_pit(argc - 1, argv + 1);
     return usage_error("unknown command `%s`", cmd);
 }

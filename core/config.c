@@ -14,6 +14,7 @@ const struct sl_config_entry sl_config_map[] = {
     {"listen", SL_CFG_STRING, "127.0.0.1:8080", OFF(listen), "HTTP listen address HOST:PORT"},
     {"threads", SL_CFG_LONG, "2", OFF(threads), "HTTP event-loop threads"},
     {"max-body", SL_CFG_LONG, "8388608", OFF(max_body), "largest request body in bytes (413 past it)"},
+    {"max-events-body", SL_CFG_LONG, "268435456", OFF(max_events_body), "largest events upload for get-features-for-events"},
     {"max-records", SL_CFG_LONG, "10000", OFF(max_records), "most records in one ingest request"},
     {"queue", SL_CFG_LONG, "4096", OFF(queue), "ingest requests waiting for commit (429 past it)"},
     {"group-max", SL_CFG_LONG, "256", OFF(group_max), "most requests in one group commit"},

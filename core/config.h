@@ -14,6 +14,7 @@ struct sl_config {
     char *listen;
     long threads;
     long max_body;           /* bytes */
+    long max_events_body;    /* bytes, get-features-for-events */
     long max_records;        /* records per ingest request */
     long queue;              /* ingest requests waiting for the writer */
     long group_max;          /* requests per group commit */

@@ -705,6 +705,9 @@ void sl_ingest_handle(struct sl_node *n, struct sl_http_req *r, int auth_rc,
     const char *body = sl_http_body(r, &len);
     if (!body)
         FAIL(400, "RequestValidationError", "The request body is empty");
+    if (len > (size_t)n->cfg->max_body)
+        FAIL(413, "RequestTooLargeError", "The request body is %zu bytes; at most %ld are accepted",
+             len, n->cfg->max_body);
     q.arena.limit = len * 8 + 65536;
     const struct sl_json *root = sl_json_parse(body, len, &q.arena, &err);
     if (!root) {

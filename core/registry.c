@@ -17,7 +17,7 @@
 #include "tiles.h"
 #include "timeutil.h"
 
-#define REG_PREFIX "R"
+static const char REG_PREFIX[] = {SL_KEY_REGISTRY, 0};
 
 struct slot {
     char *name;

@@ -13,6 +13,7 @@
 #include "error.h"
 #include "http.h"
 #include "json.h"
+#include "config.h"
 #include "registry.h"
 #include "server.h"
 #include "store.h"
@@ -23,7 +24,7 @@
 void sl_row_key(struct sl_buf *out, const struct sl_view *v, const char *const *vals,
                 const size_t *lens)
 {
-    sl_buf_putc(out, 'V');
+    sl_buf_putc(out, SL_KEY_ROW);
     sl_buf_append(out, v->key, sizeof(v->key));
     for (size_t i = 0; i < v->nkeys; i++)
         sl_buf_lenstr(out, vals[i], lens[i]);
@@ -78,33 +79,39 @@ static void read_options(const struct sl_json *params, int *opt)
     }
 }
 
-/* The key part of one join key value from the request. Returns 0, 1 for null, or
- * SL_EINVAL with msg. */
-static int join_part(const struct sl_field *f, const struct sl_json *v, struct sl_buf *tmp,
-                     size_t *off, size_t *len, char *msg, size_t cap)
+int sl_join_part(const struct sl_field *f, const struct sl_json *v, struct sl_buf *out,
+                 char *msg, size_t cap)
 {
     if (v->kind == SL_JSON_NULL)
         return 1;
-    *off = tmp->len;
     if (f->type->kind == SL_INT64 || f->type->kind == SL_INT32) {
         int64_t i;
         if (sl_json_int64(v, &i) != 0) {
             snprintf(msg, cap, "Join key `%s` must be an integer (a JSON number or string)", f->name);
             return SL_EINVAL;
         }
-        sl_buf_printf(tmp, "%lld", (long long)i);
+        sl_buf_printf(out, "%lld", (long long)i);
     } else if (f->type->kind == SL_STRING) {
         if (v->kind != SL_JSON_STRING) {
             snprintf(msg, cap, "Join key `%s` must be a string", f->name);
             return SL_EINVAL;
         }
-        sl_buf_append(tmp, v->str, v->len);
+        sl_buf_append(out, v->str, v->len);
     } else {
         snprintf(msg, cap, "Join key `%s` has a type that cannot be served", f->name);
         return SL_EINVAL;
     }
-    *len = tmp->len - *off;
     return 0;
+}
+
+/* The key part of one join key value from the request, as an offset/length in tmp. */
+static int join_part(const struct sl_field *f, const struct sl_json *v, struct sl_buf *tmp,
+                     size_t *off, size_t *len, char *msg, size_t cap)
+{
+    *off = tmp->len;
+    int rc = sl_join_part(f, v, tmp, msg, cap);
+    *len = tmp->len - *off;
+    return rc;
 }
 
 struct row_status {
@@ -361,6 +368,11 @@ void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_cal
 
     size_t len;
     const char *body = sl_http_body(r, &len);
+    if (len > (size_t)n->cfg->max_body) {
+        fail(r, SL_ETOOBIG, "The request body is %zu bytes; at most %ld are accepted", len,
+             n->cfg->max_body);
+        goto out;
+    }
     q.arena.limit = len * 8 + 65536;
     const struct sl_json *root = body ? sl_json_parse(body, len, &q.arena, &err) : NULL;
     if (!root) {

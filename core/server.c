@@ -16,6 +16,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "offline.h"
+#include "pit.h"
 #include "lua_vm.h"
 #include "registry.h"
 #include "serve.h"
@@ -80,6 +81,13 @@ static void reply_status_async(struct sl_http_req *r, const struct sl_error *err
     size_t len;
     char *body = sl_buf_detach(&b, &len);
     sl_http_reply_async(r, http, "application/json", body, len);
+}
+
+static void forbid(struct sl_http_req *r, const char *what)
+{
+    char msg[256];
+    snprintf(msg, sizeof(msg), "the service account is not allowed to %s", what);
+    sl_reply_error(r, 403, 7, msg);
 }
 
 /* ---- admin: workspaces ---- */
@@ -261,19 +269,61 @@ out:
     sl_ws_release(cur);
 }
 
-static void *apply_thread(void *arg)
+struct bg {
+    struct sl_node *n;
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+static void *bg_main(void *p)
+{
+    struct bg b = *(struct bg *)p;
+    free(p);
+    b.fn(b.arg);
+    pthread_mutex_lock(&b.n->bg_mu);
+    b.n->nbg--;
+    pthread_cond_broadcast(&b.n->bg_cv);
+    pthread_mutex_unlock(&b.n->bg_mu);
+    return NULL;
+}
+
+/* Runs fn(arg) on a detached thread that shutdown waits for (requests whose work may block:
+ * Lua evaluation, synced writes, offline scans). Returns 0, or -1 when stopping or out of
+ * resources (fn is then not run). */
+static int spawn(struct sl_node *n, void (*fn)(void *), void *arg)
+{
+    struct bg *b = malloc(sizeof(*b));
+    pthread_t t;
+    pthread_attr_t attr;
+    if (!b)
+        return -1;
+    *b = (struct bg){n, fn, arg};
+    pthread_mutex_lock(&n->bg_mu);
+    int stopping = n->stopping;
+    n->nbg += !stopping;
+    pthread_mutex_unlock(&n->bg_mu);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = stopping ? -1 : pthread_create(&t, &attr, bg_main, b) == 0 ? 0 : -1;
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        free(b);
+        if (!stopping) {
+            pthread_mutex_lock(&n->bg_mu);
+            n->nbg--;
+            pthread_mutex_unlock(&n->bg_mu);
+        }
+    }
+    return rc;
+}
+
+static void apply_job_run(void *arg)
 {
     struct apply_job *j = arg;
-    struct sl_node *n = j->n;
     apply_run(j);
     cJSON_Delete(j->body);
     free(j->ws);
     free(j);
-    pthread_mutex_lock(&n->apply_mu);
-    n->napplying--;
-    pthread_cond_broadcast(&n->apply_cv);
-    pthread_mutex_unlock(&n->apply_mu);
-    return NULL;
 }
 
 static void workspace_plan(struct sl_node *n, struct sl_http_req *r, const char *ws, int apply)
@@ -290,26 +340,12 @@ static void workspace_plan(struct sl_node *n, struct sl_http_req *r, const char 
         return;
     }
     *j = (struct apply_job){n, r, strdup(ws), apply, body};
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_mutex_lock(&n->apply_mu);
-    int stopping = n->stopping;
-    n->napplying += !stopping;
-    pthread_mutex_unlock(&n->apply_mu);
-    if (stopping || !j->ws || pthread_create(&t, &attr, apply_thread, j) != 0) {
-        pthread_mutex_lock(&n->apply_mu);
-        n->napplying -= !stopping;
-        pthread_mutex_unlock(&n->apply_mu);
-        pthread_attr_destroy(&attr);
+    if (!j->ws || spawn(n, apply_job_run, j) != 0) {
         cJSON_Delete(body);
         free(j->ws);
         free(j);
-        sl_reply_error(r, 503, 8, "cannot start the apply");
-        return;
+        sl_reply_error(r, 503, 14, "the server is shutting down or out of resources");
     }
-    pthread_attr_destroy(&attr);
 }
 
 static void workspace_definitions(struct sl_node *n, struct sl_http_req *r, const char *name)
@@ -381,6 +417,119 @@ static void role_set(struct sl_node *n, struct sl_http_req *r, const char *ws, i
     sl_reply_buf(r, 200, &b);
 }
 
+/* ---- point-in-time retrieval ---- */
+
+struct pit_job {
+    struct sl_node *n;
+    struct sl_http_req *r;
+    struct sl_ws *ws;
+    const struct sl_service *svc;
+    char *events;
+    size_t len;
+    char *ts_key;
+    struct sl_pit_opts o;
+};
+
+static void pit_job_run(void *arg)
+{
+    struct pit_job *j = arg;
+    struct sl_error err = {0};
+    struct sl_buf out = SL_BUF_INIT;
+    if (sl_pit_run(j->n->offline, j->ws, j->svc, j->events, j->len, &j->o, &out, &err) != 0) {
+        sl_buf_free(&out);
+        reply_status_async(j->r, &err);
+    } else {
+        size_t len;
+        char *body = sl_buf_detach(&out, &len);
+        sl_http_reply_async(j->r, 200, j->o.output == SL_PIT_CSV ? "text/csv" : "application/x-ndjson",
+                            body, len);
+    }
+    sl_ws_release(j->ws);
+    free(j->events);
+    free(j->ts_key);
+    free(j);
+}
+
+static int parse_format(const char *s, enum sl_pit_format *f)
+{
+    if (!s || strcmp(s, "jsonl") == 0)
+        *f = SL_PIT_JSONL;
+    else if (strcmp(s, "csv") == 0)
+        *f = SL_PIT_CSV;
+    else
+        return -1;
+    return 0;
+}
+
+/* POST /api/v1/feature-service/get-features-for-events?workspace_name=W&
+ * feature_service_name=FS[&timestamp_key=K][&input_format=csv|jsonl][&format=csv|jsonl]
+ * with the events (CSV with a header, or JSON Lines) as the body. */
+static void get_features_for_events(struct sl_node *n, struct sl_http_req *r,
+                                    const struct sl_principal *p)
+{
+    const char *wsn = sl_http_query(r, "workspace_name");
+    const char *fsn = sl_http_query(r, "feature_service_name");
+    struct sl_error err = {0};
+    struct pit_job *j = NULL;
+    size_t len;
+    const char *body = sl_http_body(r, &len);
+    if (!wsn || !fsn) {
+        sl_reply_error(r, 400, 3, "query parameters `workspace_name` and `feature_service_name` are required");
+        return;
+    }
+    if (len > (size_t)n->cfg->max_events_body) {
+        sl_reply_error(r, 413, 8, "the events upload is larger than max-events-body");
+        return;
+    }
+    if (!sl_auth_allowed(n->auth, p, wsn, SL_ACT_READ)) {
+        forbid(r, "read features from this workspace");
+        return;
+    }
+    j = calloc(1, sizeof(*j));
+    if (!j) {
+        sl_reply_error(r, 503, 8, "out of memory");
+        return;
+    }
+    j->n = n;
+    j->r = r;
+    j->ws = sl_registry_get(n->reg, wsn);
+    if (!j->ws) {
+        sl_error_set(&err, SL_ENOTFOUND, "Workspace `%s` not found", wsn);
+        goto fail;
+    }
+    j->svc = sl_ws_service(j->ws, fsn);
+    if (!j->svc) {
+        sl_error_set(&err, SL_ENOTFOUND, "Feature service `%s` not found in workspace `%s`", fsn, wsn);
+        goto fail;
+    }
+    if (parse_format(sl_http_query(r, "input_format"), &j->o.input) != 0 ||
+        parse_format(sl_http_query(r, "format"), &j->o.output) != 0) {
+        sl_error_set(&err, SL_EINVAL, "formats are `csv` or `jsonl`");
+        goto fail;
+    }
+    const char *tk = sl_http_query(r, "timestamp_key");
+    j->ts_key = strdup(tk ? tk : "timestamp");
+    j->events = malloc(len + 1);
+    if (!j->ts_key || !j->events) {
+        sl_error_set(&err, SL_ENOMEM, "out of memory");
+        goto fail;
+    }
+    memcpy(j->events, body ? body : "", len);
+    j->len = len;
+    j->o.timestamp_key = j->ts_key;
+    if (spawn(n, pit_job_run, j) != 0) {
+        sl_error_set(&err, SL_EBUSY, "the server is shutting down or out of resources");
+        goto fail;
+    }
+    return;
+fail:
+    reply_status(r, &err);
+    sl_ws_release(j->ws);
+    free(j->events);
+    free(j->ts_key);
+    free(j);
+}
+
 /* ---- metrics ---- */
 
 static void metrics(struct sl_node *n, struct sl_http_req *r)
@@ -415,13 +564,6 @@ static void metrics(struct sl_node *n, struct sl_http_req *r)
     }
     sl_http_reply(r, 200, "text/plain; version=0.0.4", b.p, b.len);
     sl_buf_free(&b);
-}
-
-static void forbid(struct sl_http_req *r, const char *what)
-{
-    char msg[256];
-    snprintf(msg, sizeof(msg), "the service account is not allowed to %s", what);
-    sl_reply_error(r, 403, 7, msg);
 }
 
 /* Tests only: moves the fake clock. Exists only when the server started with --fake-now. */
@@ -504,6 +646,8 @@ static void route(struct sl_http_req *r, void *arg)
             sl_serve_handle(n, r, SL_SERVE_BATCH, &p);
         else if (strcmp(call, "metadata") == 0)
             sl_serve_handle(n, r, SL_SERVE_METADATA, &p);
+        else if (strcmp(call, "get-features-for-events") == 0)
+            get_features_for_events(n, r, &p);
         else
             sl_reply_error(r, 404, 5, "no such FeatureService method");
         return;
@@ -617,7 +761,8 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
     }
     n->cfg = cfg;
     pthread_mutex_init(&n->apply_mu, NULL);
-    pthread_cond_init(&n->apply_cv, NULL);
+    pthread_mutex_init(&n->bg_mu, NULL);
+    pthread_cond_init(&n->bg_cv, NULL);
     struct sl_vm_limits lim = {(size_t)cfg->lua_memory_mb << 20, cfg->lua_instructions};
     int nthreads = cfg->threads > 0 ? (int)cfg->threads : 1;
     n->xform = calloc((size_t)nthreads, sizeof(*n->xform));
@@ -660,7 +805,9 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
     struct sl_http_config hc = {
         .listen = cfg->listen,
         .threads = (int)cfg->threads,
-        .max_body = (size_t)cfg->max_body,
+        /* the loop's own limit is the largest any endpoint takes; each checks its own */
+        .max_body = (size_t)(cfg->max_body > cfg->max_events_body ? cfg->max_body
+                                                                   : cfg->max_events_body),
     };
     if (sl_http_start(&hc, route, n, &n->http, err) != 0)
         goto fail;
@@ -674,12 +821,12 @@ void sl_server_stop(struct sl_node *n)
 {
     if (!n)
         return;
-    /* Applies and commits reply through the HTTP loops, so they finish first. */
-    pthread_mutex_lock(&n->apply_mu);
+    /* Background requests and commits reply through the HTTP loops, so they finish first. */
+    pthread_mutex_lock(&n->bg_mu);
     n->stopping = 1;
-    while (n->napplying > 0)
-        pthread_cond_wait(&n->apply_cv, &n->apply_mu);
-    pthread_mutex_unlock(&n->apply_mu);
+    while (n->nbg > 0)
+        pthread_cond_wait(&n->bg_cv, &n->bg_mu);
+    pthread_mutex_unlock(&n->bg_mu);
     sl_writer_stop(n->writer);
     sl_http_stop(n->http);
     sl_offline_free(n->offline);
@@ -690,7 +837,8 @@ void sl_server_stop(struct sl_node *n)
     sl_registry_close(n->reg);
     sl_store_close(&n->store);
     pthread_mutex_destroy(&n->apply_mu);
-    pthread_cond_destroy(&n->apply_cv);
+    pthread_mutex_destroy(&n->bg_mu);
+    pthread_cond_destroy(&n->bg_cv);
     free(n);
 }
 

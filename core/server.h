@@ -26,9 +26,10 @@ struct sl_node {
     struct sl_offline *offline;
     struct sl_http *http;
     pthread_mutex_t apply_mu;   /* one apply at a time */
-    int napplying;              /* apply threads running; stop waits for them */
+    pthread_mutex_t bg_mu;      /* background request threads: */
+    pthread_cond_t bg_cv;
+    int nbg;                    /* running; stop waits for them */
     int stopping;
-    pthread_cond_t apply_cv;
     struct sl_xform_cache **xform; /* per HTTP worker: Lua VMs for transformations */
     uint64_t seq;               /* write sequence of aggregate events (atomic); starts at the
                                    start time in ns so it grows across restarts */

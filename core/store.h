@@ -11,6 +11,14 @@
 
 struct sl_error;
 
+/* The first byte of every key in the online store says what it holds; subsystems never
+ * scan outside their own prefix. */
+#define SL_KEY_REGISTRY 'R' /* registry.c: workspace snapshots */
+#define SL_KEY_ACCOUNT 'A'  /* auth.c: service accounts */
+#define SL_KEY_ROLE 'B'     /* auth.c: role bindings */
+#define SL_KEY_ROW 'V'      /* serve.c: latest row of an attribute view per entity */
+#define SL_KEY_AGG 'G'      /* tiles.c: tiles, lifetime states, event logs */
+
 /* A list of puts and deletes applied atomically by one write. */
 struct sl_batch {
     struct sl_buf ops; /* encoded: u8 op ('P' or 'D'), lenstr key, [lenstr value] */

@@ -81,7 +81,7 @@ static void put_be64(struct sl_buf *b, uint64_t v)
 
 static void entity_key(struct sl_buf *k, const unsigned char vk[8], const char *ent, size_t elen)
 {
-    sl_buf_putc(k, 'A');
+    sl_buf_putc(k, SL_KEY_AGG);
     sl_buf_append(k, vk, 8);
     sl_buf_append(k, ent, elen);
 }

@@ -3,7 +3,7 @@
  * (continuous mode) — how ingest writes them and how serving reads them. The functions
  * themselves are the aggregation engine's (agg.h); this file decides keys and layout.
  *
- * Keys, after 'A' + the view's 8-byte prefix + the entity's join key values (u32 length +
+ * Keys, after 'G' (SL_KEY_AGG) + the view's 8-byte prefix + the entity's join key values (u32 length +
  * bytes each):
  *   tile      level byte (0..15) + start (8 bytes, big-endian, sign bit flipped)
  *   lifetime  0xFE

@@ -156,6 +156,8 @@ class Server:
                 status, text = r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             status, text = e.code, e.read().decode()
+        if status == 200 and "get-features-for-events" in path:
+            return status, text  # CSV or JSON Lines
         try:
             parsed = json.loads(text)
         except ValueError:

@@ -1,0 +1,609 @@
+/* Point-in-time joins: events sorted by (entity, time) merged with the view's offline
+ * records in (entity, time, sequence) order. */
+#include "pit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agg.h"
+#include "buf.h"
+#include "error.h"
+#include "json.h"
+#include "offline.h"
+#include "registry.h"
+#include "segment.h"
+#include "serve.h"
+#include "tiles.h"
+#include "timeutil.h"
+#include "types.h"
+
+struct event {
+    const struct sl_json *row;
+    int64_t ts;
+    size_t key, klen;     /* entity key of the current view, in keys */
+    int null_key;
+};
+
+struct run {
+    const struct sl_ws *ws;
+    const struct sl_service *svc;
+    struct sl_arena arena;
+    struct event *ev;
+    size_t nev;
+    char **cols;          /* input columns, in order of first appearance */
+    size_t ncols;
+    struct sl_buf keys;
+    /* results: per event, per output feature, a JSON fragment in res */
+    struct sl_buf res;
+    size_t *frag_off, *frag_len; /* [event * nfeatures + feature] */
+};
+
+/* ---- reading events ---- */
+
+static int add_col(struct run *r, const char *name)
+{
+    for (size_t i = 0; i < r->ncols; i++)
+        if (strcmp(r->cols[i], name) == 0)
+            return 0;
+    char **g = realloc(r->cols, (r->ncols + 1) * sizeof(*g));
+    if (!g)
+        return SL_ENOMEM;
+    r->cols = g;
+    r->cols[r->ncols] = strdup(name);
+    return r->cols[r->ncols++] ? 0 : SL_ENOMEM;
+}
+
+static int add_event(struct run *r, const struct sl_json *row, size_t *cap)
+{
+    if (r->nev == *cap) {
+        *cap = *cap ? *cap * 2 : 1024;
+        struct event *g = realloc(r->ev, *cap * sizeof(*g));
+        if (!g)
+            return SL_ENOMEM;
+        r->ev = g;
+    }
+    r->ev[r->nev++] = (struct event){.row = row};
+    return 0;
+}
+
+static int read_jsonl(struct run *r, const char *p, size_t len, struct sl_error *err)
+{
+    size_t cap = 0, line = 0;
+    while (len > 0) {
+        const char *nl = memchr(p, '\n', len);
+        size_t n = nl ? (size_t)(nl - p) : len;
+        line++;
+        size_t k = n;
+        while (k > 0 && (p[k - 1] == '\r' || p[k - 1] == ' ' || p[k - 1] == '\t'))
+            k--;
+        if (k > 0) {
+            struct sl_json *row = sl_json_parse(p, k, &r->arena, err);
+            if (!row)
+                return sl_error_prefix(err, "events line %zu: ", line);
+            if (row->kind != SL_JSON_OBJECT)
+                return sl_error_set(err, SL_EINVAL, "events line %zu: expected a JSON object", line);
+            for (const struct sl_json *m = row->child; m; m = m->next)
+                if (add_col(r, m->key) != 0)
+                    return sl_error_set(err, SL_ENOMEM, "out of memory");
+            if (add_event(r, row, &cap) != 0)
+                return sl_error_set(err, SL_ENOMEM, "out of memory");
+        }
+        if (!nl)
+            break;
+        len -= n + 1;
+        p = nl + 1;
+    }
+    return 0;
+}
+
+/* One RFC 4180 field starting at *p; returns its unquoted text (arena). */
+static char *csv_field(struct run *r, const char **p, const char *end, size_t *flen, int *eol,
+                       size_t *line, struct sl_error *err)
+{
+    const char *s = *p;
+    struct sl_buf b = SL_BUF_INIT;
+    char *out = NULL;
+    size_t start = *line;
+    *eol = 0;
+    if (s < end && *s == '"') {
+        s++;
+        for (;;) {
+            if (s >= end) {
+                sl_error_set(err, SL_EINVAL, "events line %zu: unterminated quoted field", start);
+                goto done;
+            }
+            if (*s == '"') {
+                if (s + 1 < end && s[1] == '"') {
+                    sl_buf_putc(&b, '"');
+                    s += 2;
+                    continue;
+                }
+                s++;
+                break;
+            }
+            if (*s == '\n')
+                (*line)++;
+            sl_buf_putc(&b, *s++);
+        }
+        if (s < end && *s != ',' && *s != '\n' && *s != '\r') {
+            sl_error_set(err, SL_EINVAL, "events line %zu: text after a closing quote", *line);
+            goto done;
+        }
+    } else {
+        const char *q = s;
+        while (q < end && *q != ',' && *q != '\n' && *q != '\r')
+            q++;
+        if (memchr(s, '"', (size_t)(q - s))) {
+            sl_error_set(err, SL_EINVAL, "events line %zu: a quote inside an unquoted field", *line);
+            goto done;
+        }
+        sl_buf_append(&b, s, (size_t)(q - s));
+        s = q;
+    }
+    if (s < end && *s == '\r')
+        s++;
+    if (s >= end || *s == '\n') {
+        *eol = 1;
+        if (s < end)
+            s++;
+    } else {
+        s++; /* comma */
+    }
+    *p = s;
+    *flen = b.len;
+    out = sl_arena_strndup(&r->arena, b.p ? b.p : "", b.len);
+    if (!out)
+        sl_error_set(err, SL_ENOMEM, "out of memory");
+done:
+    sl_buf_free(&b);
+    return out;
+}
+
+static int read_csv(struct run *r, const char *p, size_t len, struct sl_error *err)
+{
+    const char *end = p + len;
+    size_t line = 1, cap = 0, flen;
+    int eol = 0;
+    while (p < end && !eol) {
+        char *f = csv_field(r, &p, end, &flen, &eol, &line, err);
+        if (!f || add_col(r, f) != 0)
+            return err->code ? err->code : sl_error_set(err, SL_ENOMEM, "out of memory");
+    }
+    while (p < end) {
+        line++;
+        if (*p == '\n' || (*p == '\r' && p + 1 < end && p[1] == '\n')) { /* blank line */
+            p += *p == '\r' ? 2 : 1;
+            continue;
+        }
+        struct sl_json *row = sl_arena_alloc(&r->arena, sizeof(*row));
+        if (!row)
+            return sl_error_set(err, SL_ENOMEM, "out of memory");
+        memset(row, 0, sizeof(*row));
+        row->kind = SL_JSON_OBJECT;
+        struct sl_json **tail = &row->child;
+        size_t col = 0, at = line;
+        eol = 0;
+        while (!eol) {
+            char *f = csv_field(r, &p, end, &flen, &eol, &line, err);
+            if (!f)
+                return err->code;
+            if (col >= r->ncols)
+                return sl_error_set(err, SL_EINVAL, "events line %zu: more fields than the header", at);
+            struct sl_json *c = sl_arena_alloc(&r->arena, sizeof(*c));
+            if (!c)
+                return sl_error_set(err, SL_ENOMEM, "out of memory");
+            memset(c, 0, sizeof(*c));
+            c->kind = flen ? SL_JSON_STRING : SL_JSON_NULL;
+            c->str = f;
+            c->len = flen;
+            c->key = r->cols[col];
+            c->keylen = strlen(r->cols[col]);
+            *tail = c;
+            tail = &c->next;
+            row->count++;
+            col++;
+        }
+        if (col != r->ncols)
+            return sl_error_set(err, SL_EINVAL, "events line %zu: %zu fields, the header has %zu", at,
+                                col, r->ncols);
+        if (add_event(r, row, &cap) != 0)
+            return sl_error_set(err, SL_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+/* ---- the join ---- */
+
+static const char *g_keys;
+
+static int cmp_event(const void *a, const void *b)
+{
+    const struct event *x = *(const struct event *const *)a, *y = *(const struct event *const *)b;
+    size_t n = x->klen < y->klen ? x->klen : y->klen;
+    int c = memcmp(g_keys + x->key, g_keys + y->key, n);
+    if (c)
+        return c;
+    if (x->klen != y->klen)
+        return x->klen < y->klen ? -1 : 1;
+    return x->ts < y->ts ? -1 : x->ts > y->ts;
+}
+
+static int key_cmp(const void *a, size_t al, const void *b, size_t bl)
+{
+    size_t n = al < bl ? al : bl;
+    int c = memcmp(a, b, n);
+    return c ? c : al < bl ? -1 : al > bl;
+}
+
+/* Entity keys of every event for view v (prefix + join key parts). */
+static int event_keys(struct run *r, const struct sl_view *v, struct sl_error *err)
+{
+    char msg[256];
+    sl_buf_reset(&r->keys);
+    for (size_t i = 0; i < r->nev; i++) {
+        struct event *e = &r->ev[i];
+        e->key = r->keys.len;
+        e->null_key = 0;
+        sl_buf_append(&r->keys, v->key, 8);
+        for (size_t k = 0; k < v->nkeys; k++) {
+            const struct sl_json *val = sl_json_get(e->row, v->join_keys[k].name);
+            if (!val)
+                return sl_error_set(err, SL_EINVAL, "event %zu: missing join key `%s`", i,
+                                    v->join_keys[k].name);
+            size_t at = r->keys.len;
+            sl_buf_u32(&r->keys, 0);
+            int rc = sl_join_part(&v->join_keys[k], val, &r->keys, msg, sizeof(msg));
+            if (rc < 0)
+                return sl_error_set(err, SL_EINVAL, "event %zu: %s", i, msg);
+            e->null_key |= rc == 1;
+            uint32_t n = (uint32_t)(r->keys.len - at - 4);
+            memcpy(r->keys.p + at, &n, 4);
+        }
+        e->klen = r->keys.len - e->key;
+    }
+    return r->keys.oom ? sl_error_set(err, SL_ENOMEM, "out of memory") : 0;
+}
+
+struct entity_events {
+    struct sl_buf bytes;
+    size_t n, cap;
+    struct { int64_t ts; uint64_t seq; size_t off, len; } *e;
+};
+
+static int keep_event(struct entity_events *ee, const struct sl_segment_record *rec)
+{
+    if (ee->n == ee->cap) {
+        size_t cap = ee->cap ? ee->cap * 2 : 64;
+        void *g = realloc(ee->e, cap * sizeof(*ee->e));
+        if (!g)
+            return SL_ENOMEM;
+        ee->e = g;
+        ee->cap = cap;
+    }
+    ee->e[ee->n].ts = rec->time_ns;
+    ee->e[ee->n].seq = rec->seq;
+    ee->e[ee->n].off = ee->bytes.len;
+    ee->e[ee->n].len = rec->payload_len;
+    ee->n++;
+    sl_buf_append(&ee->bytes, rec->payload, rec->payload_len);
+    return ee->bytes.oom ? SL_ENOMEM : 0;
+}
+
+/* Writes the values of view v's selected features for event e from the current state:
+ * an attribute row (row/rowlen, NULL if none) or the entity's events (aggregates). */
+static int emit_view(struct run *r, const struct sl_service_item *it, size_t e, size_t fo,
+                     const char *row, size_t rowlen, int64_t row_ts,
+                     const struct entity_events *ee, struct sl_error *err)
+{
+    const struct sl_view *v = it->view;
+    size_t nf = r->svc->nfeatures;
+    if (!v->agg) {
+        const char *frag[256];
+        size_t flen[256];
+        int ok = row && !r->ev[e].null_key &&
+                 (v->ttl_ns == 0 || row_ts >= r->ev[e].ts - v->ttl_ns) && v->nfeatures <= 256;
+        struct sl_cursor c = {(const unsigned char *)row, rowlen};
+        for (size_t f = 0; ok && f < v->nfeatures; f++)
+            ok = sl_cur_lenstr(&c, &frag[f], &flen[f]) == 0;
+        for (size_t f = 0; f < it->nfeat; f++) {
+            size_t slot = e * nf + fo + f;
+            r->frag_off[slot] = r->res.len;
+            if (ok)
+                sl_buf_append(&r->res, frag[it->feat[f]], flen[it->feat[f]]);
+            else
+                sl_buf_puts(&r->res, "null");
+            r->frag_len[slot] = r->res.len - r->frag_off[slot];
+        }
+        return 0;
+    }
+    const struct sl_tiles_view *tv = v->agg;
+    size_t n = ee ? ee->n : 0;
+    struct sl_agg_event *evs = calloc(n + 1, sizeof(*evs));
+    struct sl_scalar *sc = calloc((n + 1) * tv->nspecs, sizeof(*sc));
+    int rc = 0;
+    if (!evs || !sc) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *p = (const unsigned char *)ee->bytes.p + ee->e[i].off;
+        size_t left = ee->e[i].len;
+        for (size_t s = 0; s < tv->nspecs; s++)
+            if (sl_agg_value_decode(&p, &left, &sc[i * tv->nspecs + s]) != 0) {
+                rc = sl_error_set(err, SL_ECORRUPT, "corrupt offline record of view `%s`", v->name);
+                goto out;
+            }
+    }
+    for (size_t f = 0; f < it->nfeat; f++) {
+        size_t fi = (size_t)it->feat[f];
+        for (size_t i = 0; i < n; i++)
+            evs[i] = (struct sl_agg_event){ee->e[i].ts, ee->e[i].seq, &sc[i * tv->nspecs + fi]};
+        size_t slot = e * nf + fo + f;
+        r->frag_off[slot] = r->res.len;
+        if (r->ev[e].null_key)
+            sl_buf_puts(&r->res, "null");
+        else if ((rc = sl_agg_eval_events(tv->specs[fi], evs, n, r->ev[e].ts, &r->res)) != 0) {
+            sl_error_set(err, rc, "aggregation of view `%s` failed", v->name);
+            goto out;
+        }
+        r->frag_len[slot] = r->res.len - r->frag_off[slot];
+    }
+out:
+    free(evs);
+    free(sc);
+    return rc;
+}
+
+/* Joins one view: events sorted by (entity, time), records in (entity, time, seq) order. */
+static int join_view(struct run *r, struct sl_offline *off, const struct sl_service_item *it,
+                     size_t fo, struct sl_error *err)
+{
+    const struct sl_view *v = it->view;
+    struct event **order = NULL;
+    struct sl_segment_iter *iter = NULL;
+    struct entity_events ee = {0};
+    struct sl_buf row = SL_BUF_INIT, cur = SL_BUF_INIT;
+    int rc;
+    if ((rc = event_keys(r, v, err)) != 0)
+        return rc;
+    order = malloc((r->nev + 1) * sizeof(*order));
+    if (!order)
+        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    for (size_t i = 0; i < r->nev; i++)
+        order[i] = &r->ev[i];
+    g_keys = r->keys.p;
+    qsort(order, r->nev, sizeof(*order), cmp_event);
+
+    unsigned char hi[9];
+    memcpy(hi, v->key, 8);
+    hi[8] = 0xff;
+    struct sl_segment_iter_opts io = {.key_lo = v->key, .key_lo_len = 8, .key_hi = hi, .key_hi_len = 9};
+    rc = v->is_realtime ? SL_ENOTFOUND : sl_offline_iter(off, r->ws->name, v->name, &io, &iter, err);
+    if (rc == SL_ENOTFOUND) {
+        rc = 0;
+        memset(err, 0, sizeof(*err));
+        iter = NULL;
+    } else if (rc) {
+        goto out;
+    }
+    struct sl_segment_record rec;
+    int have = 0;
+    if (iter && (have = sl_segment_iter_next(iter, &rec, err)) < 0) {
+        rc = have;
+        goto out;
+    }
+    int64_t row_ts = 0;
+    int have_row = 0;
+    for (size_t i = 0; i < r->nev; i++) {
+        struct event *e = order[i];
+        const char *ek = r->keys.p + e->key;
+        /* a new entity: forget the previous one's state */
+        if (cur.len != e->klen || memcmp(cur.p, ek, e->klen) != 0) {
+            sl_buf_reset(&cur);
+            sl_buf_append(&cur, ek, e->klen);
+            have_row = 0;
+            ee.n = 0;
+            sl_buf_reset(&ee.bytes);
+            /* skip records of smaller entities */
+            while (have && key_cmp(rec.key, rec.key_len, ek, e->klen) < 0)
+                if ((have = sl_segment_iter_next(iter, &rec, err)) < 0) {
+                    rc = have;
+                    goto out;
+                }
+        }
+        /* take this entity's records up to the event time */
+        while (have && key_cmp(rec.key, rec.key_len, ek, e->klen) == 0 && rec.time_ns <= e->ts) {
+            if (v->agg) {
+                if ((rc = keep_event(&ee, &rec)) != 0) {
+                    sl_error_set(err, rc, "out of memory");
+                    goto out;
+                }
+            } else {
+                sl_buf_reset(&row);
+                sl_buf_append(&row, rec.payload, rec.payload_len);
+                row_ts = rec.time_ns;
+                have_row = 1;
+            }
+            if ((have = sl_segment_iter_next(iter, &rec, err)) < 0) {
+                rc = have;
+                goto out;
+            }
+        }
+        rc = emit_view(r, it, (size_t)(e - r->ev), fo, have_row ? row.p : NULL, row.len, row_ts,
+                       &ee, err);
+        if (rc)
+            goto out;
+    }
+    rc = r->res.oom ? sl_error_set(err, SL_ENOMEM, "out of memory") : 0;
+out:
+    sl_segment_iter_destroy(iter);
+    free(order);
+    free(ee.e);
+    sl_buf_free(&ee.bytes);
+    sl_buf_free(&row);
+    sl_buf_free(&cur);
+    return rc;
+}
+
+/* ---- output ---- */
+
+static void csv_cell(struct sl_buf *out, const char *p, size_t n)
+{
+    int quote = 0;
+    for (size_t i = 0; i < n && !quote; i++)
+        quote = p[i] == ',' || p[i] == '"' || p[i] == '\n' || p[i] == '\r';
+    if (!quote) {
+        sl_buf_append(out, p, n);
+        return;
+    }
+    sl_buf_putc(out, '"');
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '"')
+            sl_buf_putc(out, '"');
+        sl_buf_putc(out, p[i]);
+    }
+    sl_buf_putc(out, '"');
+}
+
+/* A JSON fragment as a CSV cell: strings unquoted, null empty, the rest as JSON text. */
+static void csv_value(struct sl_buf *out, const char *p, size_t n)
+{
+    if (n == 4 && memcmp(p, "null", 4) == 0)
+        return;
+    if (n > 0 && p[0] == '"') {
+        struct sl_error err = {0};
+        struct sl_arena a = {0};
+        struct sl_json *s = sl_json_parse(p, n, &a, &err);
+        if (s && s->kind == SL_JSON_STRING)
+            csv_cell(out, s->str, s->len);
+        else
+            csv_cell(out, p, n);
+        sl_arena_free(&a);
+        return;
+    }
+    csv_cell(out, p, n);
+}
+
+static void column_name(struct sl_buf *b, const struct sl_view *v, const struct sl_feature *f)
+{
+    sl_buf_puts(b, v->name);
+    sl_buf_puts(b, "__");
+    sl_buf_puts(b, f->name);
+}
+
+static void write_output(struct run *r, const struct sl_pit_opts *o, struct sl_buf *out)
+{
+    const struct sl_service *svc = r->svc;
+    struct sl_buf name = SL_BUF_INIT;
+    if (o->output == SL_PIT_CSV) {
+        for (size_t c = 0; c < r->ncols; c++) {
+            sl_buf_puts(out, c ? "," : "");
+            csv_cell(out, r->cols[c], strlen(r->cols[c]));
+        }
+        for (size_t i = 0; i < svc->nitems; i++)
+            for (size_t f = 0; f < svc->items[i].nfeat; f++) {
+                sl_buf_reset(&name);
+                column_name(&name, svc->items[i].view, &svc->items[i].view->features[svc->items[i].feat[f]]);
+                sl_buf_puts(out, r->ncols || i || f ? "," : "");
+                csv_cell(out, name.p, name.len);
+            }
+        sl_buf_putc(out, '\n');
+    }
+    for (size_t e = 0; e < r->nev; e++) {
+        const struct sl_json *row = r->ev[e].row;
+        if (o->output == SL_PIT_CSV) {
+            for (size_t c = 0; c < r->ncols; c++) {
+                const struct sl_json *v = sl_json_get(row, r->cols[c]);
+                sl_buf_puts(out, c ? "," : "");
+                if (v && v->kind == SL_JSON_STRING)
+                    csv_cell(out, v->str, v->len);
+                else if (v && (v->kind == SL_JSON_NUMBER))
+                    sl_buf_append(out, v->str, v->len);
+                else if (v && v->kind != SL_JSON_NULL) {
+                    struct sl_buf t = SL_BUF_INIT;
+                    sl_json_write(&t, v);
+                    csv_cell(out, t.p, t.len);
+                    sl_buf_free(&t);
+                }
+            }
+        } else {
+            sl_buf_putc(out, '{');
+            int first = 1;
+            for (const struct sl_json *m = row->child; m; m = m->next) {
+                sl_buf_puts(out, first ? "" : ",");
+                first = 0;
+                sl_buf_json_str(out, m->key, m->keylen);
+                sl_buf_putc(out, ':');
+                sl_json_write(out, m);
+            }
+        }
+        size_t fo = 0;
+        for (size_t i = 0; i < svc->nitems; i++) {
+            const struct sl_service_item *it = &svc->items[i];
+            for (size_t f = 0; f < it->nfeat; f++, fo++) {
+                size_t slot = e * svc->nfeatures + fo;
+                const char *p = r->res.p + r->frag_off[slot];
+                size_t n = r->frag_len[slot];
+                if (o->output == SL_PIT_CSV) {
+                    sl_buf_puts(out, r->ncols || fo ? "," : "");
+                    csv_value(out, p, n);
+                } else {
+                    sl_buf_puts(out, row->child || fo ? "," : "");
+                    sl_buf_putc(out, '"');
+                    column_name(out, it->view, &it->view->features[it->feat[f]]);
+                    sl_buf_puts(out, "\":");
+                    sl_buf_append(out, p, n);
+                }
+            }
+        }
+        sl_buf_puts(out, o->output == SL_PIT_CSV ? "\n" : "}\n");
+    }
+    sl_buf_free(&name);
+}
+
+int sl_pit_run(struct sl_offline *off, const struct sl_ws *ws, const struct sl_service *svc,
+               const char *events, size_t len, const struct sl_pit_opts *o, struct sl_buf *out,
+               struct sl_error *err)
+{
+    struct run r = {.ws = ws, .svc = svc};
+    const char *tk = o->timestamp_key ? o->timestamp_key : "timestamp";
+    int rc = o->input == SL_PIT_CSV ? read_csv(&r, events, len, err)
+                                    : read_jsonl(&r, events, len, err);
+    if (rc)
+        goto out;
+    for (size_t i = 0; i < r.nev; i++) {
+        const struct sl_json *t = sl_json_get(r.ev[i].row, tk);
+        if (!t || t->kind != SL_JSON_STRING || sl_time_parse(t->str, t->len, &r.ev[i].ts) != 0) {
+            rc = sl_error_set(err, SL_EINVAL, "event %zu: `%s` must be an RFC 3339 time", i, tk);
+            goto out;
+        }
+    }
+    size_t slots = r.nev * svc->nfeatures + 1;
+    r.frag_off = calloc(slots, sizeof(size_t));
+    r.frag_len = calloc(slots, sizeof(size_t));
+    if (!r.frag_off || !r.frag_len) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+        goto out;
+    }
+    size_t fo = 0;
+    for (size_t i = 0; i < svc->nitems && rc == 0; i++) {
+        rc = join_view(&r, off, &svc->items[i], fo, err);
+        fo += svc->items[i].nfeat;
+    }
+    if (rc == 0)
+        write_output(&r, o, out);
+    if (rc == 0 && out->oom)
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+out:
+    sl_arena_free(&r.arena);
+    free(r.ev);
+    for (size_t i = 0; i < r.ncols; i++)
+        free(r.cols[i]);
+    free(r.cols);
+    sl_buf_free(&r.keys);
+    sl_buf_free(&r.res);
+    free(r.frag_off);
+    free(r.frag_len);
+    return rc;
+}

@@ -1,0 +1,36 @@
+/* Point-in-time retrieval (get-features-for-events): for each event, the feature values
+ * online serving would have returned at the event's time, computed from the offline store
+ * with the aggregation engine's own functions. */
+#ifndef SL_PIT_H
+#define SL_PIT_H
+
+#include <stddef.h>
+
+struct sl_buf;
+struct sl_error;
+struct sl_offline;
+struct sl_service;
+struct sl_ws;
+
+enum sl_pit_format { SL_PIT_CSV = 'c', SL_PIT_JSONL = 'j' };
+
+struct sl_pit_opts {
+    const char *timestamp_key;   /* the events' time column ("timestamp") */
+    enum sl_pit_format input;    /* events: CSV with a header row, or JSON Lines */
+    enum sl_pit_format output;
+};
+
+/* Joins the events in events[0..len) with the features of svc. Output: one row per event in
+ * input order: the event's own columns, then `<view>__<feature>` columns. JSON Lines values
+ * are typed as in get-features (int64 as strings); CSV cells are plain text (empty = null,
+ * nested values as JSON). Per event: attribute features are the latest value with time <=
+ * the event time and within the view's ttl, else null; aggregate features are the window
+ * ending at the event time (continuous) or at the last complete tile before it
+ * (time_interval), as online serving computes them. Realtime views are not computed offline
+ * (null). Returns 0, or SL_EINVAL (bad events: message names the line) / SL_ECORRUPT /
+ * SL_ENOMEM with err. Any thread. */
+int sl_pit_run(struct sl_offline *off, const struct sl_ws *ws, const struct sl_service *svc,
+               const char *events, size_t len, const struct sl_pit_opts *o, struct sl_buf *out,
+               struct sl_error *err);
+
+#endif
