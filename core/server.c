@@ -9,6 +9,7 @@
 
 #include <cJSON.h>
 
+#include "access.h"
 #include "buf.h"
 #include "defs.h"
 #include "error.h"
@@ -61,7 +62,7 @@ void sl_status_http(int code, int *http, int *grpc)
     }
 }
 
-static void reply_status(struct sl_http_req *r, const struct sl_error *err)
+void sl_reply_status(struct sl_http_req *r, const struct sl_error *err)
 {
     int http, grpc;
     sl_status_http(err->code, &http, &grpc);
@@ -83,7 +84,7 @@ static void reply_status_async(struct sl_http_req *r, const struct sl_error *err
     sl_http_reply_async(r, http, "application/json", body, len);
 }
 
-static void forbid(struct sl_http_req *r, const char *what)
+void sl_reply_forbidden(struct sl_http_req *r, const char *what)
 {
     char msg[256];
     snprintf(msg, sizeof(msg), "the service account is not allowed to %s", what);
@@ -132,7 +133,7 @@ static void workspaces_list(struct sl_node *n, struct sl_http_req *r, const stru
     sl_reply_buf(r, 200, &out);
 }
 
-static cJSON *parse_body(struct sl_http_req *r, struct sl_error *err)
+cJSON *sl_parse_body(struct sl_http_req *r, struct sl_error *err)
 {
     size_t len;
     const char *body = sl_http_body(r, &len);
@@ -148,7 +149,7 @@ static cJSON *parse_body(struct sl_http_req *r, struct sl_error *err)
 static void workspace_create(struct sl_node *n, struct sl_http_req *r)
 {
     struct sl_error err = {0};
-    cJSON *o = parse_body(r, &err);
+    cJSON *o = sl_parse_body(r, &err);
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
     if (o && !cJSON_IsString(name))
         sl_error_set(&err, SL_EINVAL, "Required field `name` is missing");
@@ -157,7 +158,7 @@ static void workspace_create(struct sl_node *n, struct sl_http_req *r)
                            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "live")), &err);
     if (err.code) {
         cJSON_Delete(o);
-        reply_status(r, &err);
+        sl_reply_status(r, &err);
         return;
     }
     sl_info("admin: created workspace `%s`", name->valuestring);
@@ -330,13 +331,13 @@ static void workspace_plan(struct sl_node *n, struct sl_http_req *r, const char 
 {
     struct sl_error err = {0};
     struct apply_job *j = calloc(1, sizeof(*j));
-    cJSON *body = parse_body(r, &err);
+    cJSON *body = sl_parse_body(r, &err);
     if (!j || !body) {
         free(j);
         cJSON_Delete(body);
         if (!err.code)
             sl_error_set(&err, SL_ENOMEM, "out of memory");
-        reply_status(r, &err);
+        sl_reply_status(r, &err);
         return;
     }
     *j = (struct apply_job){n, r, strdup(ws), apply, body};
@@ -354,7 +355,7 @@ static void workspace_definitions(struct sl_node *n, struct sl_http_req *r, cons
     if (!ws) {
         struct sl_error err;
         sl_error_set(&err, SL_ENOTFOUND, "workspace `%s` not found", name);
-        reply_status(r, &err);
+        sl_reply_status(r, &err);
         return;
     }
     char *text = cJSON_PrintUnformatted(ws->repo);
@@ -362,58 +363,6 @@ static void workspace_definitions(struct sl_node *n, struct sl_http_req *r, cons
     sl_buf_puts(&b, text ? text : "{}");
     free(text);
     sl_ws_release(ws);
-    sl_reply_buf(r, 200, &b);
-}
-
-/* ---- admin: service accounts and roles ---- */
-
-static void account_create(struct sl_node *n, struct sl_http_req *r)
-{
-    struct sl_error err = {0};
-    cJSON *o = parse_body(r, &err);
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
-    const cJSON *desc = cJSON_GetObjectItemCaseSensitive(o, "description");
-    struct sl_buf b = SL_BUF_INIT;
-    if (o && !cJSON_IsString(name))
-        sl_error_set(&err, SL_EINVAL, "Required field `name` is missing");
-    if (!err.code)
-        sl_auth_create_account(n->auth, name->valuestring,
-                               cJSON_IsString(desc) ? desc->valuestring : "", 0, &b, &err);
-    cJSON_Delete(o);
-    if (err.code) {
-        sl_buf_free(&b);
-        reply_status(r, &err);
-        return;
-    }
-    sl_info("admin: created a service account");
-    sl_reply_buf(r, 201, &b);
-}
-
-static void role_set(struct sl_node *n, struct sl_http_req *r, const char *ws, int grant)
-{
-    struct sl_error err = {0};
-    cJSON *o = parse_body(r, &err);
-    const cJSON *acc = cJSON_GetObjectItemCaseSensitive(o, "service_account");
-    const cJSON *role = cJSON_GetObjectItemCaseSensitive(o, "role");
-    enum sl_role rl = cJSON_IsString(role) ? sl_role_parse(role->valuestring) : SL_ROLE_NONE;
-    struct sl_ws *w = sl_registry_get(n->reg, ws);
-    if (!err.code && !cJSON_IsString(acc))
-        sl_error_set(&err, SL_EINVAL, "Required field `service_account` is missing");
-    else if (!err.code && grant && rl == SL_ROLE_NONE)
-        sl_error_set(&err, SL_EINVAL, "`role` must be one of owner, editor, consumer, operator, viewer");
-    else if (!err.code && !w)
-        sl_error_set(&err, SL_ENOTFOUND, "workspace `%s` not found", ws);
-    if (!err.code)
-        sl_auth_set_role(n->auth, acc->valuestring, ws, grant ? rl : SL_ROLE_NONE, &err);
-    sl_ws_release(w);
-    cJSON_Delete(o);
-    if (err.code) {
-        reply_status(r, &err);
-        return;
-    }
-    sl_info("admin: %s role in workspace `%s`", grant ? "granted a" : "removed a", ws);
-    struct sl_buf b = SL_BUF_INIT;
-    sl_buf_puts(&b, "{\"status\":\"ok\"}");
     sl_reply_buf(r, 200, &b);
 }
 
@@ -482,7 +431,7 @@ static void get_features_for_events(struct sl_node *n, struct sl_http_req *r,
         return;
     }
     if (!sl_auth_allowed(n->auth, p, wsn, SL_ACT_READ)) {
-        forbid(r, "read features from this workspace");
+        sl_reply_forbidden(r, "read features from this workspace");
         return;
     }
     j = calloc(1, sizeof(*j));
@@ -523,7 +472,7 @@ static void get_features_for_events(struct sl_node *n, struct sl_http_req *r,
     }
     return;
 fail:
-    reply_status(r, &err);
+    sl_reply_status(r, &err);
     sl_ws_release(j->ws);
     free(j->events);
     free(j->ts_key);
@@ -575,17 +524,17 @@ static void set_clock(struct sl_node *n, struct sl_http_req *r, const struct sl_
         return;
     }
     if (!sl_auth_allowed(n->auth, p, NULL, SL_ACT_ADMIN)) {
-        forbid(r, "set the clock");
+        sl_reply_forbidden(r, "set the clock");
         return;
     }
-    cJSON *o = parse_body(r, &err);
+    cJSON *o = sl_parse_body(r, &err);
     const cJSON *now = cJSON_GetObjectItemCaseSensitive(o, "now");
     int64_t ns;
     if (!err.code && (!cJSON_IsString(now) || sl_time_parse(now->valuestring, strlen(now->valuestring), &ns) != 0))
         sl_error_set(&err, SL_EINVAL, "`now` must be an RFC 3339 time");
     cJSON_Delete(o);
     if (err.code) {
-        reply_status(r, &err);
+        sl_reply_status(r, &err);
         return;
     }
     sl_time_set_fake(ns);
@@ -665,7 +614,7 @@ static void route(struct sl_http_req *r, void *arg)
             workspaces_list(n, r, &p);
         } else if (m == SL_HTTP_POST) {
             if (!sl_auth_allowed(n->auth, &p, NULL, SL_ACT_ADMIN))
-                forbid(r, "create workspaces");
+                sl_reply_forbidden(r, "create workspaces");
             else
                 workspace_create(n, r);
         } else {
@@ -673,11 +622,8 @@ static void route(struct sl_http_req *r, void *arg)
         }
         return;
     }
-    if (strcmp(path, "/v1/service-accounts") == 0 && m == SL_HTTP_POST) {
-        if (!sl_auth_allowed(n->auth, &p, NULL, SL_ACT_ADMIN))
-            forbid(r, "manage service accounts");
-        else
-            account_create(n, r);
+    if (strncmp(path, "/v1/service-accounts", 20) == 0 && (path[20] == 0 || path[20] == '/')) {
+        sl_access_handle(n, r, &p, NULL, path + 20);
         return;
     }
     char ws[72];
@@ -686,30 +632,27 @@ static void route(struct sl_http_req *r, void *arg)
         int any = sl_auth_any_role(n->auth, &p, ws);
         if (strcmp(rest, "/plan") == 0 && m == SL_HTTP_POST) {
             if (!sl_auth_allowed(n->auth, &p, ws, SL_ACT_PLAN))
-                forbid(r, "plan in this workspace");
+                sl_reply_forbidden(r, "plan in this workspace");
             else
                 workspace_plan(n, r, ws, 0);
         } else if (strcmp(rest, "/apply") == 0 && m == SL_HTTP_POST) {
             if (!sl_auth_allowed(n->auth, &p, ws, SL_ACT_APPLY))
-                forbid(r, "apply to this workspace");
+                sl_reply_forbidden(r, "apply to this workspace");
             else
                 workspace_plan(n, r, ws, 1);
         } else if (strcmp(rest, "/definitions") == 0 && m == SL_HTTP_GET) {
             if (!any)
-                forbid(r, "read this workspace");
+                sl_reply_forbidden(r, "read this workspace");
             else
                 workspace_definitions(n, r, ws);
-        } else if (strcmp(rest, "/roles") == 0 && (m == SL_HTTP_POST || m == SL_HTTP_DELETE)) {
-            if (!sl_auth_allowed(n->auth, &p, ws, SL_ACT_MANAGE))
-                forbid(r, "manage roles in this workspace");
-            else
-                role_set(n, r, ws, m == SL_HTTP_POST);
+        } else if (strncmp(rest, "/roles", 6) == 0 && (rest[6] == 0 || rest[6] == '/')) {
+            sl_access_handle(n, r, &p, ws, rest + 6);
         } else if (*rest == 0 && m == SL_HTTP_DELETE) {
             struct sl_error err = {0};
             if (!sl_auth_allowed(n->auth, &p, NULL, SL_ACT_ADMIN)) {
-                forbid(r, "delete workspaces");
+                sl_reply_forbidden(r, "delete workspaces");
             } else if (sl_registry_delete(n->reg, ws, &err) != 0) {
-                reply_status(r, &err);
+                sl_reply_status(r, &err);
             } else {
                 static const char ok[] = "{\"status\":\"ok\"}";
                 sl_http_reply(r, 200, "application/json", ok, sizeof(ok) - 1);

@@ -49,6 +49,13 @@ int sl_server_port(const struct sl_node *n);
 void sl_reply_buf(struct sl_http_req *r, int status, struct sl_buf *b);
 /* Replies {"error":msg,"code":grpc,"message":msg} (the FeatureService error shape). */
 void sl_reply_error(struct sl_http_req *r, int status, int grpc, const char *msg);
+/* Replies with err's message and the status/gRPC code its code maps to. Loop thread. */
+void sl_reply_status(struct sl_http_req *r, const struct sl_error *err);
+/* Replies 403/7 "the service account is not allowed to <what>". Loop thread. */
+void sl_reply_forbidden(struct sl_http_req *r, const char *what);
+/* The request body as a JSON object (cJSON; caller deletes), or NULL with err. */
+#include <cJSON.h>
+cJSON *sl_parse_body(struct sl_http_req *r, struct sl_error *err);
 /* The HTTP status and gRPC code for a status code (SL_EAUTH → 401/16, ...). */
 void sl_status_http(int code, int *http, int *grpc);
 

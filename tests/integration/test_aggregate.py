@@ -182,6 +182,9 @@ def test_restart_keeps_aggregates():
     srv.args = ["--fake-now", iso(T0)]
     srv.start()
     expect_eq(features("u1"), before)
+    # regression: aggregate state once shared the service-account key prefix, and every
+    # restart tried to load tiles as accounts
+    expect("unreadable" not in srv.log_text(), srv.log_text())
 
 
 def test_clock_endpoint_needs_fake_clock():

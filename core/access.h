@@ -1,0 +1,15 @@
+/* The access-control admin API: service accounts and workspace role bindings over HTTP
+ * (DESIGN §6), on top of auth.h. */
+#ifndef SL_ACCESS_H
+#define SL_ACCESS_H
+
+struct sl_node;
+struct sl_http_req;
+struct sl_principal;
+
+/* Handles /v1/service-accounts<rest> (ws == NULL) and /v1/workspaces/<ws>/roles<rest>
+ * (rest is "" or "/..."), checking the caller's rights. Loop thread. */
+void sl_access_handle(struct sl_node *n, struct sl_http_req *r, const struct sl_principal *p,
+                      const char *ws, const char *rest);
+
+#endif
