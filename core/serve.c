@@ -19,6 +19,7 @@
 #include "store.h"
 #include "tiles.h"
 #include "timeutil.h"
+#include "transform.h"
 #include "types.h"
 
 void sl_row_key(struct sl_buf *out, const struct sl_view *v, const char *const *vals,
@@ -34,6 +35,7 @@ enum { OPT_NAMES, OPT_TYPES, OPT_TIMES, OPT_STATUS, OPT_SLO, OPT_N };
 
 struct serve_req {
     struct sl_node *n;
+    struct sl_xform_cache *xf;
     struct sl_ws *ws;
     struct sl_service *svc;
     int opt[OPT_N];
@@ -119,135 +121,279 @@ struct row_status {
     int64_t ts;
 };
 
+/* The request's join key values: key bytes in tmp at off[2k] (length off[2k+1]) for the
+ * service's join key k; null[k] when the value was null. */
+struct keyvals {
+    const struct sl_service *svc;
+    struct sl_buf tmp;
+    size_t *off;
+    int *null;
+};
+
+struct slot {
+    size_t off, len; /* a feature's JSON value in the row's fragment buffer */
+};
+
+/* Reads features feat[0..nfeat) of stream view v into frag, one slot and status each. */
+static int read_view(struct serve_req *q, const struct sl_view *v, const struct keyvals *kv,
+                     const int *feat, size_t nfeat, int64_t now, struct sl_buf *frag,
+                     struct slot *slots, struct row_status *fs, char *msg, size_t cap)
+{
+    const char *parts[16];
+    size_t lens[16];
+    struct sl_buf key = SL_BUF_INIT, row = SL_BUF_INIT, vals = SL_BUF_INIT;
+    struct sl_error err = {0};
+    int rc = 0, have = v->nkeys <= 16 && nfeat <= 256;
+    for (size_t k = 0; have && k < v->nkeys; k++) {
+        size_t idx = 0;
+        while (idx < kv->svc->nkeys && strcmp(kv->svc->join_keys[idx].name, v->join_keys[k].name) != 0)
+            idx++;
+        if (idx == kv->svc->nkeys || kv->null[idx])
+            have = 0;
+        else {
+            parts[k] = kv->tmp.p + kv->off[2 * idx];
+            lens[k] = kv->off[2 * idx + 1];
+        }
+    }
+    if (have && v->agg) {
+        int pres[256], first = 1;
+        int64_t eff[256];
+        for (size_t k = 0; k < v->nkeys; k++)
+            sl_buf_lenstr(&key, parts[k], lens[k]);
+        rc = sl_tiles_read(v->agg, &q->n->store, v->key, key.p, key.len, now, feat, nfeat, &vals,
+                           &first, pres, eff, &err);
+        if (rc != 0) {
+            snprintf(msg, cap, "online store read failed: %s", err.msg);
+            rc = SL_ESTORE;
+            goto out;
+        }
+        /* split the comma-joined values back into slots */
+        struct sl_arena a = {0};
+        sl_buf_putc(&vals, ']');
+        struct sl_buf arr = SL_BUF_INIT;
+        sl_buf_putc(&arr, '[');
+        sl_buf_append(&arr, vals.p, vals.len);
+        const struct sl_json *list = sl_json_parse(arr.p, arr.len, &a, &err);
+        const struct sl_json *el = list ? list->child : NULL;
+        for (size_t f = 0; f < nfeat; f++, el = el ? el->next : NULL) {
+            slots[f].off = frag->len;
+            if (el)
+                sl_json_write(frag, el);
+            else
+                sl_buf_puts(frag, "null");
+            slots[f].len = frag->len - slots[f].off;
+            fs[f] = (struct row_status){pres[f], eff[f]};
+        }
+        sl_arena_free(&a);
+        sl_buf_free(&arr);
+        goto out;
+    }
+    int present = 0;
+    int64_t present_ts = 0;
+    struct sl_cursor c = {0};
+    if (have) {
+        sl_row_key(&key, v, parts, lens);
+        int g = sl_store_get(&q->n->store, key.p, key.len, &row, &err);
+        if (g != 0 && g != SL_ENOTFOUND) {
+            snprintf(msg, cap, "online store read failed: %s", err.msg);
+            rc = SL_ESTORE;
+            goto out;
+        }
+        uint64_t ts;
+        uint32_t nf;
+        const void *ver;
+        c = (struct sl_cursor){(const unsigned char *)row.p, row.len};
+        if (g == 0 && sl_cur_bytes(&c, 1, &ver) == 0 && sl_cur_u64(&c, &ts) == 0 &&
+            sl_cur_u32(&c, &nf) == 0 && nf == v->nfeatures &&
+            (v->ttl_ns == 0 || (int64_t)ts >= now - v->ttl_ns)) {
+            present = 1;
+            present_ts = (int64_t)ts;
+        }
+    }
+    const char *fr[256];
+    size_t fl[256];
+    size_t nf = v->nfeatures < 256 ? v->nfeatures : 256;
+    for (size_t f = 0; present && f < nf; f++)
+        if (sl_cur_lenstr(&c, &fr[f], &fl[f]) != 0)
+            present = 0;
+    for (size_t f = 0; f < nfeat; f++) {
+        size_t fi = (size_t)feat[f];
+        slots[f].off = frag->len;
+        if (present && fi < nf)
+            sl_buf_append(frag, fr[fi], fl[fi]);
+        else
+            sl_buf_puts(frag, "null");
+        slots[f].len = frag->len - slots[f].off;
+        fs[f] = (struct row_status){present, present_ts};
+    }
+out:
+    sl_buf_free(&key);
+    sl_buf_free(&row);
+    sl_buf_free(&vals);
+    return rc;
+}
+
+/* Computes realtime view v's selected features from the request context and its input
+ * views, into frag. Returns 0, or SL_EINVAL (a missing request context key) / SL_ESCRIPT
+ * (the function failed: msg names file:line) / SL_ENOMEM. */
+static int realtime_view(struct serve_req *q, const struct sl_service_item *it,
+                         const struct keyvals *kv, const struct sl_json *ctx, int64_t now,
+                         struct sl_buf *frag, struct slot *slots, struct row_status *fs,
+                         char *msg, size_t cap)
+{
+    const struct sl_view *v = it->view;
+    const struct sl_source *req = NULL;
+    struct sl_xform_input in[16];
+    size_t nin = 0;
+    struct sl_buf obj = SL_BUF_INIT;
+    struct sl_error err = {0};
+    int rc = 0;
+    for (size_t k = 0; k < v->nrt_sources && rc == 0; k++) {
+        const struct sl_source *src = sl_ws_source(q->ws, v->rt_sources[k]);
+        if (src && src->is_request) {
+            req = src;
+            for (size_t f = 0; f < src->nfields; f++) {
+                const struct sl_json *val = ctx ? sl_json_get(ctx, src->schema[f].name) : NULL;
+                struct sl_buf scratch = SL_BUF_INIT;
+                if (!val) {
+                    snprintf(msg, cap, "Missing required request context key: %s", src->schema[f].name);
+                    rc = SL_EINVAL;
+                } else if (sl_value_encode(src->schema[f].type, val, &scratch, &err) != 0) {
+                    snprintf(msg, cap, "Request context key `%s`: %s", src->schema[f].name, err.msg);
+                    rc = SL_EINVAL;
+                }
+                sl_buf_free(&scratch);
+                if (rc)
+                    break;
+            }
+            continue;
+        }
+        const struct sl_view *iv = sl_ws_view(q->ws, v->rt_sources[k]);
+        if (!iv || iv->is_realtime || nin == 16 || iv->nfeatures > 256)
+            continue;
+        int all[256];
+        struct slot sl[256];
+        struct row_status st[256];
+        struct sl_buf vals = SL_BUF_INIT;
+        for (size_t f = 0; f < iv->nfeatures; f++)
+            all[f] = (int)f;
+        rc = read_view(q, iv, kv, all, iv->nfeatures, now, &vals, sl, st, msg, cap);
+        sl_buf_reset(&obj);
+        sl_buf_putc(&obj, '{');
+        for (size_t f = 0; rc == 0 && f < iv->nfeatures; f++) {
+            sl_buf_puts(&obj, f ? "," : "");
+            sl_buf_json_str(&obj, iv->features[f].name, strlen(iv->features[f].name));
+            sl_buf_putc(&obj, ':');
+            sl_buf_append(&obj, vals.p + sl[f].off, sl[f].len);
+        }
+        sl_buf_putc(&obj, '}');
+        sl_buf_free(&vals);
+        if (rc == 0) {
+            const struct sl_json *o = sl_json_parse(obj.p, obj.len, &q->arena, &err);
+            if (!o) {
+                snprintf(msg, cap, "out of memory");
+                rc = SL_ENOMEM;
+            } else {
+                in[nin++] = (struct sl_xform_input){iv, o};
+            }
+        }
+    }
+    sl_buf_free(&obj);
+    if (rc)
+        return rc;
+    lua_State *L = sl_xform_vm(q->xf, q->ws, &err);
+    struct sl_json *row = NULL;
+    struct sl_field *out = calloc(v->nfeatures + 1, sizeof(*out));
+    if (!out)
+        return SL_ENOMEM;
+    for (size_t f = 0; f < v->nfeatures; f++)
+        out[f] = (struct sl_field){v->features[f].name, v->features[f].type};
+    rc = L ? sl_xform_realtime(L, v->name, req ? req->schema : NULL, req ? req->nfields : 0, ctx,
+                               in, nin, out, v->nfeatures, &q->arena, &row, &err)
+           : err.code;
+    free(out);
+    if (rc) {
+        snprintf(msg, cap, "realtime feature view `%s` failed: %s", v->name, err.msg);
+        return rc == SL_ENOMEM ? rc : SL_ESCRIPT;
+    }
+    for (size_t f = 0; f < it->nfeat; f++) {
+        const struct sl_feature *feat = &v->features[it->feat[f]];
+        const struct sl_json *val = sl_json_get(row, feat->name);
+        slots[f].off = frag->len;
+        if (!val || sl_value_encode(feat->type, val, frag, &err) != 0) {
+            snprintf(msg, cap, "realtime feature view `%s`: feature `%s`: %s", v->name, feat->name,
+                     val ? err.msg : "not returned");
+            return SL_ESCRIPT;
+        }
+        slots[f].len = frag->len - slots[f].off;
+        fs[f] = (struct row_status){1, now};
+    }
+    return 0;
+}
+
 /* Appends the features of one request row to vals (comma-separated JSON values) and fills
- * st[feature] for each output feature. Returns 0, or SL_EINVAL / SL_ESTORE with msg. */
-static int serve_row(struct serve_req *q, const struct sl_json *jkm, struct sl_buf *vals,
-                     struct row_status *st, char *msg, size_t cap)
+ * st[feature] for each output feature. Stream views are read first, realtime views (which
+ * come first in the output) after, since they may read the same views. Returns 0, or
+ * SL_EINVAL / SL_ESTORE / SL_ESCRIPT with msg. */
+static int serve_row(struct serve_req *q, const struct sl_json *jkm, const struct sl_json *ctx,
+                     struct sl_buf *vals, struct row_status *st, char *msg, size_t cap)
 {
     struct sl_service *svc = q->svc;
-    struct sl_buf tmp = SL_BUF_INIT, key = SL_BUF_INIT, row = SL_BUF_INIT;
+    struct keyvals kv = {.svc = svc, .tmp = SL_BUF_INIT};
+    struct sl_buf frag = SL_BUF_INIT;
     int64_t now = sl_now_ns();
-    int rc = 0, first = vals->len == 0;
-    size_t fo = 0;
-    size_t *off = calloc(svc->nkeys + 1, sizeof(size_t) * 2);
-    int *null = calloc(svc->nkeys + 1, sizeof(int));
-    if (!off || !null) {
+    int rc = 0;
+    kv.off = calloc(svc->nkeys + 1, sizeof(size_t) * 2);
+    kv.null = calloc(svc->nkeys + 1, sizeof(int));
+    struct slot *slots = calloc(svc->nfeatures + 1, sizeof(*slots));
+    if (!kv.off || !kv.null || !slots) {
         rc = SL_ENOMEM;
         goto out;
     }
-    if (!jkm || jkm->kind != SL_JSON_OBJECT) {
-        if (svc->nkeys) {
-            snprintf(msg, cap, "Missing required join key: %s", svc->join_keys[0].name);
-            rc = SL_EINVAL;
-            goto out;
-        }
-    }
     for (size_t k = 0; k < svc->nkeys; k++) {
-        const struct sl_json *v = jkm ? sl_json_get(jkm, svc->join_keys[k].name) : NULL;
+        const struct sl_json *v = jkm && jkm->kind == SL_JSON_OBJECT ? sl_json_get(jkm, svc->join_keys[k].name) : NULL;
         if (!v) {
             snprintf(msg, cap, "Missing required join key: %s", svc->join_keys[k].name);
             rc = SL_EINVAL;
             goto out;
         }
-        int jr = join_part(&svc->join_keys[k], v, &tmp, &off[2 * k], &off[2 * k + 1], msg, cap);
+        int jr = join_part(&svc->join_keys[k], v, &kv.tmp, &kv.off[2 * k], &kv.off[2 * k + 1], msg, cap);
         if (jr < 0) {
             rc = jr;
             goto out;
         }
-        null[k] = jr == 1;
+        kv.null[k] = jr == 1;
     }
-    for (size_t i = 0; i < svc->nitems; i++) {
-        const struct sl_service_item *it = &svc->items[i];
-        const struct sl_view *v = it->view;
-        const char *parts[16];
-        size_t lens[16];
-        int have = !v->is_realtime && v->nkeys <= 16;
-        for (size_t k = 0; have && k < v->nkeys; k++) {
-            size_t idx = 0;
-            while (idx < svc->nkeys && strcmp(svc->join_keys[idx].name, v->join_keys[k].name) != 0)
-                idx++;
-            if (idx == svc->nkeys || null[idx])
-                have = 0;
-            else {
-                parts[k] = tmp.p + off[2 * idx];
-                lens[k] = off[2 * idx + 1];
-            }
-        }
-        struct row_status *fs = st + fo; /* this item's features */
-        fo += it->nfeat;
-        int present = 0;
-        int64_t present_ts = 0;
-        if (have && v->agg) {
-            struct sl_error err = {0};
-            int pres[256];
-            int64_t eff[256];
-            if (it->nfeat > 256) {
-                snprintf(msg, cap, "too many features in one view");
-                rc = SL_EINVAL;
-                goto out;
-            }
-            sl_buf_reset(&key);
-            for (size_t k = 0; k < v->nkeys; k++)
-                sl_buf_lenstr(&key, parts[k], lens[k]);
-            rc = sl_tiles_read(v->agg, &q->n->store, v->key, key.p, key.len, now, it->feat,
-                               it->nfeat, vals, &first, pres, eff, &err);
-            if (rc != 0) {
-                snprintf(msg, cap, "online store read failed: %s", err.msg);
-                rc = SL_ESTORE;
-                goto out;
-            }
-            for (size_t f = 0; f < it->nfeat; f++)
-                fs[f] = (struct row_status){pres[f], eff[f]};
-            continue;
-        }
-        struct sl_cursor c = {0};
-        if (have) {
-            struct sl_error err = {0};
-            sl_buf_reset(&key);
-            sl_buf_reset(&row);
-            sl_row_key(&key, v, parts, lens);
-            int g = sl_store_get(&q->n->store, key.p, key.len, &row, &err);
-            if (g != 0 && g != SL_ENOTFOUND) {
-                snprintf(msg, cap, "online store read failed: %s", err.msg);
-                rc = SL_ESTORE;
-                goto out;
-            }
-            uint64_t ts;
-            uint32_t nf;
-            const void *ver;
-            c = (struct sl_cursor){(const unsigned char *)row.p, row.len};
-            if (g == 0 && sl_cur_bytes(&c, 1, &ver) == 0 && sl_cur_u64(&c, &ts) == 0 &&
-                sl_cur_u32(&c, &nf) == 0 && nf == v->nfeatures &&
-                (v->ttl_ns == 0 || (int64_t)ts >= now - v->ttl_ns)) {
-                present = 1;
-                present_ts = (int64_t)ts;
-            }
-        }
-        /* fragments of the stored row, in declaration order */
-        const char *frag[256];
-        size_t flen[256];
-        size_t nf = v->nfeatures < 256 ? v->nfeatures : 256;
-        for (size_t f = 0; present && f < nf; f++)
-            if (sl_cur_lenstr(&c, &frag[f], &flen[f]) != 0)
-                present = 0;
-        for (size_t f = 0; f < it->nfeat; f++) {
-            if (!first)
-                sl_buf_putc(vals, ',');
-            first = 0;
-            size_t fi = (size_t)it->feat[f];
-            if (present && fi < nf)
-                sl_buf_append(vals, frag[fi], flen[fi]);
-            else
-                sl_buf_puts(vals, "null");
-            fs[f] = (struct row_status){present, present_ts};
+    if (ctx && ctx->kind != SL_JSON_OBJECT) {
+        snprintf(msg, cap, "`request_context_map` must be an object");
+        rc = SL_EINVAL;
+        goto out;
+    }
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        size_t fo = 0;
+        for (size_t i = 0; i < svc->nitems && rc == 0; i++) {
+            const struct sl_service_item *it = &svc->items[i];
+            if (it->view->is_realtime == (pass == 1))
+                rc = it->view->is_realtime
+                         ? realtime_view(q, it, &kv, ctx, now, &frag, slots + fo, st + fo, msg, cap)
+                         : read_view(q, it->view, &kv, it->feat, it->nfeat, now, &frag, slots + fo,
+                                     st + fo, msg, cap);
+            fo += it->nfeat;
         }
     }
+    for (size_t f = 0; rc == 0 && f < svc->nfeatures; f++) {
+        if (vals->len)
+            sl_buf_putc(vals, ',');
+        sl_buf_append(vals, frag.p + slots[f].off, slots[f].len);
+    }
+    if (rc == 0 && (frag.oom || kv.tmp.oom))
+        rc = SL_ENOMEM;
 out:
-    free(off);
-    free(null);
-    sl_buf_free(&tmp);
-    sl_buf_free(&key);
-    sl_buf_free(&row);
+    free(kv.off);
+    free(kv.null);
+    free(slots);
+    sl_buf_free(&kv.tmp);
+    sl_buf_free(&frag);
     return rc;
 }
 
@@ -358,7 +504,7 @@ static void metadata_call(struct serve_req *q, struct sl_buf *b)
 void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_call call,
                      const struct sl_principal *p)
 {
-    struct serve_req q = {.n = n, .start_ns = sl_now_ns()};
+    struct serve_req q = {.n = n, .xf = n->xform[sl_http_worker(r)], .start_ns = sl_now_ns()};
     struct sl_error err = {0};
     struct sl_buf out = SL_BUF_INIT, vals = SL_BUF_INIT;
     struct row_status *st = NULL;
@@ -424,8 +570,9 @@ void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_cal
     }
     if (call == SL_SERVE_GET) {
         st = calloc(q.svc->nfeatures + 1, sizeof(*st));
-        int rc = st ? serve_row(&q, param(params, "join_key_map", "joinKeyMap"), &vals, st, msg,
-                                sizeof(msg))
+        int rc = st ? serve_row(&q, param(params, "join_key_map", "joinKeyMap"),
+                                param(params, "request_context_map", "requestContextMap"), &vals,
+                                st, msg, sizeof(msg))
                     : SL_ENOMEM;
         if (rc != 0) {
             fail(r, rc, "%s", rc == SL_ENOMEM ? "out of memory" : msg);
@@ -455,6 +602,7 @@ void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_cal
     for (const struct sl_json *row = rows->child; row; row = row->next, i++) {
         sl_buf_reset(&vals);
         int rc = serve_row(&q, row->kind == SL_JSON_OBJECT ? param(row, "join_key_map", "joinKeyMap") : NULL,
+                           row->kind == SL_JSON_OBJECT ? param(row, "request_context_map", "requestContextMap") : NULL,
                            &vals, st + i * q.svc->nfeatures, msg, sizeof(msg));
         if (rc != 0) {
             fail(r, rc, "request_data[%zu]: %s", i, msg);

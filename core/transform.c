@@ -477,3 +477,60 @@ int sl_xform_run(lua_State *L, const char *obj, const char *what, const struct s
     *nrows = r.nrows;
     return 0;
 }
+
+/* ---- realtime views ---- */
+
+struct rt_run {
+    const char *view;
+    const struct sl_field *req, *out;
+    size_t nreq, nout, nin;
+    const struct sl_json *ctx;
+    const struct sl_xform_input *in;
+    struct conv c;
+    struct sl_json *row;
+};
+
+static int rt_protected(lua_State *L)
+{
+    struct rt_run *r = lua_touserdata(L, 1);
+    if (sl_defs_push_function(L, r->view, "transformation") != 0)
+        return luaL_error(L, "no transformation for realtime view `%s`", r->view);
+    lua_createtable(L, 0, (int)r->nreq);
+    for (size_t i = 0; i < r->nreq; i++) {
+        push_value(L, r->req[i].type, r->ctx ? sl_json_get(r->ctx, r->req[i].name) : NULL, 0);
+        lua_setfield(L, -2, r->req[i].name);
+    }
+    lua_createtable(L, 0, (int)r->nin);
+    for (size_t k = 0; k < r->nin; k++) {
+        const struct sl_view *v = r->in[k].view;
+        lua_createtable(L, 0, (int)v->nfeatures);
+        for (size_t f = 0; f < v->nfeatures; f++) {
+            push_value(L, v->features[f].type, sl_json_get(r->in[k].values, v->features[f].name), 0);
+            lua_setfield(L, -2, v->features[f].name);
+        }
+        lua_setfield(L, -2, v->name);
+    }
+    lua_call(L, 2, 1);
+    r->row = row_to_json(L, &r->c, r->out, r->nout, -1);
+    return 0;
+}
+
+int sl_xform_realtime(lua_State *L, const char *view, const struct sl_field *req, size_t nreq,
+                      const struct sl_json *ctx, const struct sl_xform_input *in, size_t nin,
+                      const struct sl_field *out, size_t nout, struct sl_arena *a,
+                      struct sl_json **row, struct sl_error *err)
+{
+    struct rt_run r = {.view = view, .req = req, .out = out, .nreq = nreq, .nout = nout,
+                       .nin = nin, .ctx = ctx, .in = in, .c = {.a = a}};
+    int top = lua_gettop(L);
+    *row = NULL;
+    if (!lua_checkstack(L, 4))
+        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    lua_pushcfunction(L, rt_protected);
+    lua_pushlightuserdata(L, &r);
+    int rc = sl_vm_pcall(L, 1, 0, err);
+    lua_settop(L, top);
+    if (rc == 0)
+        *row = r.row;
+    return rc;
+}

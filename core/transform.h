@@ -41,4 +41,22 @@ int sl_xform_run(lua_State *L, const char *obj, const char *what, const struct s
                  size_t nin, const struct sl_json *rec, const struct sl_field *out, size_t nout,
                  struct sl_arena *a, struct sl_json ***rows, size_t *nrows, struct sl_error *err);
 
+/* One input of a realtime view: another view's features, as a JSON object mapping feature
+ * name to its served value (the get-features encoding). */
+struct sl_view;
+struct sl_xform_input {
+    const struct sl_view *view;
+    const struct sl_json *values;
+};
+
+/* Calls realtime view `view`'s transformation(request, inputs): request is the request
+ * context ctx (a JSON object valid for req[0..nreq)) as a table, inputs a table of tables
+ * keyed by input view name. Values cross as for sl_xform_run (int64 exact, null is
+ * sluice.null). The returned table is converted to a JSON object guided by out[0..nout)
+ * (the view's features). Returns 0 with *row set, or SL_ESCRIPT / SL_ENOMEM with err. */
+int sl_xform_realtime(lua_State *L, const char *view, const struct sl_field *req, size_t nreq,
+                      const struct sl_json *ctx, const struct sl_xform_input *in, size_t nin,
+                      const struct sl_field *out, size_t nout, struct sl_arena *a,
+                      struct sl_json **row, struct sl_error *err);
+
 #endif

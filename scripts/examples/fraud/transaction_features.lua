@@ -51,7 +51,7 @@ merchant_fraud_rate = StreamFeatureView {
   timestamp_field = "timestamp",
   -- no aggregation_interval: continuous mode, exact windows at request time
   transformation = function(record)
-    if record.is_fraud == nil then
+    if record.is_fraud == sluice.null then
       return nil
     end
     record.fraud = record.is_fraud and 1 or 0
@@ -72,7 +72,7 @@ transaction_amount_is_high = RealtimeFeatureView {
   features = { Attribute("transaction_amount_is_high", Int64) },
   transformation = function(request, inputs)
     local mean = inputs.user_transaction_aggregates.amount_mean_1d_1h
-    local high = request.amount > 1000 or (mean ~= nil and request.amount > 3 * mean)
+    local high = request.amount > 1000 or (mean ~= sluice.null and request.amount > 3 * mean)
     return { transaction_amount_is_high = high and 1 or 0 }
   end,
   description = "Whether the amount is high for this user",
