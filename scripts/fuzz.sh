@@ -1,0 +1,39 @@
+#!/bin/sh
+# Builds the libFuzzer targets in tests/fuzz/ with clang-14 (ASan + UBSan) and runs each for
+# FUZZ_SECONDS (default 20), starting from tests/fuzz/corpus/<target>/ when present.
+# Usage: scripts/fuzz.sh [target ...]      Prints one line per target; exits non-zero on a crash.
+set -e
+cd "$(dirname "$0")/.."
+command -v clang-14 >/dev/null || { echo "fuzz: clang-14 is needed (apt-get install clang-14 libclang-rt-14-dev)" >&2; exit 1; }
+[ -f core/dsl_lua.c ] || sh scripts/embed.sh sl_dsl_lua scripts/lua/dsl.lua core/dsl_lua.c
+out=${FUZZ_DIR:-/tmp/sluice-fuzz}
+mkdir -p "$out"
+secs=${FUZZ_SECONDS:-20}
+cflags="-std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icore -I. $(pkg-config --cflags lua5.4 libcjson)"
+libs="$(pkg-config --libs lua5.4-cjson lua5.4 libcjson) -lm"
+base="core/error.c core/buf.c core/json.c core/timeutil.c core/types.c"
+lua="core/lua_vm.c core/lua_sluice.c core/defs.c core/dsl_lua.c core/log.c core/agg.c core/agg_fn.c core/agg_sketch.c"
+targets=${*:-$(cd tests/fuzz && ls fuzz_*.c | sed 's/\.c$//')}
+status=0
+for t in $targets; do
+    case $t in
+        fuzz_defs) srcs="$base $lua" ;;
+        fuzz_csv|fuzz_parquet) srcs="$base core/filesrc.c core/parquet.c core/snappy.c" ;;
+        *) srcs="$base" ;;
+    esac
+    # shellcheck disable=SC2086
+    clang-14 $cflags $srcs "tests/fuzz/$t.c" -o "$out/$t" $libs
+    corpus="$out/corpus-$t"
+    mkdir -p "$corpus"
+    [ -d "tests/fuzz/corpus/$t" ] && cp -r "tests/fuzz/corpus/$t/." "$corpus/"
+    if "$out/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        "$corpus" >"$out/$t.log" 2>&1; then
+        runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/$t.log")
+        echo "fuzz: $t ok ($runs runs in ${secs}s)"
+    else
+        echo "fuzz: $t FAILED (see $out/$t.log)"
+        tail -30 "$out/$t.log"
+        status=1
+    fi
+done
+exit $status
