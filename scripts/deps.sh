@@ -4,12 +4,12 @@
 set -e
 level=${1:-test}
 pkgs="build-essential autoconf automake libtool pkg-config libevent-dev liblua5.4-dev \
-lua-cjson-dev libcjson-dev libleveldb-dev libssl-dev check curl"
+lua-cjson-dev libcjson-dev libleveldb-dev libssl-dev libzstd-dev zlib1g-dev check curl"
 case "$level" in
     test|bench) pkgs="$pkgs python3 python3-jsonschema valgrind" ;;
 esac
 case "$level" in
-    bench) pkgs="$pkgs wrk nginx-light redis-server" ;;
+    bench) pkgs="$pkgs wrk nginx-light redis-server redis-tools" ;;
 esac
 missing=""
 for p in $pkgs; do
