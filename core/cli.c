@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -11,9 +12,13 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cJSON.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "buf.h"
 
@@ -138,17 +143,131 @@ static int http_call(struct client *c, const char *method, const char *path, con
                          status, resp);
 }
 
+/* One connection to the server, plain or TLS. */
+struct conn {
+    int fd;
+    SSL_CTX *ctx;
+    SSL *ssl;
+};
+
+static void conn_close(struct conn *k)
+{
+    if (k->ssl) {
+        SSL_shutdown(k->ssl);
+        SSL_free(k->ssl);
+    }
+    SSL_CTX_free(k->ctx);
+    if (k->fd >= 0)
+        close(k->fd);
+}
+
+static void tls_error(const char *url, const char *what)
+{
+    char buf[256];
+    unsigned long e = ERR_get_error();
+    ERR_error_string_n(e, buf, sizeof(buf));
+    fprintf(stderr, "sluice: TLS %s with %s failed: %s\n", what, url, e ? buf : "connection closed");
+}
+
+/* Starts TLS on k->fd: the server's certificate must chain to a trusted CA (the system's,
+ * $SSL_CERT_FILE, or $SLUICE_CA_FILE) and name host. Returns 0 or 1 (printed). */
+static int tls_connect(struct conn *k, const char *url, const char *host)
+{
+    const char *ca = getenv("SLUICE_CA_FILE");
+    k->ctx = SSL_CTX_new(TLS_client_method());
+    if (!k->ctx) {
+        tls_error(url, "setup");
+        return 1;
+    }
+    SSL_CTX_set_min_proto_version(k->ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(k->ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_options(k->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    if (SSL_CTX_set_default_verify_paths(k->ctx) != 1 ||
+        (ca && *ca && SSL_CTX_load_verify_locations(k->ctx, ca, NULL) != 1)) {
+        tls_error(url, ca ? "loading $SLUICE_CA_FILE" : "loading the trusted CAs");
+        return 1;
+    }
+    k->ssl = SSL_new(k->ctx);
+    if (!k->ssl || SSL_set_fd(k->ssl, k->fd) != 1) {
+        tls_error(url, "setup");
+        return 1;
+    }
+    X509_VERIFY_PARAM *vp = SSL_get0_param(k->ssl);
+    if (X509_VERIFY_PARAM_set1_ip_asc(vp, host) != 1) {
+        /* a name, not an address literal */
+        SSL_set_tlsext_host_name(k->ssl, host);
+        SSL_set1_host(k->ssl, host);
+    }
+    if (SSL_connect(k->ssl) != 1) {
+        long v = SSL_get_verify_result(k->ssl);
+        if (v != X509_V_OK)
+            fprintf(stderr, "sluice: the certificate of %s is not trusted: %s (set $SLUICE_CA_FILE "
+                            "to the CA that signed it)\n",
+                    url, X509_verify_cert_error_string(v));
+        else
+            tls_error(url, "handshake");
+        return 1;
+    }
+    return 0;
+}
+
+static int conn_write_all(struct conn *k, const char *p, size_t n)
+{
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w;
+        if (k->ssl) {
+            int r = SSL_write(k->ssl, p + off, (int)(n - off > 1 << 30 ? 1 << 30 : n - off));
+            w = r > 0 ? r : -1;
+        } else {
+            w = write(k->fd, p + off, n - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+        }
+        if (w <= 0)
+            return -1;
+        off += (size_t)w;
+    }
+    return 0;
+}
+
+/* Reads until the server closes. Returns 0 or -1. */
+static int conn_read_all(struct conn *k, struct sl_buf *raw)
+{
+    char chunk[65536];
+    for (;;) {
+        ssize_t r;
+        if (k->ssl) {
+            int n = SSL_read(k->ssl, chunk, sizeof(chunk));
+            if (n <= 0) {
+                int e = SSL_get_error(k->ssl, n);
+                return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+            }
+            r = n;
+        } else {
+            r = read(k->fd, chunk, sizeof(chunk));
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                return r == 0 ? 0 : -1;
+        }
+        sl_buf_append(raw, chunk, (size_t)r);
+    }
+}
+
 static int http_call_raw(struct client *c, const char *method, const char *path,
                          const char *ctype, const char *body, size_t blen, int *status,
                          struct sl_buf *resp)
 {
-    char host[256], port[16] = "80";
+    char host[256], port[16];
     const char *u = c->url;
-    if (strncmp(u, "http://", 7) != 0) {
-        fprintf(stderr, "sluice: only http:// URLs are supported (%s)\n", u);
+    int tls = strncmp(u, "https://", 8) == 0;
+    if (!tls && strncmp(u, "http://", 7) != 0) {
+        fprintf(stderr, "sluice: the server URL must start with http:// or https:// (%s)\n", u);
         return 1;
     }
-    u += 7;
+    u += tls ? 8 : 7;
+    snprintf(port, sizeof(port), "%s", tls ? "443" : "80");
     size_t hl = strcspn(u, ":/");
     if (hl == 0 || hl >= sizeof(host)) {
         fprintf(stderr, "sluice: bad server URL %s\n", c->url);
@@ -170,16 +289,19 @@ static int http_call_raw(struct client *c, const char *method, const char *path,
         fprintf(stderr, "sluice: cannot resolve %s\n", host);
         return 1;
     }
-    int fd = socket(ai->ai_family, SOCK_STREAM, 0);
-    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+    struct conn k = {.fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    if (k.fd < 0 || connect(k.fd, ai->ai_addr, ai->ai_addrlen) != 0) {
         fprintf(stderr, "sluice: cannot connect to %s: %s (is `sluice serve` running?)\n",
                 c->url, strerror(errno));
-        if (fd >= 0)
-            close(fd);
         freeaddrinfo(ai);
+        conn_close(&k);
         return 1;
     }
     freeaddrinfo(ai);
+    if (tls && tls_connect(&k, c->url, host) != 0) {
+        conn_close(&k);
+        return 1;
+    }
     struct sl_buf req = SL_BUF_INIT;
     sl_buf_printf(&req, "%s %s HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n", method, path,
                   host, port);
@@ -187,33 +309,21 @@ static int http_call_raw(struct client *c, const char *method, const char *path,
         sl_buf_printf(&req, "Authorization: Sluice-key %s\r\n", c->key);
     sl_buf_printf(&req, "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n", ctype, blen);
     sl_buf_append(&req, body, blen);
-    size_t off = 0;
-    while (off < req.len) {
-        ssize_t w = write(fd, req.p + off, req.len - off);
-        if (w <= 0) {
-            if (w < 0 && errno == EINTR)
-                continue;
-            break;
-        }
-        off += (size_t)w;
-    }
+    int wrc = req.oom ? -1 : conn_write_all(&k, req.p, req.len);
+    if (req.p)
+        OPENSSL_cleanse(req.p, req.len); /* it holds the key */
     sl_buf_free(&req);
     struct sl_buf raw = SL_BUF_INIT;
-    char chunk[65536];
-    ssize_t r;
-    while ((r = read(fd, chunk, sizeof(chunk))) != 0) {
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        sl_buf_append(&raw, chunk, (size_t)r);
-    }
-    close(fd);
+    int rrc = conn_read_all(&k, &raw);
+    conn_close(&k);
     const char *p = sl_buf_cstr(&raw);
     const char *hdr_end = p ? strstr(p, "\r\n\r\n") : NULL;
     if (!p || sscanf(p, "HTTP/1.%*d %d", status) != 1 || !hdr_end) {
-        fprintf(stderr, "sluice: malformed response from %s\n", c->url);
+        if (wrc != 0 || rrc != 0)
+            fprintf(stderr, "sluice: the connection to %s failed: %s\n", c->url,
+                    tls ? "TLS error" : strerror(errno));
+        else
+            fprintf(stderr, "sluice: malformed response from %s\n", c->url);
         sl_buf_free(&raw);
         return 1;
     }
@@ -299,6 +409,9 @@ static char *repo_body(const char *dir)
     }
     qsort(fl.names, fl.n, sizeof(char *), cmp_str);
     cJSON *o = cJSON_CreateObject();
+    char root[PATH_MAX];
+    if (realpath(dir, root)) /* batch file URIs in the repository are relative to it */
+        cJSON_AddStringToObject(o, "root", root);
     cJSON *arr = cJSON_AddArrayToObject(o, "files");
     int ok = 1;
     for (size_t i = 0; i < fl.n; i++) {
@@ -415,6 +528,13 @@ static int cmd_plan_apply(int argc, char **argv, int apply)
             if (rc == 0)
                 printf("Applied to workspace `%s` (version %d).\n", ws,
                        cJSON_IsNumber(ver) ? ver->valueint : 0);
+            const cJSON *job;
+            cJSON_ArrayForEach(job, cJSON_GetObjectItemCaseSensitive(a, "jobs"))
+            {
+                if (cJSON_IsString(job))
+                    printf("Started backfill job %s (sluice jobs show %s --follow).\n",
+                           job->valuestring, job->valuestring);
+            }
             cJSON_Delete(a);
         }
     }
@@ -471,11 +591,62 @@ static void print_ok(const cJSON *o)
     printf("Successfully updated role.\n");
 }
 
+static const char *str_of(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
 static void print_account(const cJSON *o)
 {
     printf("Save this API Key - you will not be able to get it again.\n");
-    printf("API Key: %s\n", cJSON_GetObjectItemCaseSensitive(o, "apiKey")->valuestring);
-    printf("Service Account ID: %s\n", cJSON_GetObjectItemCaseSensitive(o, "id")->valuestring);
+    printf("API Key: %s\n", str_of(o, "apiKey"));
+    printf("Service Account ID: %s\n", str_of(o, "id"));
+}
+
+static void print_rotated(const cJSON *o)
+{
+    printf("Save this API Key - you will not be able to get it again. The old key no longer works.\n");
+    printf("API Key: %s\n", str_of(o, "apiKey"));
+    printf("Service Account ID: %s\n", str_of(o, "id"));
+}
+
+static void print_accounts(const cJSON *o)
+{
+    const cJSON *a;
+    printf("%-32s  %-24s  %-5s  %-20s  %s\n", "ID", "NAME", "ADMIN", "CREATED", "DESCRIPTION");
+    cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(o, "serviceAccounts"))
+    {
+        printf("%-32s  %-24s  %-5s  %-20s  %s\n", str_of(a, "id"), str_of(a, "name"),
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "admin")) ? "yes" : "no",
+               str_of(a, "createdAt"), str_of(a, "description"));
+    }
+}
+
+static void print_workspace_roles(const cJSON *o)
+{
+    const cJSON *b;
+    printf("%-32s  %-24s  %s\n", "SERVICE ACCOUNT", "NAME", "ROLE");
+    cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(o, "roles"))
+    {
+        printf("%-32s  %-24s  %s\n", str_of(b, "serviceAccount"), str_of(b, "name"),
+               str_of(b, "role"));
+    }
+}
+
+static const char *roles_filter; /* get-roles --workspace with --service-account */
+
+static void print_account_roles(const cJSON *o)
+{
+    const cJSON *b;
+    printf("%-32s  %s\n", "WORKSPACE", "ROLE");
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "admin")))
+        printf("%-32s  %s\n", roles_filter ? roles_filter : "*", "admin");
+    cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(o, "roles"))
+    {
+        if (!roles_filter || strcmp(roles_filter, str_of(b, "workspace")) == 0)
+            printf("%-32s  %s\n", str_of(b, "workspace"), str_of(b, "role"));
+    }
 }
 
 static int cmd_workspace(int argc, char **argv)
@@ -513,29 +684,64 @@ static int cmd_workspace(int argc, char **argv)
     return usage_error("unknown workspace command `%s`", pos[0]);
 }
 
+/* An account id from --id or the one positional argument after the command. */
+static const char *account_arg(struct opt *opts, const char **pos, int npos)
+{
+    const char *id = optv(opts, "--id");
+    return id ? id : npos == 2 ? pos[1] : NULL;
+}
+
 static int cmd_service_account(int argc, char **argv)
 {
-    struct opt opts[] = {{"--name", 1, NULL}, {"--description", 1, NULL}, {"--url", 1, NULL},
-                         {"--api-key-file", 1, NULL}, {"--help", 0, NULL}, {NULL, 0, NULL}};
-    const char *pos[1];
+    struct opt opts[] = {{"--name", 1, NULL}, {"--description", 1, NULL}, {"--admin", 0, NULL},
+                         {"--id", 1, NULL}, {"--url", 1, NULL}, {"--api-key-file", 1, NULL},
+                         {"--help", 0, NULL}, {NULL, 0, NULL}};
+    const char *pos[2];
     int npos;
-    if (parse_opts(argc, argv, opts, pos, 1, &npos))
+    if (parse_opts(argc, argv, opts, pos, 2, &npos))
         return 2;
     if (optv(opts, "--help") || npos == 0) {
-        printf("usage: sluice service-account create --name N [--description D]\n");
+        printf("usage: sluice service-account create --name N [--description D] [--admin]\n"
+               "       sluice service-account list\n"
+               "       sluice service-account delete ID\n"
+               "       sluice service-account rotate-key ID\n\n"
+               "create prints the new account's API key once; keep it, it cannot be shown again.\n"
+               "--admin makes an admin (every right in every workspace; only admins may do it).\n"
+               "delete removes the account and its roles; rotate-key prints a new key once and\n"
+               "the old key stops working immediately. All need an admin key.\n");
         return npos == 0 && !optv(opts, "--help") ? 2 : 0;
     }
-    if (strcmp(pos[0], "create") != 0)
-        return usage_error("unknown service-account command `%s`", pos[0]);
-    if (!optv(opts, "--name"))
-        return usage_error("%s needs --name", "service-account create");
-    cJSON *req = cJSON_CreateObject();
-    cJSON_AddStringToObject(req, "name", optv(opts, "--name"));
-    cJSON_AddStringToObject(req, "description",
-                            optv(opts, "--description") ? optv(opts, "--description") : "");
-    int rc = simple_call(opts, "POST", "/v1/service-accounts", req, 201, print_account);
-    cJSON_Delete(req);
-    return rc;
+    const char *cmd = pos[0];
+    if (strcmp(cmd, "list") == 0 && npos == 1)
+        return simple_call(opts, "GET", "/v1/service-accounts", NULL, 200, print_accounts);
+    if (strcmp(cmd, "create") == 0 && npos == 1) {
+        if (!optv(opts, "--name"))
+            return usage_error("%s needs --name", "service-account create");
+        cJSON *req = cJSON_CreateObject();
+        cJSON_AddStringToObject(req, "name", optv(opts, "--name"));
+        cJSON_AddStringToObject(req, "description",
+                                optv(opts, "--description") ? optv(opts, "--description") : "");
+        if (optv(opts, "--admin"))
+            cJSON_AddTrueToObject(req, "admin");
+        int rc = simple_call(opts, "POST", "/v1/service-accounts", req, 201, print_account);
+        cJSON_Delete(req);
+        return rc;
+    }
+    int del = strcmp(cmd, "delete") == 0;
+    if (del || strcmp(cmd, "rotate-key") == 0) {
+        const char *id = account_arg(opts, pos, npos);
+        if (!id || (npos == 2 && optv(opts, "--id")))
+            return usage_error("service-account %s needs one account ID", cmd);
+        struct sl_buf path = SL_BUF_INIT;
+        sl_buf_printf(&path, "/v1/service-accounts/%s%s", id, del ? "" : "/rotate-key");
+        int rc = simple_call(opts, del ? "DELETE" : "POST", sl_buf_cstr(&path), NULL, 200,
+                             del ? NULL : print_rotated);
+        if (rc == 0 && del)
+            printf("Deleted service account %s.\n", id);
+        sl_buf_free(&path);
+        return rc;
+    }
+    return usage_error("unknown service-account command `%s`", cmd);
 }
 
 static int cmd_access_control(int argc, char **argv)
@@ -548,22 +754,38 @@ static int cmd_access_control(int argc, char **argv)
     if (parse_opts(argc, argv, opts, pos, 1, &npos))
         return 2;
     if (optv(opts, "--help") || npos == 0) {
-        printf("usage: sluice access-control assign-role|unassign-role --role R --workspace W "
-               "--service-account ID\n\nRoles: owner, editor, consumer, operator, viewer.\n");
+        printf("usage: sluice access-control assign-role --role R --workspace W --service-account ID\n"
+               "       sluice access-control unassign-role [--role R] --workspace W --service-account ID\n"
+               "       sluice access-control get-roles [--workspace W] [--service-account ID]\n\n"
+               "Roles, weakest first (each has every right of the ones before it): viewer,\n"
+               "consumer, operator, editor, owner. An account holds one role per workspace;\n"
+               "assigning another replaces it. Owners of a workspace and admins manage its roles.\n");
         return npos == 0 && !optv(opts, "--help") ? 2 : 0;
+    }
+    const char *ws = optv(opts, "--workspace"), *acc = optv(opts, "--service-account");
+    const char *role = optv(opts, "--role");
+    char path[512];
+    if (strcmp(pos[0], "get-roles") == 0) {
+        if (!ws && !acc)
+            return usage_error("get-roles needs --workspace, --service-account or both");
+        if (acc) {
+            roles_filter = ws;
+            snprintf(path, sizeof(path), "/v1/service-accounts/%s/roles", acc);
+            return simple_call(opts, "GET", path, NULL, 200, print_account_roles);
+        }
+        snprintf(path, sizeof(path), "/v1/workspaces/%s/roles", ws);
+        return simple_call(opts, "GET", path, NULL, 200, print_workspace_roles);
     }
     int grant = strcmp(pos[0], "assign-role") == 0;
     if (!grant && strcmp(pos[0], "unassign-role") != 0)
         return usage_error("unknown access-control command `%s`", pos[0]);
-    const char *ws = optv(opts, "--workspace"), *acc = optv(opts, "--service-account");
-    const char *role = optv(opts, "--role");
     if (!ws || !acc || (grant && !role))
-        return usage_error("%s needs --role, --workspace and --service-account", pos[0]);
+        return usage_error("%s needs %s--workspace and --service-account", pos[0],
+                           grant ? "--role, " : "");
     cJSON *req = cJSON_CreateObject();
     cJSON_AddStringToObject(req, "service_account", acc);
     if (role)
         cJSON_AddStringToObject(req, "role", role);
-    char path[512];
     snprintf(path, sizeof(path), "/v1/workspaces/%s/roles", ws);
     int rc = simple_call(opts, grant ? "POST" : "DELETE", path, req, 200, print_ok);
     cJSON_Delete(req);
@@ -680,6 +902,159 @@ static int cmd_pit(int argc, char **argv)
     return rc;
 }
 
+/* ---- jobs ---- */
+
+static void print_job_line(const cJSON *j)
+{
+    const char *k[] = {"id", "kind", "state", "workspace", "featureView", "rowsRead", "rowsWritten",
+                       "rowsRejected"};
+    const char *v[8];
+    for (int i = 0; i < 8; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k[i]);
+        v[i] = cJSON_IsString(x) ? x->valuestring : "";
+    }
+    printf("%-16s  %-11s  %-9s  %s/%s  read %s, written %s, rejected %s\n", v[0], v[1], v[2], v[3],
+           v[4], v[5], v[6], v[7]);
+}
+
+static void print_jobs(const cJSON *o)
+{
+    const cJSON *j;
+    cJSON_ArrayForEach(j, cJSON_GetObjectItemCaseSensitive(o, "jobs"))
+        print_job_line(j);
+}
+
+static void print_job(const cJSON *o)
+{
+    char *text = cJSON_Print(o);
+    if (text)
+        printf("%s\n", text);
+    free(text);
+}
+
+/* Polls the job until it ends, drawing a progress line on a terminal. */
+static int follow_job(struct opt *opts, const char *id)
+{
+    struct client c = {0};
+    char path[128];
+    int tty = isatty(1), rc = 0;
+    if (client_init(&c, opts))
+        return 1;
+    snprintf(path, sizeof(path), "/v1/jobs/%s", id);
+    for (;;) {
+        struct sl_buf resp = SL_BUF_INIT;
+        int status = 0;
+        rc = http_call(&c, "GET", path, NULL, &status, &resp);
+        if (rc == 0 && status != 200)
+            rc = report(status, &resp);
+        cJSON *o = rc == 0 ? cJSON_Parse(resp.p) : NULL;
+        sl_buf_free(&resp);
+        if (!o) {
+            rc = 1;
+            break;
+        }
+        const char *state = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "state"));
+        const char *read = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "rowsRead"));
+        const char *wr = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "rowsWritten"));
+        const char *rej = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "rowsRejected"));
+        int done = !state || (strcmp(state, "queued") && strcmp(state, "running"));
+        if (tty || done)
+            printf("%s%s: %s rows read, %s written, %s rejected%s", tty ? "\r\033[K" : "",
+                   state ? state : "?", read ? read : "0", wr ? wr : "0", rej ? rej : "0",
+                   done || !tty ? "\n" : "");
+        fflush(stdout);
+        if (done) {
+            const char *e = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "error"));
+            if (e)
+                fprintf(stderr, "sluice: job failed: %s\n", e);
+            rc = strcmp(state ? state : "", "succeeded") == 0 ? 0 : 1;
+            cJSON_Delete(o);
+            break;
+        }
+        cJSON_Delete(o);
+        struct timespec ts = {0, 200000000};
+        nanosleep(&ts, NULL);
+    }
+    free(c.key);
+    return rc;
+}
+
+static int cmd_jobs(int argc, char **argv)
+{
+    struct opt opts[] = {{"--workspace", 1, NULL}, {"--feature-view", 1, NULL},
+                         {"--follow", 0, NULL}, {"--url", 1, NULL}, {"--api-key-file", 1, NULL},
+                         {"--help", 0, NULL}, {NULL, 0, NULL}};
+    const char *pos[2];
+    int npos;
+    if (parse_opts(argc, argv, opts, pos, 2, &npos))
+        return 2;
+    if (optv(opts, "--help") || npos == 0) {
+        printf("usage: sluice jobs list [--workspace W]\n"
+               "       sluice jobs show ID [--follow]\n"
+               "       sluice jobs cancel ID | retry ID\n"
+               "       sluice jobs backfill --workspace W --feature-view V [--follow]\n\n"
+               "Backfill jobs load a source's batch files into a view (started by apply for new\n"
+               "or changed views); materialization jobs load new files on the view's\n"
+               "batch_schedule. --follow shows progress until the job ends.\n");
+        return npos == 0 && !optv(opts, "--help") ? 2 : 0;
+    }
+    char path[256];
+    if (strcmp(pos[0], "list") == 0) {
+        struct sl_buf p = SL_BUF_INIT;
+        sl_buf_puts(&p, "/v1/jobs");
+        if (optv(opts, "--workspace"))
+            query_arg(&p, "workspace", optv(opts, "--workspace"));
+        int rc = simple_call(opts, "GET", sl_buf_cstr(&p), NULL, 200, print_jobs);
+        sl_buf_free(&p);
+        return rc;
+    }
+    if (strcmp(pos[0], "backfill") == 0) {
+        const char *ws = optv(opts, "--workspace"), *view = optv(opts, "--feature-view");
+        if (!ws || !view)
+            return usage_error("jobs backfill needs --workspace and --feature-view");
+        cJSON *req = cJSON_CreateObject();
+        cJSON_AddStringToObject(req, "workspace", ws);
+        cJSON_AddStringToObject(req, "feature_view", view);
+        struct client c = {0};
+        if (client_init(&c, opts)) {
+            cJSON_Delete(req);
+            return 1;
+        }
+        char *body = cJSON_PrintUnformatted(req);
+        cJSON_Delete(req);
+        struct sl_buf resp = SL_BUF_INIT;
+        int status = 0, rc = http_call(&c, "POST", "/v1/jobs", body, &status, &resp);
+        free(body);
+        free(c.key);
+        if (rc == 0 && status != 201)
+            rc = report(status, &resp);
+        cJSON *o = rc == 0 ? cJSON_Parse(resp.p) : NULL;
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "id"));
+        char idc[17] = "";
+        if (id)
+            snprintf(idc, sizeof(idc), "%s", id);
+        cJSON_Delete(o);
+        sl_buf_free(&resp);
+        if (rc || !*idc)
+            return rc ? rc : 1;
+        printf("Started backfill job %s.\n", idc);
+        return optv(opts, "--follow") ? follow_job(opts, idc) : 0;
+    }
+    if (npos < 2)
+        return usage_error("jobs %s needs a job id", pos[0]);
+    if (strcmp(pos[0], "show") == 0) {
+        if (optv(opts, "--follow"))
+            return follow_job(opts, pos[1]);
+        snprintf(path, sizeof(path), "/v1/jobs/%s", pos[1]);
+        return simple_call(opts, "GET", path, NULL, 200, print_job);
+    }
+    if (strcmp(pos[0], "cancel") == 0 || strcmp(pos[0], "retry") == 0) {
+        snprintf(path, sizeof(path), "/v1/jobs/%s/%s", pos[1], pos[0]);
+        return simple_call(opts, "POST", path, NULL, 200, print_job_line);
+    }
+    return usage_error("unknown jobs command `%s`", pos[0]);
+}
+
 void sl_cli_usage(void)
 {
     printf("usage: sluice <command> [options]\n\n"
@@ -688,11 +1063,14 @@ void sl_cli_usage(void)
            "  plan             show what applying a feature repository would change\n"
            "  apply            apply a feature repository to a workspace\n"
            "  workspace        create, list or delete workspaces\n"
-           "  service-account  create service accounts and their API keys\n"
-           "  access-control   assign or remove workspace roles\n"
-           "  get-features-for-events  point-in-time training data from the offline store\n\n"
+           "  service-account  create, list, delete service accounts; rotate their API keys\n"
+           "  access-control   assign, remove and show workspace roles\n"
+           "  get-features-for-events  point-in-time training data from the offline store\n"
+           "  jobs             list, follow, cancel and retry backfill and materialization jobs\n\n"
            "Client commands reach the server at $SLUICE_URL (default http://127.0.0.1:8080,\n"
-           "or --url) with the API key in $SLUICE_API_KEY (or --api-key-file F).\n"
+           "or --url) with the API key in $SLUICE_API_KEY (or --api-key-file F). For an\n"
+           "https:// URL the server's certificate must be trusted by the system or by the CA\n"
+           "file in $SLUICE_CA_FILE.\n"
            "`sluice <command> --help` describes each command; `sluice --version` prints the version.\n");
 }
 
@@ -711,5 +1089,7 @@ int sl_cli_main(int argc, char **argv)
         return cmd_access_control(argc - 1, argv + 1);
     if (strcmp(cmd, "get-features-for-events") == 0)
         return cmd_pit(argc - 1, argv + 1);
+    if (strcmp(cmd, "jobs") == 0)
+        return cmd_jobs(argc - 1, argv + 1);
     return usage_error("unknown command `%s`", cmd);
 }

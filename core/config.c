@@ -12,6 +12,8 @@
 const struct sl_config_entry sl_config_map[] = {
     {"data-dir", SL_CFG_STRING, "./sluice-data", OFF(data_dir), "directory for all state"},
     {"listen", SL_CFG_STRING, "127.0.0.1:8080", OFF(listen), "HTTP listen address HOST:PORT"},
+    {"tls-cert", SL_CFG_STRING, "", OFF(tls_cert), "TLS certificate chain (PEM); with tls-key the listener speaks HTTPS"},
+    {"tls-key", SL_CFG_STRING, "", OFF(tls_key), "TLS private key (PEM) for tls-cert"},
     {"threads", SL_CFG_LONG, "2", OFF(threads), "HTTP event-loop threads"},
     {"max-body", SL_CFG_LONG, "8388608", OFF(max_body), "largest request body in bytes (413 past it)"},
     {"max-events-body", SL_CFG_LONG, "268435456", OFF(max_events_body), "largest events upload for get-features-for-events"},

@@ -12,6 +12,8 @@ struct sl_error;
 struct sl_config {
     char *data_dir;
     char *listen;
+    char *tls_cert;          /* PEM certificate (chain); with tls_key, the listener is TLS */
+    char *tls_key;           /* PEM private key */
     long threads;
     long max_body;           /* bytes */
     long max_events_body;    /* bytes, get-features-for-events */

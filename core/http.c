@@ -1,5 +1,7 @@
 /* libevent's evhttp behind a small API: N loop threads accept on one shared socket;
- * replies from other threads are queued to the request's loop and sent there. */
+ * replies from other threads are queued to the request's loop and sent there. With a
+ * certificate and key, every connection speaks TLS (libevent_openssl bufferevents over one
+ * shared SSL_CTX). */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -14,11 +16,15 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "error.h"
 #include "log.h"
@@ -59,6 +65,7 @@ struct sl_http {
     void *arg;
     int fd;
     int port;
+    SSL_CTX *tls;         /* NULL: plain HTTP */
     int nworkers;
     struct worker *workers;
     pthread_mutex_t ready_mu;
@@ -282,6 +289,57 @@ static int open_listener(struct sl_http *h, struct sl_error *err)
     return 0;
 }
 
+/* evhttp's per-connection bufferevent: TLS, accepting. */
+static struct bufferevent *tls_bev(struct event_base *base, void *arg)
+{
+    struct sl_http *h = arg;
+    SSL *ssl = SSL_new(h->tls);
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(base, -1, ssl,
+                                                             BUFFEREVENT_SSL_ACCEPTING,
+                                                             BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    /* clients that close without close_notify (most HTTP clients) are not an error */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+static int tls_fail(struct sl_error *err, const char *what, const char *path)
+{
+    char buf[256];
+    unsigned long e = ERR_get_error();
+    ERR_error_string_n(e, buf, sizeof(buf));
+    ERR_clear_error();
+    return sl_error_set(err, SL_EINVAL, "TLS: %s %s: %s", what, path ? path : "",
+                        e ? buf : "unknown error");
+}
+
+static int tls_open(struct sl_http *h, struct sl_error *err)
+{
+    const char *cert = h->cfg.tls_cert, *key = h->cfg.tls_key;
+    if ((!cert || !*cert) && (!key || !*key))
+        return 0;
+    if (!cert || !*cert || !key || !*key)
+        return sl_error_set(err, SL_EINVAL, "TLS needs both tls-cert and tls-key");
+    h->tls = SSL_CTX_new(TLS_server_method());
+    if (!h->tls)
+        return tls_fail(err, "cannot create a context", NULL);
+    SSL_CTX_set_min_proto_version(h->tls, TLS1_2_VERSION);
+    SSL_CTX_set_options(h->tls, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_use_certificate_chain_file(h->tls, cert) != 1)
+        return tls_fail(err, "cannot load the certificate", cert);
+    if (SSL_CTX_use_PrivateKey_file(h->tls, key, SSL_FILETYPE_PEM) != 1)
+        return tls_fail(err, "cannot load the private key", key);
+    if (SSL_CTX_check_private_key(h->tls) != 1)
+        return tls_fail(err, "the private key does not match the certificate", key);
+    sl_info("http: TLS with certificate %s", cert);
+    return 0;
+}
+
 int sl_http_start(const struct sl_http_config *cfg, sl_http_handler handler, void *arg,
                   struct sl_http **out, struct sl_error *err)
 {
@@ -298,7 +356,10 @@ int sl_http_start(const struct sl_http_config *cfg, sl_http_handler handler, voi
     pthread_mutex_init(&h->ready_mu, NULL);
     pthread_cond_init(&h->ready_cv, NULL);
     h->nworkers = cfg->threads > 0 ? cfg->threads : 1;
-    int rc = open_listener(h, err);
+    int rc = tls_open(h, err);
+    if (rc != 0)
+        goto fail;
+    rc = open_listener(h, err);
     if (rc != 0)
         goto fail;
     h->workers = calloc((size_t)h->nworkers, sizeof(*h->workers));
@@ -332,6 +393,8 @@ int sl_http_start(const struct sl_http_config *cfg, sl_http_handler handler, voi
             evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->max_body);
         evhttp_set_timeout(w->http, 60);
         evhttp_set_gencb(w->http, on_request, w);
+        if (h->tls)
+            evhttp_set_bevcb(w->http, tls_bev, h);
     }
     int started = 0;
     for (int i = 0; i < h->nworkers; i++) {
@@ -392,6 +455,7 @@ void sl_http_stop(struct sl_http *h)
         close(h->fd);
     pthread_mutex_destroy(&h->ready_mu);
     pthread_cond_destroy(&h->ready_cv);
+    SSL_CTX_free(h->tls);
     free(h->workers);
     free(h);
 }

@@ -26,13 +26,18 @@ struct sl_http_config {
     const char *listen;   /* "127.0.0.1:8080", "[::1]:0", ":8080" */
     int threads;          /* event-loop threads, >= 1 */
     size_t max_body;      /* larger bodies are refused with 413 */
+    /* TLS: both PEM files, or both NULL/"" for plain HTTP. The certificate file may hold
+     * the chain (leaf first). */
+    const char *tls_cert;
+    const char *tls_key;
     /* Optional, run on each worker thread before it serves / after it stops. */
     int (*thread_init)(int worker, void *arg);
     void (*thread_exit)(int worker, void *arg);
     void *thread_arg;
 };
 
-/* Binds and starts the workers. Returns 0 and *out, or SL_EIO / SL_EINVAL with err. */
+/* Binds and starts the workers. Returns 0 and *out, or SL_EIO / SL_EINVAL with err (also
+ * for TLS files that cannot be read or do not match). */
 int sl_http_start(const struct sl_http_config *cfg, sl_http_handler h, void *arg,
                   struct sl_http **out, struct sl_error *err);
 /* The bound TCP port (useful with port 0). */

@@ -2,7 +2,9 @@
  * rows into the online store; the reply goes out once the group holding it is durable. */
 #include "ingest.h"
 
+#include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "auth.h"
@@ -47,6 +49,15 @@ struct ingest_commit {
     struct sl_buf keys, rows;  /* storage behind mut[].key / .row */
     struct sl_buf reply;       /* the 200 body */
     size_t nrecords;
+    struct sl_batch extra;     /* written in the same atomic batch (job checkpoints) */
+    struct waiter *w;          /* synchronous commits (no HTTP request) */
+};
+
+struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, status;
+    struct sl_error err;
 };
 
 /* Per view of a source in this request. */
@@ -79,6 +90,9 @@ struct req {
     struct ingest_commit *ic;
     size_t mut_cap;
     size_t seq;
+    int backfill;              /* batch loads: no ttl/skew checks; feature_start_time applies */
+    const struct sl_view *only; /* batch loads of one view */
+    size_t filtered;           /* rows before a view's feature_start_time */
 };
 
 static void request_error(struct sl_http_req *r, int status, const char *type, const char *msg)
@@ -182,7 +196,8 @@ static void row_error(struct req *q, const struct origin *o, const char *type, c
         record_error(q, o->v, o->s, type, msg);
     else
         for (size_t i = 0; i < o->s->nviews; i++)
-            record_error(q, o->s->views[i], o->s, type, msg);
+            if (!q->only || o->s->views[i] == q->only)
+                record_error(q, o->s->views[i], o->s, type, msg);
 }
 
 /* Validates a row against schema[0..n), encoding its values into enc and vals (one per
@@ -203,7 +218,8 @@ static int check_row(struct req *q, const struct origin *o, const struct sl_fiel
         row_error(q, o, "TectonObjectValidationError", msg);
         return 1;
     }
-    for (const struct sl_json *m = rec->child; m; m = m->next) {
+    /* batch files may carry more columns than the source schema; pushed records may not */
+    for (const struct sl_json *m = q->backfill ? NULL : rec->child; m; m = m->next) {
         int known = 0;
         for (size_t i = 0; i < n && !known; i++)
             known = strcmp(schema[i].name, m->key) == 0;
@@ -255,14 +271,18 @@ static int view_record(struct req *q, const struct origin *o, struct sl_view *v,
         return 1;
     }
     int64_t ts = vals[v->ts_index].s.i;
-    if (v->ttl_ns > 0 && ts < now - v->ttl_ns) {
+    if (q->backfill && ts < v->start_ns) {
+        q->filtered++;
+        return 1;
+    }
+    if (!q->backfill && v->ttl_ns > 0 && ts < now - v->ttl_ns) {
         snprintf(msg, sizeof(msg),
                  "record %zu: timestamp value is outside of the serving TTL defined for Feature View %s",
                  o->idx, v->name);
         record_error(q, v, o->s, "TectonObjectValidationError", msg);
         return 1;
     }
-    if (ts > now + q->n->cfg->future_skew) {
+    if (!q->backfill && ts > now + q->n->cfg->future_skew) {
         snprintf(msg, sizeof(msg),
                  "record %zu: timestamp value is further in the future than the allowed clock skew for Feature View %s",
                  o->idx, v->name);
@@ -369,6 +389,8 @@ static int fan_out(struct req *q, struct origin *o, const struct sl_json *rec,
     for (size_t i = 0; i < s->nviews; i++) {
         struct sl_view *v = s->views[i];
         struct view_out *vo = view_out(q, v);
+        if (q->only && v != q->only)
+            continue;
         struct sl_json **rows = (struct sl_json **)&rec;
         size_t nrows = 1;
         const struct field_val *rv = vals;
@@ -437,6 +459,30 @@ static int fan_out(struct req *q, struct origin *o, const struct sl_json *rec,
 }
 
 /* Checks and encodes every record of one source. Returns 0, or negative on ENOMEM. */
+/* Checks, transforms and materialises one record of source s. vals has room for the
+ * source's fields; bufs are scratch. Returns 0 (errors are recorded) or negative on ENOMEM. */
+static int ingest_record(struct req *q, struct sl_source *s, const struct sl_json *rec, size_t idx,
+                         struct field_val *vals, struct sl_buf *bufs)
+{
+    struct origin o = {s, NULL, idx};
+    int bad = check_row(q, &o, s->schema, s->nfields, rec, &q->enc, vals);
+    if (bad)
+        return bad < 0 ? bad : 0;
+    if (!s->has_post_processor)
+        return fan_out(q, &o, rec, vals, bufs);
+    struct sl_json **rows;
+    size_t nrows;
+    if (run_user(q, &o, s->name, "post_processor", s->schema, s->nfields, rec, s->schema,
+                 s->nfields, &rows, &nrows))
+        return 0;
+    int rc = 0;
+    for (size_t r = 0; r < nrows && rc == 0; r++) {
+        bad = check_row(q, &o, s->schema, s->nfields, rows[r], &q->enc, vals);
+        rc = bad < 0 ? bad : bad ? 0 : fan_out(q, &o, rows[r], vals, bufs);
+    }
+    return rc;
+}
+
 static int ingest_source(struct req *q, struct sl_source *s, const struct sl_json *arr)
 {
     struct field_val *vals = sl_arena_alloc(&q->arena, (s->nfields + 1) * sizeof(*vals));
@@ -445,31 +491,9 @@ static int ingest_source(struct req *q, struct sl_source *s, const struct sl_jso
     size_t idx = 0;
     if (!vals)
         return SL_ENOMEM;
-    for (const struct sl_json *el = arr->child; el && rc == 0; el = el->next, idx++) {
-        const struct sl_json *rec = el->kind == SL_JSON_OBJECT ? sl_json_get(el, "record") : NULL;
-        struct origin o = {s, NULL, idx};
-        int bad = check_row(q, &o, s->schema, s->nfields, rec, &q->enc, vals);
-        if (bad) {
-            rc = bad < 0 ? bad : 0;
-            continue;
-        }
-        if (!s->has_post_processor) {
-            rc = fan_out(q, &o, rec, vals, bufs);
-            continue;
-        }
-        struct sl_json **rows;
-        size_t nrows;
-        if (run_user(q, &o, s->name, "post_processor", s->schema, s->nfields, rec, s->schema,
-                     s->nfields, &rows, &nrows))
-            continue;
-        for (size_t r = 0; r < nrows && rc == 0; r++) {
-            bad = check_row(q, &o, s->schema, s->nfields, rows[r], &q->enc, vals);
-            if (bad)
-                rc = bad < 0 ? bad : 0;
-            else
-                rc = fan_out(q, &o, rows[r], vals, bufs);
-        }
-    }
+    for (const struct sl_json *el = arr->child; el && rc == 0; el = el->next, idx++)
+        rc = ingest_record(q, s, el->kind == SL_JSON_OBJECT ? sl_json_get(el, "record") : NULL,
+                           idx, vals, bufs);
     for (int i = 0; i < 3; i++)
         sl_buf_free(&bufs[i]);
     return rc;
@@ -578,6 +602,10 @@ static int commit_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch
             sl_batch_put(b, m->key, m->klen, cur.p, cur.len);
         i = end;
     }
+    if (rc == 0 && ic->extra.count) {
+        sl_buf_append(&b->ops, ic->extra.ops.p, ic->extra.ops.len);
+        b->count += ic->extra.count;
+    }
     sl_buf_free(&cur);
     sl_buf_free(&next);
     return rc;
@@ -592,12 +620,23 @@ static void commit_free(struct ingest_commit *ic)
     sl_buf_free(&ic->keys);
     sl_buf_free(&ic->rows);
     sl_buf_free(&ic->reply);
+    sl_batch_free(&ic->extra);
     free(ic);
 }
 
 static void commit_done(struct sl_commit *c, int status, const struct sl_error *err)
 {
     struct ingest_commit *ic = (struct ingest_commit *)c;
+    if (ic->w) { /* a synchronous commit: wake the waiting thread, which frees ic */
+        pthread_mutex_lock(&ic->w->mu);
+        ic->w->status = status;
+        if (err)
+            ic->w->err = *err;
+        ic->w->done = 1;
+        pthread_cond_signal(&ic->w->cv);
+        pthread_mutex_unlock(&ic->w->mu);
+        return;
+    }
     if (status == 0) {
         __atomic_add_fetch(&ic->n->ingest_records, ic->nrecords, __ATOMIC_RELAXED);
         size_t len;
@@ -818,6 +857,141 @@ void sl_ingest_handle(struct sl_node *n, struct sl_http_req *r, int auth_rc,
 out:
     if (status >= 400)
         __atomic_add_fetch(&n->ingest_errors, 1, __ATOMIC_RELAXED);
+    if (status == 403)
+        sl_auth_audit_denied(p, 403, "/ingest", q.ws_name, msg);
     req_free(&q);
 #undef FAIL
+}
+
+/* ---- batch loads (jobs) ---- */
+
+struct sl_ingest *sl_ingest_new(struct sl_node *n, struct sl_ws *ws, struct sl_xform_cache *xf,
+                                const struct sl_view *only)
+{
+    struct req *q = calloc(1, sizeof(*q));
+    if (!q)
+        return NULL;
+    q->n = n;
+    q->xf = xf;
+    q->backfill = 1;
+    q->only = only;
+    q->ws = ws;
+    q->ws_name = ws->name;
+    sl_ws_retain(ws);
+    q->ic = calloc(1, sizeof(*q->ic));
+    size_t nv = only ? 1 : 0;
+    for (size_t i = 0; !only && i < ws->nviews; i++)
+        nv++;
+    q->views = calloc(nv + 1, sizeof(*q->views));
+    if (!q->ic || !q->views) {
+        sl_ingest_free((struct sl_ingest *)q);
+        return NULL;
+    }
+    for (size_t i = 0; i < ws->nviews; i++)
+        if (!only || &ws->views[i] == only)
+            q->views[q->nviews++].v = &ws->views[i];
+    sl_ws_retain(ws); /* the commit holds its own reference, as for HTTP requests */
+    q->ic->ws = ws;
+    return (struct sl_ingest *)q;
+}
+
+int sl_ingest_add(struct sl_ingest *g, struct sl_source *s, const struct sl_json *rec, size_t idx)
+{
+    struct req *q = (struct req *)g;
+    struct sl_buf bufs[3] = {SL_BUF_INIT, SL_BUF_INIT, SL_BUF_INIT};
+    struct field_val *vals = sl_arena_alloc(&q->arena, (s->nfields + 1) * sizeof(*vals));
+    int rc = vals ? ingest_record(q, s, rec, idx, vals, bufs) : SL_ENOMEM;
+    for (int i = 0; i < 3; i++)
+        sl_buf_free(&bufs[i]);
+    return rc;
+}
+
+struct sl_arena *sl_ingest_arena(struct sl_ingest *g)
+{
+    return &((struct req *)g)->arena;
+}
+
+size_t sl_ingest_errors(struct sl_ingest *g, struct sl_buf *out)
+{
+    struct req *q = (struct req *)g;
+    if (out)
+        sl_buf_append(out, q->errors.p, q->errors.len);
+    return q->nerrors;
+}
+
+void sl_ingest_counts(struct sl_ingest *g, size_t *online, size_t *offline, size_t *filtered)
+{
+    struct req *q = (struct req *)g;
+    *online = *offline = 0;
+    for (size_t i = 0; i < q->nviews; i++) {
+        *online += q->views[i].online;
+        *offline += q->views[i].offline;
+    }
+    *filtered = q->filtered;
+}
+
+void sl_ingest_extra_put(struct sl_ingest *g, const void *k, size_t klen, const void *v, size_t vlen)
+{
+    sl_batch_put(&((struct req *)g)->ic->extra, k, klen, v, vlen);
+}
+
+int sl_ingest_commit(struct sl_ingest *g, struct sl_error *err)
+{
+    struct req *q = (struct req *)g;
+    struct ingest_commit *ic = q->ic;
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, {0}};
+    if (q->acc && sl_tiles_acc_finish(q->acc, emit_tiles, q) != 0)
+        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    if (ic->keys.oom || ic->rows.oom || ic->extra.ops.oom)
+        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    finish_mutations(ic);
+    ic->c.apply = commit_apply;
+    ic->c.done = commit_done;
+    ic->n = q->n;
+    ic->w = &w;
+    int rc;
+    /* the queue may be full of ingest requests: wait for room rather than fail a job */
+    while ((rc = sl_writer_submit(q->n->writer, &ic->c)) == SL_EBUSY) {
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    if (rc != 0)
+        return sl_error_set(err, rc, "the server is shutting down");
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    /* ready for the next chunk */
+    ic->nmut = 0;
+    ic->w = NULL;
+    sl_buf_reset(&ic->keys);
+    sl_buf_reset(&ic->rows);
+    sl_batch_reset(&ic->extra);
+    sl_tiles_acc_free(q->acc);
+    q->acc = NULL;
+    if (w.status != 0) {
+        *err = w.err;
+        return w.status;
+    }
+    return 0;
+}
+
+void sl_ingest_reset(struct sl_ingest *g)
+{
+    struct req *q = (struct req *)g;
+    sl_arena_free(&q->arena);
+    memset(&q->arena, 0, sizeof(q->arena));
+    sl_buf_reset(&q->errors);
+    q->nerrors = 0;
+}
+
+void sl_ingest_free(struct sl_ingest *g)
+{
+    struct req *q = (struct req *)g;
+    if (!q)
+        return;
+    req_free(q);
+    free(q);
 }

@@ -256,6 +256,12 @@ static int build_view(struct sl_ws *ws, struct sl_view *v, cJSON *j, struct sl_e
     v->ts_index = -1;
     int rc = parse_duration_field(j, "ttl", &v->ttl_ns, err);
     if (rc == 0)
+        rc = parse_duration_field(j, "batch_schedule", &v->schedule_ns, err);
+    const char *start = jstr(j, "feature_start_time");
+    v->start_ns = INT64_MIN;
+    if (rc == 0 && start && sl_time_parse(start, strlen(start), &v->start_ns) != 0)
+        return where(j, err, "bad feature_start_time `%s`", start);
+    if (rc == 0)
         rc = parse_duration_field(j, "aggregation_interval", &v->interval_ns, err);
     if (rc)
         return rc;

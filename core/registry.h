@@ -61,6 +61,8 @@ struct sl_view {
     int ts_index;            /* timestamp field in the row */
     int online, offline;
     int64_t ttl_ns;          /* 0 = no ttl */
+    int64_t start_ns;        /* feature_start_time (INT64_MIN when unset) */
+    int64_t schedule_ns;     /* batch_schedule, 0 when unset */
     int64_t interval_ns;     /* time_interval mode */
     enum sl_view_mode mode;
     int has_transformation;

@@ -545,6 +545,7 @@ void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_cal
         goto out;
     }
     if (!sl_auth_allowed(n->auth, p, wsn->str, SL_ACT_READ)) {
+        sl_auth_audit_denied(p, 403, sl_http_path(r), wsn->str, "not allowed to read features");
         fail(r, SL_EPERM, "The service account is not authorized to read features from workspace `%s`",
              wsn->str);
         goto out;

@@ -15,6 +15,7 @@
 #include "error.h"
 #include "http.h"
 #include "ingest.h"
+#include "jobs.h"
 #include "log.h"
 #include "offline.h"
 #include "pit.h"
@@ -84,10 +85,11 @@ static void reply_status_async(struct sl_http_req *r, const struct sl_error *err
     sl_http_reply_async(r, http, "application/json", body, len);
 }
 
-void sl_reply_forbidden(struct sl_http_req *r, const char *what)
+void sl_reply_forbidden(struct sl_http_req *r, const struct sl_principal *p, const char *what)
 {
     char msg[256];
     snprintf(msg, sizeof(msg), "the service account is not allowed to %s", what);
+    sl_auth_audit_denied(p, 403, sl_http_path(r), NULL, msg);
     sl_reply_error(r, 403, 7, msg);
 }
 
@@ -146,7 +148,7 @@ cJSON *sl_parse_body(struct sl_http_req *r, struct sl_error *err)
     return o;
 }
 
-static void workspace_create(struct sl_node *n, struct sl_http_req *r)
+static void workspace_create(struct sl_node *n, struct sl_http_req *r, const struct sl_principal *p)
 {
     struct sl_error err = {0};
     cJSON *o = sl_parse_body(r, &err);
@@ -161,7 +163,7 @@ static void workspace_create(struct sl_node *n, struct sl_http_req *r)
         sl_reply_status(r, &err);
         return;
     }
-    sl_info("admin: created workspace `%s`", name->valuestring);
+    sl_auth_audit(p, "created workspace %s", name->valuestring);
     struct sl_ws *ws = sl_registry_get(n->reg, name->valuestring);
     struct sl_buf b = SL_BUF_INIT;
     if (ws)
@@ -179,6 +181,7 @@ struct apply_job {
     char *ws;
     int apply;
     cJSON *body;
+    struct sl_principal by;     /* for the audit line */
 };
 
 static int cmp_file(const void *a, const void *b)
@@ -226,24 +229,33 @@ static void apply_run(struct apply_job *j)
     L = sl_vm_new(&lim, &err);
     if (!L || sl_defs_eval(L, files, nfiles, &repo, &err) != 0)
         goto out;
-    struct sl_buf plan = SL_BUF_INIT;
+    const cJSON *root = cJSON_GetObjectItemCaseSensitive(j->body, "root");
+    if (cJSON_IsString(root) && root->valuestring[0] == '/')
+        cJSON_AddStringToObject(repo, "root", root->valuestring);
+    struct sl_buf plan = SL_BUF_INIT, jobs = SL_BUF_INIT;
     size_t nchanges = sl_registry_plan(cur->repo, repo, &plan);
     /* Build the snapshot even for a plan: it is the last validation. */
     struct sl_ws *next = sl_ws_build(j->ws, cur->live, cur->version + 1, repo, files, nfiles, &err);
     repo = NULL;
     if (!next) {
         sl_buf_free(&plan);
+        sl_buf_free(&jobs);
         goto out;
     }
     int applied = 0;
     if (j->apply && nchanges > 0) {
         if (sl_registry_install(n->reg, next, &err) != 0) {
             sl_buf_free(&plan);
+            sl_buf_free(&jobs);
             goto out;
         }
         applied = 1;
-        sl_info("admin: applied %zu changes to workspace `%s` (version %llu)", nchanges, j->ws,
-                (unsigned long long)cur->version + 1);
+        sl_auth_audit(&j->by, "applied %zu changes to workspace %s (version %llu)", nchanges,
+                      j->ws, (unsigned long long)cur->version + 1);
+        struct sl_ws *now = sl_registry_get(n->reg, j->ws);
+        if (now)
+            sl_jobs_after_apply(n->jobs, cur, now, &jobs);
+        sl_ws_release(now);
     } else {
         sl_ws_release(next);
     }
@@ -252,8 +264,11 @@ static void apply_run(struct apply_job *j)
     sl_buf_printf(&b, ",\"applied\":%s,\"version\":%llu,\"changes\":", applied ? "true" : "false",
                   (unsigned long long)(cur->version + (unsigned)applied));
     sl_buf_append(&b, plan.p, plan.len);
-    sl_buf_putc(&b, '}');
+    sl_buf_puts(&b, ",\"jobs\":[");
+    sl_buf_append(&b, jobs.p, jobs.len);
+    sl_buf_puts(&b, "]}");
     sl_buf_free(&plan);
+    sl_buf_free(&jobs);
 out:
     pthread_mutex_unlock(&n->apply_mu);
     if (err.code) {
@@ -327,7 +342,8 @@ static void apply_job_run(void *arg)
     free(j);
 }
 
-static void workspace_plan(struct sl_node *n, struct sl_http_req *r, const char *ws, int apply)
+static void workspace_plan(struct sl_node *n, struct sl_http_req *r, const char *ws, int apply,
+                           const struct sl_principal *p)
 {
     struct sl_error err = {0};
     struct apply_job *j = calloc(1, sizeof(*j));
@@ -340,7 +356,7 @@ static void workspace_plan(struct sl_node *n, struct sl_http_req *r, const char 
         sl_reply_status(r, &err);
         return;
     }
-    *j = (struct apply_job){n, r, strdup(ws), apply, body};
+    *j = (struct apply_job){n, r, strdup(ws), apply, body, *p};
     if (!j->ws || spawn(n, apply_job_run, j) != 0) {
         cJSON_Delete(body);
         free(j->ws);
@@ -431,7 +447,7 @@ static void get_features_for_events(struct sl_node *n, struct sl_http_req *r,
         return;
     }
     if (!sl_auth_allowed(n->auth, p, wsn, SL_ACT_READ)) {
-        sl_reply_forbidden(r, "read features from this workspace");
+        sl_reply_forbidden(r, p, "read features from this workspace");
         return;
     }
     j = calloc(1, sizeof(*j));
@@ -524,7 +540,7 @@ static void set_clock(struct sl_node *n, struct sl_http_req *r, const struct sl_
         return;
     }
     if (!sl_auth_allowed(n->auth, p, NULL, SL_ACT_ADMIN)) {
-        sl_reply_forbidden(r, "set the clock");
+        sl_reply_forbidden(r, p, "set the clock");
         return;
     }
     cJSON *o = sl_parse_body(r, &err);
@@ -576,7 +592,7 @@ static void route(struct sl_http_req *r, void *arg)
     struct sl_error aerr = {0};
     int arc = sl_auth_check(n->auth, sl_http_header(r, "Authorization"), &p, &aerr);
     if (arc != 0)
-        sl_info("auth: rejected %s from a caller: %s", path, aerr.msg);
+        sl_auth_audit_denied(NULL, 401, path, NULL, aerr.msg);
 
     if (strcmp(path, "/ingest") == 0 && m == SL_HTTP_POST) {
         sl_ingest_handle(n, r, arc, aerr.msg, &p);
@@ -601,6 +617,10 @@ static void route(struct sl_http_req *r, void *arg)
             sl_reply_error(r, 404, 5, "no such FeatureService method");
         return;
     }
+    if (strncmp(path, "/v1/jobs", 8) == 0 && (path[8] == 0 || path[8] == '/')) {
+        sl_jobs_handle(n, r, &p, path + 8);
+        return;
+    }
     if (strcmp(path, "/v1/test/clock") == 0 && m == SL_HTTP_POST) {
         set_clock(n, r, &p);
         return;
@@ -614,9 +634,9 @@ static void route(struct sl_http_req *r, void *arg)
             workspaces_list(n, r, &p);
         } else if (m == SL_HTTP_POST) {
             if (!sl_auth_allowed(n->auth, &p, NULL, SL_ACT_ADMIN))
-                sl_reply_forbidden(r, "create workspaces");
+                sl_reply_forbidden(r, &p, "create workspaces");
             else
-                workspace_create(n, r);
+                workspace_create(n, r, &p);
         } else {
             sl_reply_error(r, 405, 12, "method not allowed");
         }
@@ -632,28 +652,30 @@ static void route(struct sl_http_req *r, void *arg)
         int any = sl_auth_any_role(n->auth, &p, ws);
         if (strcmp(rest, "/plan") == 0 && m == SL_HTTP_POST) {
             if (!sl_auth_allowed(n->auth, &p, ws, SL_ACT_PLAN))
-                sl_reply_forbidden(r, "plan in this workspace");
+                sl_reply_forbidden(r, &p, "plan in this workspace");
             else
-                workspace_plan(n, r, ws, 0);
+                workspace_plan(n, r, ws, 0, &p);
         } else if (strcmp(rest, "/apply") == 0 && m == SL_HTTP_POST) {
             if (!sl_auth_allowed(n->auth, &p, ws, SL_ACT_APPLY))
-                sl_reply_forbidden(r, "apply to this workspace");
+                sl_reply_forbidden(r, &p, "apply to this workspace");
             else
-                workspace_plan(n, r, ws, 1);
+                workspace_plan(n, r, ws, 1, &p);
         } else if (strcmp(rest, "/definitions") == 0 && m == SL_HTTP_GET) {
             if (!any)
-                sl_reply_forbidden(r, "read this workspace");
+                sl_reply_forbidden(r, &p, "read this workspace");
             else
                 workspace_definitions(n, r, ws);
         } else if (strncmp(rest, "/roles", 6) == 0 && (rest[6] == 0 || rest[6] == '/')) {
             sl_access_handle(n, r, &p, ws, rest + 6);
         } else if (*rest == 0 && m == SL_HTTP_DELETE) {
             struct sl_error err = {0};
-            if (!sl_auth_allowed(n->auth, &p, NULL, SL_ACT_ADMIN)) {
-                sl_reply_forbidden(r, "delete workspaces");
-            } else if (sl_registry_delete(n->reg, ws, &err) != 0) {
+            if (!sl_auth_allowed(n->auth, &p, ws, SL_ACT_MANAGE)) {
+                sl_reply_forbidden(r, &p, "delete this workspace");
+            } else if (sl_registry_delete(n->reg, ws, &err) != 0 ||
+                       sl_auth_drop_workspace(n->auth, ws, &err) != 0) {
                 sl_reply_status(r, &err);
             } else {
+                sl_auth_audit(&p, "deleted workspace %s", ws);
                 static const char ok[] = "{\"status\":\"ok\"}";
                 sl_http_reply(r, 200, "application/json", ok, sizeof(ok) - 1);
             }
@@ -745,9 +767,14 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
                                 offline_flush, offline_after, n, err);
     if (!n->writer)
         goto fail;
+    n->jobs = sl_jobs_start(n, err);
+    if (!n->jobs)
+        goto fail;
     struct sl_http_config hc = {
         .listen = cfg->listen,
         .threads = (int)cfg->threads,
+        .tls_cert = cfg->tls_cert,
+        .tls_key = cfg->tls_key,
         /* the loop's own limit is the largest any endpoint takes; each checks its own */
         .max_body = (size_t)(cfg->max_body > cfg->max_events_body ? cfg->max_body
                                                                    : cfg->max_events_body),
@@ -770,6 +797,7 @@ void sl_server_stop(struct sl_node *n)
     while (n->nbg > 0)
         pthread_cond_wait(&n->bg_cv, &n->bg_mu);
     pthread_mutex_unlock(&n->bg_mu);
+    sl_jobs_stop(n->jobs);
     sl_writer_stop(n->writer);
     sl_http_stop(n->http);
     sl_offline_free(n->offline);

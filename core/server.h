@@ -24,6 +24,7 @@ struct sl_node {
     struct sl_auth *auth;
     struct sl_writer *writer;
     struct sl_offline *offline;
+    struct sl_jobs *jobs;
     struct sl_http *http;
     pthread_mutex_t apply_mu;   /* one apply at a time */
     pthread_mutex_t bg_mu;      /* background request threads: */
@@ -51,8 +52,9 @@ void sl_reply_buf(struct sl_http_req *r, int status, struct sl_buf *b);
 void sl_reply_error(struct sl_http_req *r, int status, int grpc, const char *msg);
 /* Replies with err's message and the status/gRPC code its code maps to. Loop thread. */
 void sl_reply_status(struct sl_http_req *r, const struct sl_error *err);
-/* Replies 403/7 "the service account is not allowed to <what>". Loop thread. */
-void sl_reply_forbidden(struct sl_http_req *r, const char *what);
+/* Replies 403/7 "the service account is not allowed to <what>" and writes the audit line
+ * naming p (the caller), the path and the reason. Loop thread. */
+void sl_reply_forbidden(struct sl_http_req *r, const struct sl_principal *p, const char *what);
 /* The request body as a JSON object (cJSON; caller deletes), or NULL with err. */
 #include <cJSON.h>
 cJSON *sl_parse_body(struct sl_http_req *r, struct sl_error *err);

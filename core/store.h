@@ -18,6 +18,8 @@ struct sl_error;
 #define SL_KEY_ROLE 'B'     /* auth.c: role bindings */
 #define SL_KEY_ROW 'V'      /* serve.c: latest row of an attribute view per entity */
 #define SL_KEY_AGG 'G'      /* tiles.c: tiles, lifetime states, event logs */
+#define SL_KEY_JOB 'J'      /* jobs.c: job records */
+#define SL_KEY_FILE 'F'     /* batch.c: batch files loaded per view */
 
 /* A list of puts and deletes applied atomically by one write. */
 struct sl_batch {

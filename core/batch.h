@@ -1,0 +1,19 @@
+/* Batch loads: the executor of backfill and materialization jobs. Rows of a source's
+ * batch_config files go through the same validation, post-processor, transformation and
+ * aggregation path as ingested records (ingest.h), in chunks each committed atomically
+ * together with the job's checkpoint, so a job killed mid-way and resumed gives the result of
+ * an uninterrupted one and never counts a row twice. */
+#ifndef SL_BATCH_H
+#define SL_BATCH_H
+
+struct sl_error;
+struct sl_job;
+struct sl_jobs;
+struct sl_node;
+
+/* Runs job to completion, cancellation or failure; the caller sets the final state from the
+ * result: 0 done, SL_EBUSY stopped (cancelled or shutting down), other negatives failed with
+ * err. Runner thread. */
+int sl_batch_run(struct sl_node *n, struct sl_jobs *jobs, struct sl_job *job, struct sl_error *err);
+
+#endif
