@@ -62,6 +62,7 @@ struct sl_auth {
     size_t naccounts, nbindings, cap_accounts, cap_bindings;
     struct account *accounts;
     struct binding *bindings;
+    uint64_t nonce;           /* tells this instance's cached digests from another's */
 };
 
 /* The one table of who may do what: allowed[action][role]. Admins may do everything.
@@ -412,6 +413,11 @@ struct sl_auth *sl_auth_open(struct sl_store *store, const char *data_dir, int d
         sl_error_set(err, SL_ENOMEM, "out of memory");
         goto fail;
     }
+    if (RAND_bytes((unsigned char *)&a->nonce, sizeof(a->nonce)) != 1) {
+        sl_error_set(err, SL_EIO, "no randomness");
+        goto fail;
+    }
+    a->nonce |= 1; /* never 0, the value of an empty cache slot */
     if (load_secret(a, data_dir, err) != 0)
         goto fail;
     if (sl_store_scan(store, ACCOUNT_PREFIX, 1, load_account, a, err) < 0 ||
@@ -450,6 +456,49 @@ void sl_auth_close(struct sl_auth *a)
 
 /* ---- checks ---- */
 
+/* A per-thread cache of key → digest: the HMAC is most of an authenticated request's cost.
+ * Only the digest is cached, never the verdict: every request still looks the digest up
+ * among the live accounts, so a deleted or rotated key fails on its next use. Keys are
+ * compared in constant time over a fixed width. */
+#define KEY_CACHE 8
+#define KEY_MAX 96
+static __thread struct {
+    uint64_t owner; /* the sl_auth's nonce: digests depend on its secret */
+    unsigned char key[KEY_MAX];
+    size_t len;
+    unsigned char digest[DIGEST_LEN];
+} key_cache[KEY_CACHE];
+static __thread unsigned key_cache_next;
+
+static int cached_digest(const struct sl_auth *a, const char *key, size_t len, unsigned char *d)
+{
+    unsigned char k[KEY_MAX] = {0};
+    if (len == 0 || len > KEY_MAX)
+        return 0;
+    memcpy(k, key, len);
+    for (int i = 0; i < KEY_CACHE; i++) {
+        if (key_cache[i].owner == a->nonce && key_cache[i].len == len &&
+            CRYPTO_memcmp(key_cache[i].key, k, KEY_MAX) == 0) {
+            memcpy(d, key_cache[i].digest, DIGEST_LEN);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void remember_digest(const struct sl_auth *a, const char *key, size_t len,
+                            const unsigned char *d)
+{
+    if (len == 0 || len > KEY_MAX)
+        return;
+    unsigned i = key_cache_next++ % KEY_CACHE;
+    memset(key_cache[i].key, 0, KEY_MAX);
+    memcpy(key_cache[i].key, key, len);
+    key_cache[i].len = len;
+    key_cache[i].owner = a->nonce;
+    memcpy(key_cache[i].digest, d, DIGEST_LEN);
+}
+
 int sl_auth_check(struct sl_auth *a, const char *header, struct sl_principal *p,
                   struct sl_error *err)
 {
@@ -475,7 +524,10 @@ int sl_auth_check(struct sl_auth *a, const char *header, struct sl_principal *p,
     while (len && (key[len - 1] == ' ' || key[len - 1] == '\r'))
         len--;
     unsigned char d[DIGEST_LEN];
-    digest(a, key, len, d);
+    if (!cached_digest(a, key, len, d)) {
+        digest(a, key, len, d);
+        remember_digest(a, key, len, d);
+    }
     int found = 0;
     pthread_rwlock_rdlock(&a->lock);
     for (size_t i = 0; i < a->naccounts; i++) {

@@ -795,7 +795,7 @@ static int cmd_access_control(int argc, char **argv)
 /* Percent-encodes s for a query string. */
 static void query_arg(struct sl_buf *b, const char *key, const char *s)
 {
-    sl_buf_printf(b, "%s%s=", b->len && strchr(b->p, '?') ? "&" : "?", key);
+    sl_buf_printf(b, "%s%s=", b->len && memchr(b->p, '?', b->len) ? "&" : "?", key);
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
         if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||

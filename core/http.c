@@ -63,7 +63,7 @@ struct sl_http {
     struct sl_http_config cfg;
     sl_http_handler handler;
     void *arg;
-    int fd;
+    int *fds;  /* one listening socket per worker */
     int port;
     SSL_CTX *tls;         /* NULL: plain HTTP */
     int nworkers;
@@ -265,27 +265,53 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
     return 0;
 }
 
-static int open_listener(struct sl_http *h, struct sl_error *err)
+/* One listening socket per worker, all bound to the same address with SO_REUSEPORT, so the
+ * kernel spreads new connections over the loops (one shared socket lets whichever loop
+ * wakes first take a whole burst). The first socket fixes the port when it is 0. */
+static int open_listener(struct sl_http *h, int i, struct sl_error *err)
 {
     struct sockaddr_storage ss;
     socklen_t sl;
     if (parse_listen(h->cfg.listen, &ss, &sl) != 0)
         return sl_error_set(err, SL_EINVAL, "bad listen address `%s` (want HOST:PORT)",
                             h->cfg.listen);
-    h->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (h->fd < 0)
+    if (i > 0) {
+        if (ss.ss_family == AF_INET6)
+            ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)h->port);
+        else
+            ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)h->port);
+    }
+    if (i == 0) {
+        /* SO_REUSEPORT would let us share a port another server already listens on: make
+         * sure nobody does, with a plain bind first */
+        int probe = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        if (probe >= 0) {
+            setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+            int used = bind(probe, (struct sockaddr *)&ss, sl) != 0 ? errno : 0;
+            close(probe);
+            if (used)
+                return sl_error_set(err, SL_EIO, "bind %s: %s", h->cfg.listen, strerror(used));
+        }
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
         return sl_error_set(err, SL_EIO, "socket: %s", strerror(errno));
+    h->fds[i] = fd;
     int one = 1;
-    setsockopt(h->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(h->fd, (struct sockaddr *)&ss, sl) != 0)
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0)
         return sl_error_set(err, SL_EIO, "bind %s: %s", h->cfg.listen, strerror(errno));
-    if (listen(h->fd, 1024) != 0)
+    if (listen(fd, 1024) != 0)
         return sl_error_set(err, SL_EIO, "listen %s: %s", h->cfg.listen, strerror(errno));
-    struct sockaddr_storage bound;
-    socklen_t bl = sizeof(bound);
-    getsockname(h->fd, (struct sockaddr *)&bound, &bl);
-    h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                 : ((struct sockaddr_in *)&bound)->sin_port);
+    if (i == 0) {
+        struct sockaddr_storage bound;
+        socklen_t bl = sizeof(bound);
+        getsockname(fd, (struct sockaddr *)&bound, &bl);
+        h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                     : ((struct sockaddr_in *)&bound)->sin_port);
+    }
     return 0;
 }
 
@@ -352,16 +378,22 @@ int sl_http_start(const struct sl_http_config *cfg, sl_http_handler handler, voi
     h->cfg = *cfg;
     h->handler = handler;
     h->arg = arg;
-    h->fd = -1;
     pthread_mutex_init(&h->ready_mu, NULL);
     pthread_cond_init(&h->ready_cv, NULL);
     h->nworkers = cfg->threads > 0 ? cfg->threads : 1;
     int rc = tls_open(h, err);
     if (rc != 0)
         goto fail;
-    rc = open_listener(h, err);
-    if (rc != 0)
+    h->fds = malloc((size_t)h->nworkers * sizeof(int));
+    if (!h->fds) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
         goto fail;
+    }
+    for (int i = 0; i < h->nworkers; i++)
+        h->fds[i] = -1;
+    for (int i = 0; i < h->nworkers; i++)
+        if ((rc = open_listener(h, i, err)) != 0)
+            goto fail;
     h->workers = calloc((size_t)h->nworkers, sizeof(*h->workers));
     if (!h->workers) {
         rc = sl_error_set(err, SL_ENOMEM, "out of memory");
@@ -376,7 +408,7 @@ int sl_http_start(const struct sl_http_config *cfg, sl_http_handler handler, voi
         w->http = w->base ? evhttp_new(w->base) : NULL;
         w->wake = w->base ? event_new(w->base, -1, 0, on_wake, w) : NULL;
         w->listener = w->base ? evconnlistener_new(w->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC,
-                                                   0, h->fd)
+                                                   0, h->fds[i])
                               : NULL;
         if (!w->http || !w->wake || !w->listener) {
             rc = sl_error_set(err, SL_ENOMEM, "cannot create event loop %d", i);
@@ -451,8 +483,10 @@ void sl_http_stop(struct sl_http *h)
         if (w->h)
             pthread_mutex_destroy(&w->mu);
     }
-    if (h->fd >= 0)
-        close(h->fd);
+    for (int i = 0; h->fds && i < h->nworkers; i++)
+        if (h->fds[i] >= 0)
+            close(h->fds[i]);
+    free(h->fds);
     pthread_mutex_destroy(&h->ready_mu);
     pthread_cond_destroy(&h->ready_cv);
     SSL_CTX_free(h->tls);

@@ -24,6 +24,7 @@
 #include "types.h"
 
 #define MAX_RECORD_ERRORS 100
+#define SCRATCH_LIMIT (64u << 20) /* one record's transformation output */
 
 /* One online row to merge: the newest event per key wins; equal times, the later write. */
 struct mutation {
@@ -78,7 +79,8 @@ struct req {
     struct sl_ws *ws;
     int dry_run;
     const char *ws_name;
-    struct sl_arena arena;
+    struct sl_arena arena;    /* the parsed request */
+    struct sl_arena scratch;  /* one record's transformation output; emptied per record */
     struct sl_buf enc;        /* encoded field values of the current source row */
     struct sl_buf enc2;       /* ... of the current transformed row */
     struct sl_xform_cache *xf; /* this worker's VMs */
@@ -367,7 +369,7 @@ static int run_user(struct req *q, const struct origin *o, const char *obj, cons
     struct sl_error err = {0};
     char msg[900];
     lua_State *L = sl_xform_vm(q->xf, q->ws, &err);
-    int rc = L ? sl_xform_run(L, obj, what, in, nin, rec, out, nout, &q->arena, rows, nrows, &err)
+    int rc = L ? sl_xform_run(L, obj, what, in, nin, rec, out, nout, &q->scratch, rows, nrows, &err)
                : err.code;
     if (rc == SL_ENOMEM && !L)
         return rc;
@@ -404,7 +406,7 @@ static int fan_out(struct req *q, struct origin *o, const struct sl_json *rec,
         }
         for (size_t r = 0; r < nrows; r++) {
             if (v->has_transformation) {
-                struct field_val *tv = sl_arena_alloc(&q->arena, (v->nout + 1) * sizeof(*tv));
+                struct field_val *tv = sl_arena_alloc(&q->scratch, (v->nout + 1) * sizeof(*tv));
                 if (!tv)
                     return SL_ENOMEM;
                 int bad = check_row(q, &vo_origin, v->out_schema, v->nout, rows[r], &q->enc2, tv);
@@ -428,7 +430,7 @@ static int fan_out(struct req *q, struct origin *o, const struct sl_json *rec,
             uint64_t seq = __atomic_fetch_add(&q->n->seq, 1, __ATOMIC_RELAXED);
             struct sl_scalar *sc = NULL;
             if (v->agg) {
-                sc = sl_arena_alloc(&q->arena, (v->nfeatures + 1) * sizeof(*sc));
+                sc = sl_arena_alloc(&q->scratch, (v->nfeatures + 1) * sizeof(*sc));
                 if (!sc)
                     return SL_ENOMEM;
                 for (size_t f = 0; f < v->nfeatures; f++) {
@@ -461,8 +463,23 @@ static int fan_out(struct req *q, struct origin *o, const struct sl_json *rec,
 /* Checks and encodes every record of one source. Returns 0, or negative on ENOMEM. */
 /* Checks, transforms and materialises one record of source s. vals has room for the
  * source's fields; bufs are scratch. Returns 0 (errors are recorded) or negative on ENOMEM. */
+static int ingest_record_in(struct req *q, struct sl_source *s, const struct sl_json *rec,
+                            size_t idx, struct field_val *vals, struct sl_buf *bufs);
+
+/* Everything a record's processing allocates besides its mutations (which are copied) lives
+ * in the scratch arena, emptied after each record, so memory stays bounded by the largest
+ * record, not the request. */
 static int ingest_record(struct req *q, struct sl_source *s, const struct sl_json *rec, size_t idx,
                          struct field_val *vals, struct sl_buf *bufs)
+{
+    q->scratch.limit = SCRATCH_LIMIT;
+    int rc = ingest_record_in(q, s, rec, idx, vals, bufs);
+    sl_arena_free(&q->scratch);
+    return rc;
+}
+
+static int ingest_record_in(struct req *q, struct sl_source *s, const struct sl_json *rec,
+                            size_t idx, struct field_val *vals, struct sl_buf *bufs)
 {
     struct origin o = {s, NULL, idx};
     int bad = check_row(q, &o, s->schema, s->nfields, rec, &q->enc, vals);
@@ -532,7 +549,8 @@ static void finish_mutations(struct ingest_commit *ic)
         ic->mut[i].key = ic->keys.p + (uintptr_t)ic->mut[i].key;
         ic->mut[i].row = ic->rows.p + (uintptr_t)ic->mut[i].row;
     }
-    qsort(ic->mut, ic->nmut, sizeof(*ic->mut), cmp_mut);
+    if (ic->nmut > 1)
+        qsort(ic->mut, ic->nmut, sizeof(*ic->mut), cmp_mut);
     size_t out = 0;
     for (size_t i = 0; i < ic->nmut; i++) {
         int last_of_key = i + 1 == ic->nmut || ic->mut[i + 1].klen != ic->mut[i].klen ||
@@ -664,7 +682,8 @@ static int cmp_view_out(const void *a, const void *b)
 
 static void metrics_body(struct req *q, struct sl_buf *b)
 {
-    qsort(q->views, q->nviews, sizeof(*q->views), cmp_view_out);
+    if (q->nviews > 1)
+        qsort(q->views, q->nviews, sizeof(*q->views), cmp_view_out);
     sl_buf_puts(b, "{\"workspaceName\":");
     sl_buf_json_str(b, q->ws_name, strlen(q->ws_name));
     sl_buf_puts(b, ",\"ingestMetrics\":{\"featureViewIngestMetrics\":[");
@@ -682,6 +701,7 @@ static void metrics_body(struct req *q, struct sl_buf *b)
 static void req_free(struct req *q)
 {
     sl_arena_free(&q->arena);
+    sl_arena_free(&q->scratch);
     sl_buf_free(&q->enc);
     sl_buf_free(&q->enc2);
     sl_tiles_acc_free(q->acc);
@@ -747,7 +767,7 @@ void sl_ingest_handle(struct sl_node *n, struct sl_http_req *r, int auth_rc,
     if (len > (size_t)n->cfg->max_body)
         FAIL(413, "RequestTooLargeError", "The request body is %zu bytes; at most %ld are accepted",
              len, n->cfg->max_body);
-    q.arena.limit = len * 8 + 65536;
+    q.arena.limit = len * 40 + 65536; /* a node per two bytes, at worst */
     const struct sl_json *root = sl_json_parse(body, len, &q.arena, &err);
     if (!root) {
         if (err.code == SL_ENOMEM)

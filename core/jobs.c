@@ -559,11 +559,10 @@ void sl_jobs_handle(struct sl_node *n, struct sl_http_req *r, const struct sl_pr
     pthread_mutex_lock(&j->mu);
     struct sl_job *job = find(j, id);
     if (!job || !sl_auth_allowed(n->auth, p, job->ws, SL_ACT_JOBS)) {
+        /* a job of a workspace the caller cannot see answers like a job that does not
+         * exist, so ids do not reveal what other workspaces run */
         pthread_mutex_unlock(&j->mu);
-        if (job)
-            sl_reply_forbidden(r, p, "see jobs of this workspace");
-        else
-            sl_reply_error(r, 404, 5, "no such job");
+        sl_reply_error(r, 404, 5, "no such job");
         return;
     }
     if (*action == 0 && m == SL_HTTP_GET) {

@@ -519,7 +519,7 @@ void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_cal
              n->cfg->max_body);
         goto out;
     }
-    q.arena.limit = len * 8 + 65536;
+    q.arena.limit = len * 40 + 65536; /* a node per two bytes, at worst */
     const struct sl_json *root = body ? sl_json_parse(body, len, &q.arena, &err) : NULL;
     if (!root) {
         if (!body)

@@ -219,7 +219,8 @@ static int finish_tiles(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg)
         goto out;
     }
     g_keys = keys.p;
-    qsort(refs, nrefs, sizeof(*refs), cmp_ref);
+    if (nrefs > 1)
+        qsort(refs, nrefs, sizeof(*refs), cmp_ref);
     st = calloc(maxspecs + 1, sizeof(*st));
     v = calloc(maxspecs + 1, sizeof(*v));
     if (!st || !v) {

@@ -5,14 +5,14 @@
 set -e
 cd "$(dirname "$0")/.."
 command -v clang-14 >/dev/null || { echo "fuzz: clang-14 is needed (apt-get install clang-14 libclang-rt-14-dev)" >&2; exit 1; }
-[ -f core/dsl_lua.c ] || sh scripts/embed.sh sl_dsl_lua scripts/lua/dsl.lua core/dsl_lua.c
 out=${FUZZ_DIR:-/tmp/sluice-fuzz}
 mkdir -p "$out"
+sh scripts/embed.sh sl_dsl_lua scripts/lua/dsl.lua "$out/dsl_lua.c"
 secs=${FUZZ_SECONDS:-20}
 cflags="-std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icore -I. $(pkg-config --cflags lua5.4 libcjson)"
-libs="$(pkg-config --libs lua5.4-cjson lua5.4 libcjson) -lm"
+libs="$(pkg-config --libs lua5.4-cjson lua5.4 libcjson libzstd zlib) -lm"
 base="core/error.c core/buf.c core/json.c core/timeutil.c core/types.c"
-lua="core/lua_vm.c core/lua_sluice.c core/defs.c core/dsl_lua.c core/log.c core/agg.c core/agg_fn.c core/agg_sketch.c"
+lua="core/lua_vm.c core/lua_sluice.c core/defs.c $out/dsl_lua.c core/log.c core/agg.c core/agg_fn.c core/agg_sketch.c"
 targets=${*:-$(cd tests/fuzz && ls fuzz_*.c | sed 's/\.c$//')}
 status=0
 for t in $targets; do

@@ -117,14 +117,21 @@ class Server:
             return ""
 
     def stop(self):
+        """Stops the server with SIGTERM; it must exit cleanly (status 0 — under the
+        sanitizers, also free of leaks and memory errors)."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(15)
+                self.proc.wait(60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
                 raise AssertionError("server did not stop on SIGTERM")
+            if self.proc.returncode != 0:
+                code = self.proc.returncode
+                self.proc = None
+                raise AssertionError("server exited with status %s on SIGTERM: %s" % (code, self.log_text()))
+        self.proc = None
         if self.log:
             self.log.close()
             self.log = None

@@ -70,6 +70,16 @@ def test_config_file_is_read():
         s.cleanup()
 
 
+def test_a_second_server_cannot_share_the_port():
+    """The listeners use SO_REUSEPORT (one socket per loop); that must not let a second
+    server bind a port the first one serves."""
+    d = tempfile.mkdtemp()
+    p = subprocess.run([BIN, "serve", "--data-dir", d, "--listen", "127.0.0.1:%d" % srv.port],
+                       capture_output=True, text=True, timeout=30)
+    expect_eq(p.returncode, 1, p.stderr)
+    expect("Address already in use" in p.stderr, p.stderr)
+
+
 def test_admin_key_file_is_private():
     path = os.path.join(srv.data_dir, "admin.key")
     expect_eq(os.stat(path).st_mode & 0o777, 0o600)

@@ -290,6 +290,17 @@ def test_fan_out_reports_every_view():
     expect_eq(m["account_attrs"]["onlineRecordIngestCount"], "2")
 
 
+def test_large_request_through_transformations():
+    """Regression: every record's transformation output stayed in the request's arena, capped
+    at 8x the body, so requests of more than ~140 records failed with out of memory."""
+    recs = [click("big%d" % i) for i in range(3000)]
+    st, b = srv.ingest({"impressions_event_source": recs})
+    expect_eq(st, 200, b)
+    m = {x["featureViewName"]: x for x in b["ingestMetrics"]["featureViewIngestMetrics"]}
+    expect_eq(m["user_click_counts"]["onlineRecordIngestCount"], "3000")
+    expect_eq(clicked_of("big2999"), ("1", "PRESENT"))
+
+
 def test_too_many_records():
     recs = [click("many") for _ in range(10001)]
     st, b = srv.ingest({"impressions_event_source": recs})
