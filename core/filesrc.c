@@ -392,8 +392,15 @@ static struct sl_json *csv_cell(struct sl_filesrc *src, struct sl_arena *a, size
     case SL_INT64:
     case SL_INT32:
         if (parse_int(s, n, &v) == 0) {
-            int k = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
-            return new_node(a, SL_JSON_NUMBER, key, kl, tmp, (size_t)k);
+            char *w = tmp + sizeof tmp;
+            uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+            do {
+                *--w = (char)('0' + u % 10);
+                u /= 10;
+            } while (u);
+            if (v < 0)
+                *--w = '-';
+            return new_node(a, SL_JSON_NUMBER, key, kl, w, (size_t)(tmp + sizeof tmp - w));
         }
         break;
     case SL_FLOAT64:
@@ -840,6 +847,11 @@ static int open_file(struct sl_filesrc *src, struct sl_error *err)
             return src_fail_err(src, err, &e);
         src->open = 1;
         return 0;
+    }
+    if (!src->buf) {
+        if (!(src->buf = malloc(READ_CHUNK)))
+            return src_fail(src, err, SL_ENOMEM, 0, "out of memory");
+        src->cap = READ_CHUNK;
     }
     src->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (src->fd < 0)

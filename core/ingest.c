@@ -474,7 +474,7 @@ static int ingest_record(struct req *q, struct sl_source *s, const struct sl_jso
 {
     q->scratch.limit = SCRATCH_LIMIT;
     int rc = ingest_record_in(q, s, rec, idx, vals, bufs);
-    sl_arena_free(&q->scratch);
+    sl_arena_reset(&q->scratch);
     return rc;
 }
 
@@ -1001,8 +1001,7 @@ int sl_ingest_commit(struct sl_ingest *g, struct sl_error *err)
 void sl_ingest_reset(struct sl_ingest *g)
 {
     struct req *q = (struct req *)g;
-    sl_arena_free(&q->arena);
-    memset(&q->arena, 0, sizeof(q->arena));
+    sl_arena_reset(&q->arena);
     sl_buf_reset(&q->errors);
     q->nerrors = 0;
 }

@@ -87,6 +87,22 @@ void sl_arena_free(struct sl_arena *a)
     a->used = 0;
 }
 
+void sl_arena_reset(struct sl_arena *a)
+{
+    struct sl_arena_chunk *keep = a->head;
+    if (!keep)
+        return;
+    struct sl_arena_chunk *c = keep->next;
+    while (c) {
+        struct sl_arena_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    keep->next = NULL;
+    keep->used = 0;
+    a->used = 0;
+}
+
 /* ---- parser ---- */
 
 struct parser {

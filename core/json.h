@@ -43,6 +43,9 @@ void *sl_arena_alloc(struct sl_arena *a, size_t n);
 char *sl_arena_strndup(struct sl_arena *a, const char *s, size_t n);
 /* Frees every chunk; a stays usable with the same limit. */
 void sl_arena_free(struct sl_arena *a);
+/* Forgets every allocation but keeps the newest chunk for reuse (loops that fill and empty
+ * an arena avoid a malloc/free per round). Earlier pointers become invalid. */
+void sl_arena_reset(struct sl_arena *a);
 
 #define SL_JSON_MAX_DEPTH 64
 

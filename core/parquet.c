@@ -1737,10 +1737,15 @@ static size_t fmt_decimal(unsigned __int128 mag, int neg, int scale, char *o)
 {
     char digits[80];
     size_t nd = 0, w = 0;
-    do {
+    while (mag > UINT64_MAX) {
         digits[nd++] = (char)('0' + (int)(mag % 10));
         mag /= 10;
-    } while (mag);
+    }
+    uint64_t m64 = (uint64_t)mag; /* 64-bit division is much cheaper than 128-bit */
+    do {
+        digits[nd++] = (char)('0' + (int)(m64 % 10));
+        m64 /= 10;
+    } while (m64);
     while ((int)nd <= scale)
         digits[nd++] = '0';
     if (neg)
@@ -1776,15 +1781,23 @@ static void put2(char *o, unsigned v)
  * fraction on whole seconds, else 3, 6 or 9 digits. */
 static size_t fmt_timestamp(int64_t secs, uint32_t ns, char *o)
 {
+    /* Consecutive values mostly fall on the same day: keep its date text. */
+    static _Thread_local int64_t cached_days = INT64_MIN;
+    static _Thread_local char cached_date[11];
     int64_t days = secs / 86400, sod = secs % 86400;
     if (sod < 0) {
         sod += 86400;
         days--;
     }
+    size_t w;
+    if (days == cached_days) {
+        memcpy(o, cached_date, 10);
+        w = 10;
+        goto time;
+    }
     int64_t y;
     unsigned m, d;
     civil_from_days(days, &y, &m, &d);
-    size_t w;
     if (y >= 0 && y <= 9999) {
         o[0] = (char)('0' + y / 1000);
         o[1] = (char)('0' + y / 100 % 10);
@@ -1800,6 +1813,11 @@ static size_t fmt_timestamp(int64_t secs, uint32_t ns, char *o)
     o[w++] = '-';
     put2(o + w, d);
     w += 2;
+    if (w == 10) {
+        memcpy(cached_date, o, 10);
+        cached_days = days;
+    }
+time:
     o[w++] = 'T';
     put2(o + w, (unsigned)(sod / 3600));
     w += 2;

@@ -141,7 +141,7 @@ static int read_view(struct serve_req *q, const struct sl_view *v, const struct 
 {
     const char *parts[16];
     size_t lens[16];
-    struct sl_buf key = SL_BUF_INIT, row = SL_BUF_INIT, vals = SL_BUF_INIT;
+    struct sl_buf key = SL_BUF_INIT, row = SL_BUF_INIT;
     struct sl_error err = {0};
     int rc = 0, have = v->nkeys <= 16 && nfeat <= 256;
     for (size_t k = 0; have && k < v->nkeys; k++) {
@@ -156,36 +156,22 @@ static int read_view(struct serve_req *q, const struct sl_view *v, const struct 
         }
     }
     if (have && v->agg) {
-        int pres[256], first = 1;
+        int pres[256];
         int64_t eff[256];
+        size_t off[256], len[256];
         for (size_t k = 0; k < v->nkeys; k++)
             sl_buf_lenstr(&key, parts[k], lens[k]);
-        rc = sl_tiles_read(v->agg, &q->n->store, v->key, key.p, key.len, now, feat, nfeat, &vals,
-                           &first, pres, eff, &err);
+        rc = sl_tiles_read(v->agg, &q->n->store, v->key, key.p, key.len, now, feat, nfeat, frag,
+                           off, len, pres, eff, &err);
         if (rc != 0) {
             snprintf(msg, cap, "online store read failed: %s", err.msg);
             rc = SL_ESTORE;
             goto out;
         }
-        /* split the comma-joined values back into slots */
-        struct sl_arena a = {0};
-        sl_buf_putc(&vals, ']');
-        struct sl_buf arr = SL_BUF_INIT;
-        sl_buf_putc(&arr, '[');
-        sl_buf_append(&arr, vals.p, vals.len);
-        const struct sl_json *list = sl_json_parse(arr.p, arr.len, &a, &err);
-        const struct sl_json *el = list ? list->child : NULL;
-        for (size_t f = 0; f < nfeat; f++, el = el ? el->next : NULL) {
-            slots[f].off = frag->len;
-            if (el)
-                sl_json_write(frag, el);
-            else
-                sl_buf_puts(frag, "null");
-            slots[f].len = frag->len - slots[f].off;
+        for (size_t f = 0; f < nfeat; f++) {
+            slots[f] = (struct slot){off[f], len[f]};
             fs[f] = (struct row_status){pres[f], eff[f]};
         }
-        sl_arena_free(&a);
-        sl_buf_free(&arr);
         goto out;
     }
     int present = 0;
@@ -229,7 +215,6 @@ static int read_view(struct serve_req *q, const struct sl_view *v, const struct 
 out:
     sl_buf_free(&key);
     sl_buf_free(&row);
-    sl_buf_free(&vals);
     return rc;
 }
 

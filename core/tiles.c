@@ -468,8 +468,8 @@ out:
 
 int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
                   const unsigned char viewkey[8], const char *entity, size_t elen, int64_t now,
-                  const int *feat, size_t nfeat, struct sl_buf *vals, int *first,
-                  int *present, int64_t *eff, struct sl_error *err)
+                  const int *feat, size_t nfeat, struct sl_buf *vals, size_t *off,
+                  size_t *len, int *present, int64_t *eff, struct sl_error *err)
 {
     struct sl_buf ek = SL_BUF_INIT, key = SL_BUF_INIT, life = SL_BUF_INIT;
     struct fetched *fx = NULL;
@@ -508,12 +508,11 @@ int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
 
     for (size_t f = 0; f < nfeat && rc == 0; f++) {
         const struct sl_agg_spec *spec = tv->specs[feat[f]];
-        if (!*first)
-            sl_buf_putc(vals, ',');
-        *first = 0;
+        off[f] = vals->len;
         present[f] = 0;
         if (tv->continuous && windowed(spec)) {
             sl_buf_append(vals, cont[f].p, cont[f].len);
+            len[f] = vals->len - off[f];
             present[f] = cpresent[f];
             eff[f] = ceff[f];
             continue;
@@ -576,6 +575,7 @@ int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
         }
         if (rc == 0)
             rc = sl_agg_finalize(st, vals);
+        len[f] = vals->len - off[f];
         sl_agg_state_free(st);
         st = NULL;
     }

@@ -71,12 +71,12 @@ int sl_tiles_apply(const struct sl_tiles_view *tv, int kind, const char *cur, si
                    const char *val, size_t vlen, struct sl_buf *out);
 
 /* Serving: appends the JSON values of features feat[0..nfeat) of tv for one entity at read
- * time now to vals, comma-separated (a comma first unless *first, which is then cleared);
- * sets present[i] when feature feat[i] saw at least one event in its window and eff[i] to
- * the value's effective time. Returns 0, or SL_ESTORE / SL_ECORRUPT / SL_ENOMEM with err. Any thread. */
+ * time now to vals, the value of feat[i] at vals->p + off[i] (len[i] bytes); sets present[i]
+ * when that feature saw at least one event in its window and eff[i] to the value's
+ * effective time. Returns 0, or SL_ESTORE / SL_ECORRUPT / SL_ENOMEM with err. Any thread. */
 int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
                   const unsigned char viewkey[8], const char *entity, size_t elen, int64_t now,
-                  const int *feat, size_t nfeat, struct sl_buf *vals, int *first,
+                  const int *feat, size_t nfeat, struct sl_buf *vals, size_t *off, size_t *len,
                   int *present, int64_t *eff, struct sl_error *err);
 
 #endif

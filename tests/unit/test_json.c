@@ -59,6 +59,30 @@ static void assert_error(const char *s, const char *msg)
     assert_error_n(s, strlen(s), msg);
 }
 
+START_TEST(test_arena_reset_reuses_and_respects_the_limit)
+{
+    struct sl_arena a = {0};
+    a.limit = 100000;
+    for (int round = 0; round < 3; round++) {
+        char *first = NULL;
+        for (int i = 0; i < 2000; i++) { /* several chunks, one big allocation */
+            char *p = sl_arena_alloc(&a, i == 1000 ? 20000 : 24);
+            ck_assert_ptr_nonnull(p);
+            memset(p, 'x', i == 1000 ? 20000 : 24);
+            if (!first)
+                first = p;
+        }
+        ck_assert_uint_eq(a.used, 1999 * 24 + 20000);
+        ck_assert_ptr_null(sl_arena_alloc(&a, 60000)); /* over the limit */
+        sl_arena_reset(&a);
+        ck_assert_uint_eq(a.used, 0);
+    }
+    sl_arena_free(&a);
+    sl_arena_reset(&a); /* on an empty arena */
+    ck_assert_ptr_null(a.head);
+}
+END_TEST
+
 START_TEST(test_scalars)
 {
     struct sl_json *j = parse(" null ");
@@ -520,6 +544,7 @@ static Suite *json_suite(void)
     TCase *tc = tcase_create("json");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_arena_reset_reuses_and_respects_the_limit);
     tcase_add_test(tc, test_scalars);
     tcase_add_test(tc, test_containers);
     tcase_add_test(tc, test_keys_with_escapes_and_nul);
