@@ -287,6 +287,13 @@ int sl_agg_register(const struct sl_agg_fn *fn)
     return 0;
 }
 
+void sl_agg_registry_clear(void)
+{
+    free(plugins);
+    plugins = NULL;
+    nplugins = capplugins = 0;
+}
+
 /* ---- parameters, windows, names ------------------------------------------------------------ */
 
 static int json_int(const cJSON *j, int *out)

@@ -88,6 +88,10 @@ struct sl_agg_fn {
  * Call at startup before any thread looks functions up; not thread-safe against lookups. */
 int sl_agg_register(const struct sl_agg_fn *fn);
 
+/* Forgets every function added with sl_agg_register and frees the registry (built-ins stay).
+ * For shutdown and tests, when no thread uses the registry or specs of plugin functions. */
+void sl_agg_registry_clear(void);
+
 /* The function registered as name[0..len) (built-ins: count sum mean min max last last_n
  * first_n last_distinct first_distinct stddev_pop stddev_samp var_pop var_samp
  * approx_count_distinct approx_percentile; aliases "variance" = var_samp, "stddev" =
@@ -263,8 +267,10 @@ int sl_agg_merge_serialized(const struct sl_agg_spec *spec, const void *old, siz
 
 /* Builds the tiling for aggregation interval `interval` whose plans serve windows up to
  * max_window (both ns > 0; max_window a multiple of interval): levels len[k] = interval *
- * RATIO^k for every k with len[k] <= max_window, capped at SL_AGG_MAX_LEVELS. Returns 0 or
- * SL_EINVAL. */
+ * RATIO^k for every k with len[k] <= max_window, at most SL_AGG_MAX_LEVELS. A view may share
+ * one tiling (built from its longest window) among all its features. Returns 0, or SL_EINVAL
+ * for bad arguments or a window so long that a plan could exceed SL_AGG_PLAN_MAX tiles
+ * (about 4e10 intervals: ~1250 years of 1 s tiles). */
 int sl_agg_tiling_init(struct sl_agg_tiling *t, int64_t interval, int64_t max_window);
 
 /* The half-open window [*start, *end) a read at time t (ns) covers:

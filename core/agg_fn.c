@@ -1074,7 +1074,7 @@ static int list_merge(void *ctx, const struct sl_agg_spec *spec, const void *oth
         }
     }
     for (i = 0; i < total; i++)
-        if (c[i].mine && (i < from || i >= from + keep))
+        if ((i < from || i >= from + keep) && c[i].mine)
             free(c[i].it.enc);
     free(c);
     free(st->v);

@@ -1859,6 +1859,9 @@ START_TEST(test_registry)
     sl_buf_free(&c);
     sl_agg_spec_free(spec);
     expect_invalid(FEAT("bit_or", "", "1h", "string"), 0, "bit_or is not defined for string");
+    sl_agg_registry_clear();
+    ck_assert_ptr_null(sl_agg_fn_find("bit_or", 6));
+    ck_assert_ptr_nonnull(sl_agg_fn_find("sum", 3));
 }
 END_TEST
 
