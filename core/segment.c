@@ -1067,8 +1067,8 @@ static int open_active(struct sl_segment *seg, struct cand *c, struct sl_segment
         rec->truncated_files++;
         rec->truncated_bytes += cut;
         rec->truncated_at = s.valid_len;
-        rec_note(rec, "%s: %s cut %" PRIu64 " bytes at offset %" PRIu64 " (%s), %" PRIu64
-                 " records kept", name, seg->rdonly ? "would have" : "", cut, s.valid_len,
+        rec_note(rec, "%s: %s %" PRIu64 " bytes at offset %" PRIu64 " (%s), %" PRIu64
+                 " records kept", name, seg->rdonly ? "skipped" : "cut", cut, s.valid_len,
                  s.reason, s.nrecords);
         if (!seg->rdonly) {
             if (ftruncate(fd, (off_t)s.valid_len) != 0) {
@@ -1350,7 +1350,8 @@ int sl_segment_open(const char *data_dir, const char *workspace, const char *vie
         rc = sys_err(err, errno, "open", lock);
         goto fail;
     }
-    if (seg->lock_fd >= 0 && flock(seg->lock_fd, (seg->rdonly ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+    if (seg->lock_fd >= 0 &&
+        flock(seg->lock_fd, (seg->rdonly ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
         if (errno == EWOULDBLOCK)
             rc = sl_error_set(err, SL_EBUSY, "segment: %s is in use by another writer", seg->dir);
         else

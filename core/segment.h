@@ -146,7 +146,9 @@ struct sl_segment_iter_opts {
 };
 
 /* Opens an iterator over the durable records of seg: every sealed segment plus the active one
- * (read and sorted in memory now), merged in (key, time, seq) order. Takes a snapshot: later
+ * (read, checked and sorted in memory now: up to seal_bytes of memory and a sort of that many
+ * records, so open one iterator per scan and move it with sl_segment_iter_seek rather than
+ * opening one per key), merged in (key, time, seq) order. Takes a snapshot: later
  * syncs, seals and compactions do not affect it, and it does not refer to seg after this call
  * returns (it may outlive it). o is copied. Returns 0 and sets *out (caller destroys with
  * sl_segment_iter_destroy), or SL_ECORRUPT / SL_EIO / SL_ENOMEM with err. Any thread; one
