@@ -15,9 +15,11 @@
 #include "error.h"
 #include "http.h"
 #include "log.h"
+#include "offline.h"
 #include "registry.h"
 #include "server.h"
 #include "store.h"
+#include "tiles.h"
 #include "timeutil.h"
 
 struct sched {
@@ -36,7 +38,28 @@ struct sl_jobs {
     size_t nsched;
     struct sched *sched;
     uint64_t counter;
+    int64_t last_retention;
 };
+
+#define RETENTION_EVERY (600 * SL_NS_PER_SEC)
+
+/* Deletes aggregation state no read can reach any more (tiles.h) in one workspace. */
+static void retain_ws(void *arg, struct sl_ws *ws)
+{
+    struct sl_jobs *j = arg;
+    int64_t now = sl_now_ns();
+    for (size_t i = 0; i < ws->nviews; i++) {
+        const struct sl_view *v = &ws->views[i];
+        size_t deleted = 0;
+        struct sl_error err = {0};
+        if (!v->agg)
+            continue;
+        if (sl_tiles_compact(v->agg, v->key, v->nkeys, &j->n->store, now, &deleted, &err) != 0)
+            sl_err("retention: feature view `%s` of `%s`: %s", v->name, ws->name, err.msg);
+        else if (deleted)
+            __atomic_add_fetch(&j->n->compacted_keys, deleted, __ATOMIC_RELAXED);
+    }
+}
 
 /* ---- records ---- */
 
@@ -392,6 +415,11 @@ static void *runner(void *arg)
             pthread_mutex_unlock(&j->mu);
             struct sched_ctx c = {j, sl_now_ns()};
             sl_registry_each(j->n->reg, schedule_ws, &c);
+            if (c.now - j->last_retention >= RETENTION_EVERY) {
+                j->last_retention = c.now;
+                sl_registry_each(j->n->reg, retain_ws, j);
+                sl_offline_compact(j->n->offline);
+            }
             pthread_mutex_lock(&j->mu);
             if (next_queued(j) || j->stopping)
                 continue;
@@ -444,6 +472,7 @@ struct sl_jobs *sl_jobs_start(struct sl_node *n, struct sl_error *err)
         return NULL;
     }
     j->n = n;
+    j->last_retention = sl_now_ns();
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cv, NULL);
     if (sl_store_scan(&n->store, prefix, 1, load_job, j, err) < 0)

@@ -166,3 +166,22 @@ int sl_offline_iter(struct sl_offline *o, const char *ws, const char *view,
         return err->code ? err->code : SL_ENOTFOUND;
     return sl_segment_iter_open(h->seg, opts, out, err);
 }
+
+void sl_offline_compact(struct sl_offline *o)
+{
+    pthread_mutex_lock(&o->mu);
+    size_t n = o->n;
+    struct handle **hs = n ? malloc(n * sizeof(*hs)) : NULL;
+    if (hs)
+        memcpy(hs, o->h, n * sizeof(*hs));
+    pthread_mutex_unlock(&o->mu);
+    for (size_t i = 0; hs && i < n; i++) {
+        struct sl_error err = {0};
+        int rc;
+        while ((rc = sl_segment_compact(hs[i]->seg, &err)) == 1)
+            ; /* merge every qualifying run */
+        if (rc < 0)
+            sl_err("offline: compacting %s/%s failed: %s", hs[i]->ws, hs[i]->view, err.msg);
+    }
+    free(hs);
+}

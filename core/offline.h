@@ -34,6 +34,10 @@ int sl_offline_sync(struct sl_offline *o, struct sl_error *err);
 /* Writer thread, after acks: seals segments past their size/age threshold. */
 void sl_offline_maintain(struct sl_offline *o);
 
+/* A background thread: merges runs of small sealed segments of every open view (concurrent
+ * with the writer thread; handles stay open until sl_offline_free). */
+void sl_offline_compact(struct sl_offline *o);
+
 /* Any thread: an iterator over the durable records of (ws, view) (see segment.h); SL_ENOTFOUND
  * when the view never stored a record. */
 int sl_offline_iter(struct sl_offline *o, const char *ws, const char *view,

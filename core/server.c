@@ -516,6 +516,9 @@ static void metrics(struct sl_node *n, struct sl_http_req *r)
     COUNTER("sluice_read_errors_total", "FeatureService requests answered with an error.",
             __atomic_load_n(&n->read_errors, __ATOMIC_RELAXED));
     COUNTER("sluice_commits_total", "Requests committed durably.", ws.commits);
+    COUNTER("sluice_retention_deleted_keys_total",
+            "Aggregation tiles and events deleted once no window can read them.",
+            __atomic_load_n(&n->compacted_keys, __ATOMIC_RELAXED));
     COUNTER("sluice_commit_groups_total", "Group commits (one fsync each).", ws.groups);
     COUNTER("sluice_commit_failures_total", "Requests whose commit failed.", ws.failures);
 #undef COUNTER

@@ -36,6 +36,7 @@ struct sl_node {
                                    start time in ns so it grows across restarts */
     /* counters for /metrics (atomic) */
     uint64_t ingest_requests, ingest_records, ingest_errors, read_requests, read_errors;
+    uint64_t compacted_keys;    /* aggregation state deleted by retention */
 };
 
 /* Opens the store, registry and auth under cfg->data_dir, starts the writer and the HTTP

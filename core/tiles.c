@@ -8,6 +8,7 @@
 #include "error.h"
 #include "registry.h"
 #include "store.h"
+#include "timeutil.h"
 #include "types.h"
 
 #define KEY_LIFETIME 0xFE
@@ -28,6 +29,20 @@ void sl_tiles_view_free(struct sl_tiles_view *tv)
 static int windowed(const struct sl_agg_spec *s)
 {
     return s->window != SL_AGG_LIFETIME;
+}
+
+/* The earliest time any windowed feature of tv can still read at now or later. */
+static int64_t view_horizon(const struct sl_tiles_view *tv, int64_t now)
+{
+    int64_t h = INT64_MAX;
+    for (size_t i = 0; i < tv->nspecs; i++) {
+        if (!windowed(tv->specs[i]))
+            continue;
+        int64_t x = sl_agg_horizon(tv->specs[i], now);
+        if (x < h)
+            h = x;
+    }
+    return h;
 }
 
 int sl_tiles_view_new(const struct sl_view *v, struct sl_tiles_view **out, struct sl_error *err)
@@ -183,6 +198,7 @@ static int cmp_ref(const void *a, const void *b)
 /* One MERGE mutation per touched tile: the partial aggregate of this request's events. */
 static int finish_tiles(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg)
 {
+    int64_t now = sl_now_ns();
     struct sl_buf keys = SL_BUF_INIT, val = SL_BUF_INIT, tmp = SL_BUF_INIT;
     struct tile_ref *refs = NULL;
     size_t nrefs = 0, cap = 0;
@@ -198,7 +214,11 @@ static int finish_tiles(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg)
             continue;
         struct sl_agg_tile tiles[SL_AGG_MAX_LEVELS];
         int nt = sl_agg_tiles_for_event(&e->tv->tiling, e->ts, tiles);
+        int64_t horizon = view_horizon(e->tv, now);
         for (int t = 0; t < nt; t++) {
+            /* a late event's tiles that no read can cover any more are not recreated */
+            if (tiles[t].start + e->tv->tiling.len[tiles[t].level] <= horizon)
+                continue;
             if (nrefs == cap) {
                 cap = cap ? cap * 2 : 256;
                 struct tile_ref *g = realloc(refs, cap * sizeof(*g));
@@ -288,7 +308,8 @@ int sl_tiles_acc_finish(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg)
             rc = k.oom || val.oom ? SL_ENOMEM
                                   : emit(arg, e->tv, SL_TILES_LIFETIME, k.p, k.len, val.p, val.len);
         }
-        if (rc == 0 && e->tv->continuous && e->tv->has_windowed) {
+        if (rc == 0 && e->tv->continuous && e->tv->has_windowed &&
+            e->ts >= view_horizon(e->tv, sl_now_ns())) {
             sl_buf_reset(&k);
             entity_key(&k, e->vk, ent, e->elen);
             event_key(&k, e->ts, e->seq);
@@ -593,5 +614,72 @@ out:
     sl_buf_free(&ek);
     sl_buf_free(&key);
     sl_buf_free(&life);
+    return rc;
+}
+
+/* ---- retention ---- */
+
+struct compact_ctx {
+    const struct sl_tiles_view *tv;
+    size_t nkeys;     /* join key parts in each entity part */
+    int64_t horizon;
+    struct sl_batch del;
+    size_t deleted;
+};
+
+/* Length of the entity part after 'G' + prefix, or 0 when the key is malformed. */
+static size_t entity_len(const char *k, size_t kl, size_t nkeys)
+{
+    struct sl_cursor c = {(const unsigned char *)k + 9, kl - 9};
+    for (size_t i = 0; i < nkeys; i++) {
+        const char *p;
+        size_t n;
+        if (sl_cur_lenstr(&c, &p, &n) != 0)
+            return 0;
+    }
+    return kl - 9 - c.left;
+}
+
+static int compact_one(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    struct compact_ctx *c = arg;
+    if (kl < 10)
+        return 0;
+    size_t el = entity_len(k, kl, c->nkeys);
+    const unsigned char *suffix = (const unsigned char *)k + 9 + el;
+    size_t sl = kl - 9 - el;
+    int old = 0;
+    if (sl == SL_AGG_TILE_KEY_LEN && suffix[0] < SL_AGG_MAX_LEVELS) {
+        struct sl_agg_tile t;
+        if (sl_agg_tile_key_decode(suffix, sl, &t) == 0 && t.level < c->tv->tiling.nlevels)
+            old = t.start + c->tv->tiling.len[t.level] <= c->horizon;
+    } else if (sl == 17 && suffix[0] == KEY_EVENT) {
+        old = (int64_t)(get_be64(suffix + 1) ^ UINT64_C(0x8000000000000000)) < c->horizon;
+    }
+    if (old) {
+        sl_batch_delete(&c->del, k, kl);
+        c->deleted++;
+    }
+    (void)v;
+    (void)vl;
+    return c->del.ops.oom ? SL_ENOMEM : 0;
+}
+
+int sl_tiles_compact(const struct sl_tiles_view *tv, const unsigned char viewkey[8],
+                     size_t nkeys, struct sl_store *s, int64_t now, size_t *deleted,
+                     struct sl_error *err)
+{
+    struct compact_ctx c = {.tv = tv, .nkeys = nkeys, .horizon = view_horizon(tv, now)};
+    char prefix[9];
+    *deleted = 0;
+    if (!tv->has_windowed)
+        return 0;
+    prefix[0] = SL_KEY_AGG;
+    memcpy(prefix + 1, viewkey, 8);
+    int rc = sl_store_scan(s, prefix, sizeof(prefix), compact_one, &c, err);
+    if (rc == 0 && c.del.count)
+        rc = sl_store_write(s, &c.del, 0, err);
+    *deleted = rc == 0 ? c.deleted : 0;
+    sl_batch_free(&c.del);
     return rc;
 }

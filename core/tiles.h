@@ -79,4 +79,12 @@ int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
                   const int *feat, size_t nfeat, struct sl_buf *vals, size_t *off, size_t *len,
                   int *present, int64_t *eff, struct sl_error *err);
 
+/* Retention: deletes the view's tiles that end at or before the horizon of every windowed
+ * feature (no read at now or later covers them) and event-log entries before it; lifetime
+ * states stay. nkeys is the view's number of join keys. Sets *deleted. Returns 0 or a store
+ * error. Any thread (old keys are never written again by ingest). */
+int sl_tiles_compact(const struct sl_tiles_view *tv, const unsigned char viewkey[8],
+                     size_t nkeys, struct sl_store *s, int64_t now, size_t *deleted,
+                     struct sl_error *err);
+
 #endif

@@ -187,6 +187,34 @@ def test_restart_keeps_aggregates():
     expect("unreadable" not in srv.log_text(), srv.log_text())
 
 
+def metric(name):
+    st, text = srv.request("GET", "/metrics")
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    raise AssertionError("no metric " + name)
+
+
+def test_retention_deletes_state_no_window_can_read():
+    before = features("u1")
+    later = T0 + 40 * 86400
+    set_clock(later)
+    deleted = __import__("harness").wait_for(lambda: metric("sluice_retention_deleted_keys_total"), 15,
+                                             "retention to run")
+    expect(deleted > 0)
+    f = features("u1")
+    expect_eq(f["tiled.sum30d"], (None, "MISSING_DATA"))
+    expect_eq(f["tiled.count"], ("0", "MISSING_DATA"))
+    expect_eq(f["tiled.life"], before["tiled.life"])
+    expect_eq(f["cont.life"], before["cont.life"])
+    # a late event older than every window still counts in lifetime, and recreates no tile
+    ingest([("u1", T0 - 30, 1.0, 7, "late")])
+    f = features("u1")
+    expect_eq(f["tiled.life"][0], str(int(before["tiled.life"][0]) + 1))
+    expect_eq(f["tiled.sum30d"], (None, "MISSING_DATA"))
+    set_clock(T0)
+
+
 def test_clock_endpoint_needs_fake_clock():
     s2 = Server().start()
     try:
