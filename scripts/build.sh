@@ -5,7 +5,7 @@ set -e
 cd "$(dirname "$0")/.."
 top=$(pwd)
 dir=${BUILD_DIR:-build}
-if [ ! -x configure ]; then ./autogen.sh >/dev/null; fi
+if [ ! -x configure ]; then ./autogen.sh >/dev/null 2>&1 || { ./autogen.sh; exit 1; }; fi
 if [ -f config.status ]; then
     echo "build: the source tree is configured in place; run 'make distclean' first" >&2
     exit 1
