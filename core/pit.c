@@ -607,3 +607,316 @@ out:
     free(r.frag_len);
     return rc;
 }
+
+/* ---- get-features-in-range ---- */
+
+struct range_out {
+    const struct sl_pit_opts *o;
+    const struct sl_service *svc;
+    struct sl_buf *out;
+};
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int64_t ceil_to(int64_t t, int64_t step)
+{
+    int64_t q = t / step;
+    if (q * step < t)
+        q++;
+    return q * step;
+}
+
+/* The times at which the view's values for one entity can change (sorted, unique). */
+static size_t change_points(const struct sl_view *v, const struct entity_events *ee,
+                            int64_t **pts)
+{
+    size_t cap = ee->n * (v->agg ? 2 * v->agg->nspecs : 2) + 1, n = 0;
+    int64_t *p = malloc(cap * sizeof(*p));
+    if (!p)
+        return 0;
+    for (size_t i = 0; i < ee->n; i++) {
+        int64_t ts = ee->e[i].ts;
+        if (!v->agg) {
+            p[n++] = ts;
+            if (v->ttl_ns > 0)
+                p[n++] = ts + v->ttl_ns + 1; /* older than ttl from then on */
+            continue;
+        }
+        for (size_t s = 0; s < v->agg->nspecs; s++) {
+            const struct sl_agg_spec *sp = v->agg->specs[s];
+            int lifetime = sp->window == SL_AGG_LIFETIME;
+            if (sp->interval > 0) {
+                /* the window ends at multiples of the interval (of t + offset) */
+                p[n++] = ceil_to(ts + 1, sp->interval) - sp->offset;
+                if (!lifetime)
+                    p[n++] = ceil_to(ts + sp->window + 1, sp->interval) - sp->offset;
+            } else {
+                p[n++] = ts - sp->offset;
+                if (!lifetime)
+                    p[n++] = ts + sp->window - sp->offset + 1;
+            }
+        }
+    }
+    qsort(p, n, sizeof(*p), cmp_i64);
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++)
+        if (u == 0 || p[i] != p[u - 1])
+            p[u++] = p[i];
+    *pts = p;
+    return u;
+}
+
+/* The JSON values of the selected features of view it at time t, comma-separated. */
+static int values_at(const struct sl_service_item *it, const struct entity_events *ee, int64_t t,
+                     struct sl_buf *vals, struct sl_error *err)
+{
+    const struct sl_view *v = it->view;
+    sl_buf_reset(vals);
+    if (!v->agg) {
+        /* the latest record at or before t, within ttl */
+        long best = -1;
+        for (size_t i = 0; i < ee->n; i++)
+            if (ee->e[i].ts <= t)
+                best = (long)i;
+        int ok = best >= 0 && (v->ttl_ns == 0 || ee->e[best].ts >= t - v->ttl_ns);
+        const char *frag[256];
+        size_t flen[256];
+        struct sl_cursor c = {ok ? (const unsigned char *)ee->bytes.p + ee->e[best].off : NULL,
+                              ok ? ee->e[best].len : 0};
+        for (size_t f = 0; ok && f < v->nfeatures && f < 256; f++)
+            ok = sl_cur_lenstr(&c, &frag[f], &flen[f]) == 0;
+        for (size_t f = 0; f < it->nfeat; f++) {
+            sl_buf_puts(vals, f ? "," : "");
+            if (ok)
+                sl_buf_append(vals, frag[it->feat[f]], flen[it->feat[f]]);
+            else
+                sl_buf_puts(vals, "null");
+        }
+        return 0;
+    }
+    const struct sl_tiles_view *tv = v->agg;
+    struct sl_agg_event *evs = calloc(ee->n + 1, sizeof(*evs));
+    struct sl_scalar *sc = calloc((ee->n + 1) * tv->nspecs, sizeof(*sc));
+    int rc = 0;
+    if (!evs || !sc) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < ee->n; i++) {
+        const unsigned char *p = (const unsigned char *)ee->bytes.p + ee->e[i].off;
+        size_t left = ee->e[i].len;
+        for (size_t s = 0; s < tv->nspecs; s++)
+            if (sl_agg_value_decode(&p, &left, &sc[i * tv->nspecs + s]) != 0) {
+                rc = sl_error_set(err, SL_ECORRUPT, "corrupt offline record of view `%s`", v->name);
+                goto out;
+            }
+    }
+    for (size_t f = 0; f < it->nfeat && rc == 0; f++) {
+        size_t fi = (size_t)it->feat[f];
+        for (size_t i = 0; i < ee->n; i++)
+            evs[i] = (struct sl_agg_event){ee->e[i].ts, ee->e[i].seq, &sc[i * tv->nspecs + fi]};
+        sl_buf_puts(vals, f ? "," : "");
+        rc = sl_agg_eval_events(tv->specs[fi], evs, ee->n, t, vals);
+        if (rc)
+            sl_error_set(err, rc, "aggregation of view `%s` failed", v->name);
+    }
+out:
+    free(evs);
+    free(sc);
+    return rc;
+}
+
+/* Appends the entity's join key values (decoded from its key) as JSON members or CSV cells. */
+static void entity_columns(struct range_out *ro, const struct sl_view *v, const char *key,
+                           size_t klen, struct sl_buf *row)
+{
+    struct sl_cursor c = {(const unsigned char *)key + 8, klen - 8};
+    for (size_t k = 0; k < v->nkeys; k++) {
+        const char *p = "";
+        size_t n = 0;
+        sl_cur_lenstr(&c, &p, &n);
+        int is_int = v->join_keys[k].type->kind != SL_STRING;
+        if (ro->o->output == SL_PIT_CSV) {
+            csv_cell(row, p, n);
+            sl_buf_putc(row, ',');
+        } else {
+            sl_buf_json_str(row, v->join_keys[k].name, strlen(v->join_keys[k].name));
+            sl_buf_putc(row, ':');
+            if (is_int)
+                sl_buf_append(row, p, n);
+            else
+                sl_buf_json_str(row, p, n);
+            sl_buf_putc(row, ',');
+        }
+    }
+}
+
+static void emit_range_row(struct range_out *ro, const struct sl_service_item *it,
+                           const char *key, size_t klen, int64_t from, int64_t to,
+                           const struct sl_buf *vals)
+{
+    char f[SL_TIME_MAXLEN], t[SL_TIME_MAXLEN];
+    struct sl_buf *out = ro->out;
+    const struct sl_view *v = it->view;
+    sl_time_format(from, f);
+    sl_time_format(to, t);
+    if (ro->o->output == SL_PIT_CSV) {
+        /* one row per view and interval: this view's columns filled, the others empty */
+        csv_cell(out, v->name, strlen(v->name));
+        sl_buf_putc(out, ',');
+        entity_columns(ro, v, key, klen, out);
+        sl_buf_printf(out, "%s,%s", f, t);
+        struct sl_arena a = {0};
+        struct sl_error err = {0};
+        struct sl_buf arr = SL_BUF_INIT;
+        sl_buf_putc(&arr, '[');
+        sl_buf_append(&arr, vals->p, vals->len);
+        sl_buf_putc(&arr, ']');
+        const struct sl_json *list = sl_json_parse(arr.p, arr.len, &a, &err);
+        for (const struct sl_json *e = list ? list->child : NULL; e; e = e->next) {
+            struct sl_buf one = SL_BUF_INIT;
+            sl_json_write(&one, e);
+            sl_buf_putc(out, ',');
+            csv_value(out, one.p, one.len);
+            sl_buf_free(&one);
+        }
+        sl_arena_free(&a);
+        sl_buf_free(&arr);
+        sl_buf_putc(out, '\n');
+        return;
+    }
+    sl_buf_puts(out, "{\"_feature_view\":");
+    sl_buf_json_str(out, v->name, strlen(v->name));
+    sl_buf_putc(out, ',');
+    entity_columns(ro, v, key, klen, out);
+    sl_buf_printf(out, "\"_valid_from\":\"%s\",\"_valid_to\":\"%s\"", f, t);
+    struct sl_arena a = {0};
+    struct sl_error err = {0};
+    struct sl_buf arr = SL_BUF_INIT;
+    sl_buf_putc(&arr, '[');
+    sl_buf_append(&arr, vals->p, vals->len);
+    sl_buf_putc(&arr, ']');
+    const struct sl_json *list = sl_json_parse(arr.p, arr.len, &a, &err);
+    size_t i = 0;
+    for (const struct sl_json *e = list ? list->child : NULL; e && i < it->nfeat; e = e->next, i++) {
+        sl_buf_puts(out, ",\"");
+        column_name(out, v, &v->features[it->feat[i]]);
+        sl_buf_puts(out, "\":");
+        sl_json_write(out, e);
+    }
+    sl_arena_free(&a);
+    sl_buf_free(&arr);
+    sl_buf_puts(out, "}\n");
+}
+
+/* Rows of one entity: values at each change point in [start, end) (and at start when the
+ * entity had records before it), runs of equal values merged into one row. */
+static int range_entity(struct range_out *ro, const struct sl_service_item *it,
+                        const char *key, size_t klen, const struct entity_events *ee,
+                        int64_t start, int64_t end, struct sl_error *err)
+{
+    int64_t *pts = NULL;
+    size_t n = change_points(it->view, ee, &pts);
+    struct sl_buf cur = SL_BUF_INIT, next = SL_BUF_INIT;
+    int rc = 0, have = 0;
+    int64_t from = 0;
+    if (!pts)
+        return ee->n ? sl_error_set(err, SL_ENOMEM, "out of memory") : 0;
+    int at_start = n > 0 && pts[0] < start;
+    for (size_t i = 0; rc == 0 && i < n + (size_t)at_start; i++) {
+        int64_t t = at_start ? (i == 0 ? start : pts[i - 1]) : pts[i];
+        if (t < start || t >= end || (at_start && i > 0 && t == start))
+            continue;
+        if ((rc = values_at(it, ee, t, &next, err)) != 0)
+            break;
+        if (have && next.len == cur.len && memcmp(next.p, cur.p, cur.len) == 0)
+            continue;
+        if (have)
+            emit_range_row(ro, it, key, klen, from, t, &cur);
+        struct sl_buf tmp = cur;
+        cur = next;
+        next = tmp;
+        from = t;
+        have = 1;
+    }
+    if (rc == 0 && have)
+        emit_range_row(ro, it, key, klen, from, end, &cur);
+    free(pts);
+    sl_buf_free(&cur);
+    sl_buf_free(&next);
+    return rc;
+}
+
+int sl_pit_range(struct sl_offline *off, const struct sl_ws *ws, const struct sl_service *svc,
+                 int64_t start, int64_t end, const struct sl_pit_opts *o, struct sl_buf *out,
+                 struct sl_error *err)
+{
+    struct range_out ro = {.o = o, .svc = svc, .out = out};
+    int rc = 0;
+    if (end <= start)
+        return sl_error_set(err, SL_EINVAL, "the end time must be after the start time");
+    /* CSV: a block per feature view, each with its own header row */
+    for (size_t i = 0; i < svc->nitems && rc == 0; i++) {
+        const struct sl_service_item *it = &svc->items[i];
+        const struct sl_view *v = it->view;
+        struct sl_segment_iter *iter = NULL;
+        struct entity_events ee = {0};
+        struct sl_buf cur = SL_BUF_INIT;
+        if (v->is_realtime)
+            continue;
+        if (o->output == SL_PIT_CSV) {
+            sl_buf_puts(out, "_feature_view,");
+            for (size_t k = 0; k < v->nkeys; k++) {
+                csv_cell(out, v->join_keys[k].name, strlen(v->join_keys[k].name));
+                sl_buf_putc(out, ',');
+            }
+            sl_buf_puts(out, "_valid_from,_valid_to");
+            for (size_t f = 0; f < it->nfeat; f++) {
+                sl_buf_putc(out, ',');
+                column_name(out, v, &v->features[it->feat[f]]);
+            }
+            sl_buf_putc(out, '\n');
+        }
+        unsigned char hi[9];
+        memcpy(hi, v->key, 8);
+        hi[8] = 0xff;
+        struct sl_segment_iter_opts io = {.key_lo = v->key, .key_lo_len = 8, .key_hi = hi,
+                                          .key_hi_len = 9, .has_time_max = 1, .time_max = end};
+        rc = sl_offline_iter(off, ws->name, v->name, &io, &iter, err);
+        if (rc == SL_ENOTFOUND) {
+            rc = 0;
+            memset(err, 0, sizeof(*err));
+            continue;
+        }
+        struct sl_segment_record rec;
+        int r = 0;
+        while (rc == 0 && (r = sl_segment_iter_next(iter, &rec, err)) >= 0) {
+            int same = r == 1 && cur.len == rec.key_len && memcmp(cur.p, rec.key, rec.key_len) == 0;
+            if (!same && ee.n)
+                rc = range_entity(&ro, it, cur.p, cur.len, &ee, start, end, err);
+            if (r == 0 || rc)
+                break;
+            if (!same) {
+                sl_buf_reset(&cur);
+                sl_buf_append(&cur, rec.key, rec.key_len);
+                ee.n = 0;
+                sl_buf_reset(&ee.bytes);
+            }
+            if (keep_event(&ee, &rec) != 0)
+                rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+        }
+        if (rc == 0 && r < 0)
+            rc = r;
+        sl_segment_iter_destroy(iter);
+        free(ee.e);
+        sl_buf_free(&ee.bytes);
+        sl_buf_free(&cur);
+    }
+    if (rc == 0 && out->oom)
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+    return rc;
+}

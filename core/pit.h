@@ -33,4 +33,15 @@ int sl_pit_run(struct sl_offline *off, const struct sl_ws *ws, const struct sl_s
                const char *events, size_t len, const struct sl_pit_opts *o, struct sl_buf *out,
                struct sl_error *err);
 
+/* get-features-in-range: for every entity with offline records, rows of feature values with
+ * the interval [_valid_from, _valid_to) within [start, end) during which online serving
+ * returned them — one row per view, entity and interval, consecutive equal values merged.
+ * JSON Lines rows carry `_feature_view`, the join keys, `_valid_from`, `_valid_to` and
+ * `<view>__<feature>`; CSV is one block per view, each with a header row. Returns 0 or
+ * SL_EINVAL / SL_ECORRUPT / SL_ENOMEM with err. Any thread. */
+#include <stdint.h>
+int sl_pit_range(struct sl_offline *off, const struct sl_ws *ws, const struct sl_service *svc,
+                 int64_t start, int64_t end, const struct sl_pit_opts *o, struct sl_buf *out,
+                 struct sl_error *err);
+
 #endif

@@ -393,6 +393,8 @@ struct pit_job {
     size_t len;
     char *ts_key;
     struct sl_pit_opts o;
+    int range;             /* get-features-in-range */
+    int64_t start, end;
 };
 
 static void pit_job_run(void *arg)
@@ -400,7 +402,9 @@ static void pit_job_run(void *arg)
     struct pit_job *j = arg;
     struct sl_error err = {0};
     struct sl_buf out = SL_BUF_INIT;
-    if (sl_pit_run(j->n->offline, j->ws, j->svc, j->events, j->len, &j->o, &out, &err) != 0) {
+    int rc = j->range ? sl_pit_range(j->n->offline, j->ws, j->svc, j->start, j->end, &j->o, &out, &err)
+                      : sl_pit_run(j->n->offline, j->ws, j->svc, j->events, j->len, &j->o, &out, &err);
+    if (rc != 0) {
         sl_buf_free(&out);
         reply_status_async(j->r, &err);
     } else {
@@ -430,7 +434,7 @@ static int parse_format(const char *s, enum sl_pit_format *f)
  * feature_service_name=FS[&timestamp_key=K][&input_format=csv|jsonl][&format=csv|jsonl]
  * with the events (CSV with a header, or JSON Lines) as the body. */
 static void get_features_for_events(struct sl_node *n, struct sl_http_req *r,
-                                    const struct sl_principal *p)
+                                    const struct sl_principal *p, int range)
 {
     const char *wsn = sl_http_query(r, "workspace_name");
     const char *fsn = sl_http_query(r, "feature_service_name");
@@ -471,6 +475,15 @@ static void get_features_for_events(struct sl_node *n, struct sl_http_req *r,
         parse_format(sl_http_query(r, "format"), &j->o.output) != 0) {
         sl_error_set(&err, SL_EINVAL, "formats are `csv` or `jsonl`");
         goto fail;
+    }
+    if (range) {
+        const char *st = sl_http_query(r, "start_time"), *en = sl_http_query(r, "end_time");
+        j->range = 1;
+        if (!st || !en || sl_time_parse(st, strlen(st), &j->start) != 0 ||
+            sl_time_parse(en, strlen(en), &j->end) != 0) {
+            sl_error_set(&err, SL_EINVAL, "query parameters `start_time` and `end_time` must be RFC 3339 times");
+            goto fail;
+        }
     }
     const char *tk = sl_http_query(r, "timestamp_key");
     j->ts_key = strdup(tk ? tk : "timestamp");
@@ -615,7 +628,9 @@ static void route(struct sl_http_req *r, void *arg)
         else if (strcmp(call, "metadata") == 0)
             sl_serve_handle(n, r, SL_SERVE_METADATA, &p);
         else if (strcmp(call, "get-features-for-events") == 0)
-            get_features_for_events(n, r, &p);
+            get_features_for_events(n, r, &p, 0);
+        else if (strcmp(call, "get-features-in-range") == 0)
+            get_features_for_events(n, r, &p, 1);
         else
             sl_reply_error(r, 404, 5, "no such FeatureService method");
         return;

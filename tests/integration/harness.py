@@ -163,7 +163,7 @@ class Server:
                 status, text = r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             status, text = e.code, e.read().decode()
-        if status == 200 and "get-features-for-events" in path:
+        if status == 200 and ("get-features-for-events" in path or "get-features-in-range" in path):
             return status, text  # CSV or JSON Lines
         try:
             parsed = json.loads(text)
