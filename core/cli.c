@@ -468,10 +468,13 @@ static void print_plan(const char *ws, const cJSON *changes)
     }
 }
 
+static int follow_job(struct opt *opts, const char *id);
+
 static int cmd_plan_apply(int argc, char **argv, int apply)
 {
     struct opt opts[] = {{"--workspace", 1, NULL}, {"--url", 1, NULL}, {"--api-key-file", 1, NULL},
-                         {"--yes", 0, NULL}, {"--help", 0, NULL}, {NULL, 0, NULL}};
+                         {"--yes", 0, NULL}, {"--no-follow", 0, NULL}, {"--help", 0, NULL},
+                         {NULL, 0, NULL}};
     const char *pos[1];
     int npos;
     if (parse_opts(argc, argv, opts, pos, 1, &npos))
@@ -481,9 +484,10 @@ static int cmd_plan_apply(int argc, char **argv, int apply)
                "%s the feature repository in DIR (default: the current directory): every *.lua\n"
                "file below it. Options: --url URL (or $SLUICE_URL), --api-key-file F (or\n"
                "$SLUICE_API_KEY)%s.\n",
-               apply ? "apply" : "plan", apply ? " [--yes]" : "",
+               apply ? "apply" : "plan", apply ? " [--yes] [--no-follow]" : "",
                apply ? "Validates and applies" : "Validates and shows what apply would change in",
-               apply ? "; --yes skips the confirmation (never asked when stdin is not a terminal)" : "");
+               apply ? "; --yes skips the confirmation (never asked when stdin is not a terminal);\n"
+                       "backfill jobs it starts show their progress on a terminal unless --no-follow" : "");
         return 0;
     }
     const char *ws = optv(opts, "--workspace");
@@ -534,6 +538,14 @@ static int cmd_plan_apply(int argc, char **argv, int apply)
                 if (cJSON_IsString(job))
                     printf("Started backfill job %s (sluice jobs show %s --follow).\n",
                            job->valuestring, job->valuestring);
+            }
+            /* on a terminal, show the backfills' progress (Ctrl-C leaves them running) */
+            cJSON_ArrayForEach(job, cJSON_GetObjectItemCaseSensitive(a, "jobs"))
+            {
+                if (cJSON_IsString(job) && isatty(1) && !optv(opts, "--no-follow")) {
+                    printf("%s ", job->valuestring);
+                    follow_job(opts, job->valuestring);
+                }
             }
             cJSON_Delete(a);
         }
