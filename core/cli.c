@@ -819,6 +819,18 @@ static void query_arg(struct sl_buf *b, const char *key, const char *s)
     sl_buf_cstr(b);
 }
 
+/* Writes a response body to --output (default stdout). Returns 0 or 1 (printed). */
+static int save_output(struct opt *opts, const struct sl_buf *resp)
+{
+    const char *outp = optv(opts, "--output");
+    FILE *f = outp ? fopen(outp, "wb") : stdout;
+    if (!f || fwrite(resp->p, 1, resp->len, f) != resp->len || (outp && fclose(f) != 0)) {
+        fprintf(stderr, "sluice: cannot write %s: %s\n", outp ? outp : "stdout", strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 static const char *ext_format(const char *path)
 {
     size_t n = path ? strlen(path) : 0;
@@ -899,14 +911,8 @@ static int cmd_pit(int argc, char **argv)
                            len, &status, &resp);
     if (rc == 0 && status != 200)
         rc = report(status, &resp);
-    if (rc == 0) {
-        const char *outp = optv(opts, "--output");
-        FILE *f = outp ? fopen(outp, "wb") : stdout;
-        if (!f || fwrite(resp.p, 1, resp.len, f) != resp.len || (outp && fclose(f) != 0)) {
-            fprintf(stderr, "sluice: cannot write %s: %s\n", outp ? outp : "stdout", strerror(errno));
-            rc = 1;
-        }
-    }
+    if (rc == 0)
+        rc = save_output(opts, &resp);
     free(events);
     free(c.key);
     sl_buf_free(&path);
@@ -953,14 +959,8 @@ static int cmd_range(int argc, char **argv)
     int rc = http_call_raw(&c, "POST", sl_buf_cstr(&path), "application/json", "", 0, &status, &resp);
     if (rc == 0 && status != 200)
         rc = report(status, &resp);
-    if (rc == 0) {
-        const char *outp = optv(opts, "--output");
-        FILE *f = outp ? fopen(outp, "wb") : stdout;
-        if (!f || fwrite(resp.p, 1, resp.len, f) != resp.len || (outp && fclose(f) != 0)) {
-            fprintf(stderr, "sluice: cannot write %s: %s\n", outp ? outp : "stdout", strerror(errno));
-            rc = 1;
-        }
-    }
+    if (rc == 0)
+        rc = save_output(opts, &resp);
     free(c.key);
     sl_buf_free(&path);
     sl_buf_free(&resp);

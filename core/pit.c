@@ -755,6 +755,20 @@ static void entity_columns(struct range_out *ro, const struct sl_view *v, const 
     }
 }
 
+/* The first of the comma-separated JSON values in vals, parsed into a (so e->next walks
+ * them); NULL when there are none. */
+static const struct sl_json *value_list(const struct sl_buf *vals, struct sl_arena *a)
+{
+    struct sl_error err = {0};
+    struct sl_buf arr = SL_BUF_INIT;
+    sl_buf_putc(&arr, '[');
+    sl_buf_append(&arr, vals->p, vals->len);
+    sl_buf_putc(&arr, ']');
+    const struct sl_json *list = sl_json_parse(arr.p, arr.len, a, &err);
+    sl_buf_free(&arr);
+    return list ? list->child : NULL;
+}
+
 static void emit_range_row(struct range_out *ro, const struct sl_service_item *it,
                            const char *key, size_t klen, int64_t from, int64_t to,
                            const struct sl_buf *vals)
@@ -771,13 +785,7 @@ static void emit_range_row(struct range_out *ro, const struct sl_service_item *i
         entity_columns(ro, v, key, klen, out);
         sl_buf_printf(out, "%s,%s", f, t);
         struct sl_arena a = {0};
-        struct sl_error err = {0};
-        struct sl_buf arr = SL_BUF_INIT;
-        sl_buf_putc(&arr, '[');
-        sl_buf_append(&arr, vals->p, vals->len);
-        sl_buf_putc(&arr, ']');
-        const struct sl_json *list = sl_json_parse(arr.p, arr.len, &a, &err);
-        for (const struct sl_json *e = list ? list->child : NULL; e; e = e->next) {
+        for (const struct sl_json *e = value_list(vals, &a); e; e = e->next) {
             struct sl_buf one = SL_BUF_INIT;
             sl_json_write(&one, e);
             sl_buf_putc(out, ',');
@@ -785,7 +793,6 @@ static void emit_range_row(struct range_out *ro, const struct sl_service_item *i
             sl_buf_free(&one);
         }
         sl_arena_free(&a);
-        sl_buf_free(&arr);
         sl_buf_putc(out, '\n');
         return;
     }
@@ -795,21 +802,14 @@ static void emit_range_row(struct range_out *ro, const struct sl_service_item *i
     entity_columns(ro, v, key, klen, out);
     sl_buf_printf(out, "\"_valid_from\":\"%s\",\"_valid_to\":\"%s\"", f, t);
     struct sl_arena a = {0};
-    struct sl_error err = {0};
-    struct sl_buf arr = SL_BUF_INIT;
-    sl_buf_putc(&arr, '[');
-    sl_buf_append(&arr, vals->p, vals->len);
-    sl_buf_putc(&arr, ']');
-    const struct sl_json *list = sl_json_parse(arr.p, arr.len, &a, &err);
     size_t i = 0;
-    for (const struct sl_json *e = list ? list->child : NULL; e && i < it->nfeat; e = e->next, i++) {
+    for (const struct sl_json *e = value_list(vals, &a); e && i < it->nfeat; e = e->next, i++) {
         sl_buf_puts(out, ",\"");
         column_name(out, v, &v->features[it->feat[i]]);
         sl_buf_puts(out, "\":");
         sl_json_write(out, e);
     }
     sl_arena_free(&a);
-    sl_buf_free(&arr);
     sl_buf_puts(out, "}\n");
 }
 

@@ -215,6 +215,17 @@ def setup_workspace(srv, ws="ads", repo="ads", live=True):
     return out
 
 
+def iso(t):
+    """RFC 3339 UTC text of t (seconds since the epoch), milliseconds kept."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(t))) + ".%03dZ" % int(round((t % 1) * 1000))
+
+
+def set_clock(srv, t):
+    """Moves the fake clock of a server started with --fake-now (t: seconds or RFC 3339)."""
+    st, b = srv.request("POST", "/v1/test/clock", {"now": t if isinstance(t, str) else iso(t)})
+    assert st == 200, b
+
+
 def now_rfc3339(offset_s=0.0):
     t = time.time() + offset_s
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % int((t % 1) * 1000)

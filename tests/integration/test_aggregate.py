@@ -7,7 +7,8 @@ import random
 import statistics
 import time
 
-from harness import (SRCDIR, Server, expect, expect_eq, run)
+import harness
+from harness import (iso, SRCDIR, Server, expect, expect_eq, run)
 
 srv = None
 REPO = os.path.join(SRCDIR, "tests", "data", "repos", "agg")
@@ -16,13 +17,8 @@ NS = 10**9
 events = []      # (user, ts seconds, amount, qty, merchant, order)
 
 
-def iso(t):
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(t))) + ".%03dZ" % int(round((t % 1) * 1000))
-
-
 def set_clock(t):
-    st, b = srv.request("POST", "/v1/test/clock", {"now": iso(t)})
-    assert st == 200, b
+    harness.set_clock(srv, t)
 
 
 def setup_module():

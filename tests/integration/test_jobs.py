@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 
-from harness import (SRCDIR, Server, expect, expect_eq, run, wait_for)
+from harness import (set_clock, SRCDIR, Server, expect, expect_eq, run, wait_for)
 
 REPO = os.path.join(SRCDIR, "tests", "data", "repos", "batch")
 PARQUET = os.path.join(SRCDIR, "tests", "data", "parquet")
@@ -189,11 +189,6 @@ def test_malformed_file_fails_the_job_with_a_clear_error():
     expect(all(j["error"] for j in js), js)
     srv.cleanup()
     srv2.cleanup()
-
-
-def set_clock(srv, t):
-    st, b = srv.request("POST", "/v1/test/clock", {"now": t})
-    expect_eq(st, 200, b)
 
 
 def test_materialization_loads_new_files_once():

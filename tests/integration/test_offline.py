@@ -10,7 +10,8 @@ import subprocess
 import tempfile
 import time
 
-from harness import (BIN, SRCDIR, Server, expect, expect_eq, run)
+import harness
+from harness import (iso, BIN, SRCDIR, Server, expect, expect_eq, run)
 
 srv = None
 REPO = os.path.join(SRCDIR, "tests", "data", "repos", "parity")
@@ -18,13 +19,8 @@ T0 = 1735732800  # 2025-01-01T12:00:00Z
 recorded = []    # (user, t, {name: value})
 
 
-def iso(t):
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(t))) + ".%03dZ" % int(round((t % 1) * 1000))
-
-
 def set_clock(t):
-    st, b = srv.request("POST", "/v1/test/clock", {"now": iso(t)})
-    assert st == 200, b
+    harness.set_clock(srv, t)
 
 
 def setup_module():
