@@ -9,7 +9,10 @@ case "$level" in
     test|bench) pkgs="$pkgs python3 python3-jsonschema valgrind" ;;
 esac
 case "$level" in
-    bench) pkgs="$pkgs wrk nginx-light redis-server redis-tools" ;;
+    bench)
+        pkgs="$pkgs wrk nginx-light redis-server redis-tools python3-pandas nodejs"
+        # Debian ships npm apart from nodejs; other nodejs builds bundle it.
+        command -v npm >/dev/null || pkgs="$pkgs npm" ;;
 esac
 missing=""
 for p in $pkgs; do

@@ -1,26 +1,35 @@
 #!/bin/sh
-# Sluice's benchmark suite: ingest and get-features beside raw LevelDB, nginx and Redis, all in
-# one run on this machine, everything on 127.0.0.1. Prints a markdown summary and writes it to
-# tests/bench/results/latest.md. See tests/bench/README.md.
+# Sluice's benchmark suite: ingest and get-features beside raw LevelDB, nginx and Redis;
+# aggregation windows; point-in-time training sets beside DuckDB and pandas; backfill beside
+# DuckDB — all in one run on this machine, everything on 127.0.0.1. Prints a markdown summary
+# and writes it to tests/bench/results/latest.md. See tests/bench/README.md.
 #
-# Usage: tests/bench/run.sh [all|ingest|serve]
+# Usage: tests/bench/run.sh [all|ingest|serve|agg|pit|backfill]
 # Environment (defaults in brackets; README.md has the table):
 #   BENCH_SECONDS [5] per phase          BENCH_CONNS [32] wrk/redis-benchmark connections
 #   BENCH_WRK_THREADS [2]                BENCH_RATE_CONNS [128] loadgen connections at a fixed rate
 #   BENCH_INGEST_CONNS ["4 16"]          BENCH_INGEST_RATE [5000] single-record ingest, req/s
 #   BENCH_RATES ["5000 10000 20000"]     BENCH_KEYS [10000] users preloaded for get-features
+#   BENCH_AGG_USERS [2000]               BENCH_AGG_EVENTS [200000] history over 30 days
+#   BENCH_AGG_RATES ["2000 5000"]        BENCH_AGG_BATCH [1000] BENCH_AGG_CONNS [4] agg ingest
+#   BENCH_PIT_ROWS [1000000]             BENCH_PIT_USERS [100000] BENCH_PIT_EVENTS [200000]
+#   BENCH_PIT_CHECK [10000]              BENCH_BACKFILL_ROWS [1000000] BENCH_BACKFILL_IDS [100000]
+#   BENCH_DUCKDB_DIR [npm install here]  BENCH_DUCKDB_PKG [@duckdb/node-api]
 #   BENCH_THREADS [server default]       BENCH_DIR [$TMPDIR or /tmp] where the data dirs go
 #   BENCH_SLUICE_BIN [build this tree]   BENCH_PERF [0] 1: perf record the servers per phase
 #   BENCH_NO_DEPS [0] 1: skip scripts/deps.sh
 set -eu
 what=${1:-all}
 case "$what" in
-    all|ingest|serve) ;;
-    *) echo "usage: tests/bench/run.sh [all|ingest|serve]" >&2; exit 2 ;;
+    all|ingest|serve|agg|pit|backfill) ;;
+    *) echo "usage: tests/bench/run.sh [all|ingest|serve|agg|pit|backfill]" >&2; exit 2 ;;
 esac
 bench=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$bench/../.." && pwd)
 cd "$top"
+
+# Whether phase $1 runs.
+want() { [ "$what" = all ] || [ "$what" = "$1" ]; }
 
 secs=${BENCH_SECONDS:-5}
 conns=${BENCH_CONNS:-32}
@@ -39,9 +48,16 @@ die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 if [ "${BENCH_NO_DEPS:-0}" != 1 ]; then
     sh scripts/deps.sh bench
 fi
-for tool in gcc pkg-config wrk nginx; do
+need="gcc pkg-config"
+if want serve; then need="$need wrk nginx"; fi
+if want agg; then need="$need wrk"; fi
+if want pit || want backfill; then need="$need node npm"; fi
+for tool in $need; do
     command -v "$tool" >/dev/null || die "$tool is needed (sh scripts/deps.sh bench)"
 done
+if want pit; then
+    "$py" -c 'import pandas' 2>/dev/null || die "pandas is needed for $py (sh scripts/deps.sh bench)"
+fi
 if [ -n "${BENCH_SLUICE_BIN:-}" ]; then
     sluice=$(cd "$(dirname "$BENCH_SLUICE_BIN")" && pwd)/$(basename "$BENCH_SLUICE_BIN")
     [ -x "$sluice" ] || die "$BENCH_SLUICE_BIN is not an executable"
@@ -60,7 +76,7 @@ cleanup() {
         st=0
         wait "$sluice_pid" 2>/dev/null || st=$?
         echo "bench: sluice serve exited (status $st); the end of its log:" >&2
-        tail -n 20 "$work/sluice.log" >&2 || true
+        tail -n 20 "$sluice_log" >&2 || true
     fi
     for p in $pids; do
         kill "$p" 2>/dev/null || true
@@ -109,25 +125,57 @@ wait_log() {
     done
 }
 
-# ---- Sluice ----
-data="$work/sluice"
-mkdir -p "$data"
-set -- serve --data-dir "$data" --listen 127.0.0.1:0 --log-level info
-[ -z "${BENCH_THREADS:-}" ] || set -- "$@" --threads "$BENCH_THREADS"
-"$sluice" "$@" >"$work/sluice.log" 2>&1 &
-sluice_pid=$!
-pids="$pids $sluice_pid"
-wait_log "$work/sluice.log" "$sluice_pid" 'listening on .* (port [0-9]*)' "sluice serve"
-port=$(sed -n 's/.*listening on .* (port \([0-9]*\)).*/\1/p' "$work/sluice.log" | head -n 1)
-url="http://127.0.0.1:$port"
-export SLUICE_URL="$url"
-SLUICE_API_KEY=$(cat "$data/admin.key")
-export SLUICE_API_KEY
-export BENCH_URL="$url" BENCH_KEYFILE="$data/admin.key"
-auth="Authorization: Sluice-key $SLUICE_API_KEY"
-"$sluice" workspace create bench --live >/dev/null
-"$sluice" apply --workspace bench scripts/examples/ads >/dev/null
-say "sluice serve on $url (pid $sluice_pid), data in $data"
+# Starts `sluice serve` on a fresh data directory $work/NAME with the extra settings given,
+# and points the CLI and bench.py at it: sets sluice_pid, sluice_log, data, url and auth.
+start_sluice() {
+    sluice_name=$1
+    shift
+    data="$work/$sluice_name"
+    sluice_log="$work/$sluice_name.log"
+    mkdir -p "$data"
+    set -- serve --data-dir "$data" --listen 127.0.0.1:0 --log-level info "$@"
+    [ -z "${BENCH_THREADS:-}" ] || set -- "$@" --threads "$BENCH_THREADS"
+    "$sluice" "$@" >"$sluice_log" 2>&1 &
+    sluice_pid=$!
+    pids="$pids $sluice_pid"
+    wait_log "$sluice_log" "$sluice_pid" 'listening on .* (port [0-9]*)' "sluice serve"
+    port=$(sed -n 's/.*listening on .* (port \([0-9]*\)).*/\1/p' "$sluice_log" | head -n 1)
+    url="http://127.0.0.1:$port"
+    export SLUICE_URL="$url"
+    SLUICE_API_KEY=$(cat "$data/admin.key")
+    export SLUICE_API_KEY
+    export BENCH_URL="$url" BENCH_KEYFILE="$data/admin.key"
+    auth="Authorization: Sluice-key $SLUICE_API_KEY"
+    say "sluice serve on $url (pid $sluice_pid), data in $data"
+}
+
+# Stops the current server, keeping the warnings and errors of its log for the end.
+stop_sluice() {
+    grep ' error \| warn ' "$sluice_log" | sed "s|^|$sluice_name: |" >>"$work/warnings.txt" || true
+    stop "$sluice_pid"
+    sluice_pid=""
+}
+
+# Makes DuckDB's Node.js package available to duckdb.mjs (once): $BENCH_DUCKDB_DIR if it holds
+# it, else an npm install into the temporary directory.
+need_duckdb() {
+    [ -z "${duckdb_ready:-}" ] || return 0
+    if [ -n "${BENCH_DUCKDB_DIR:-}" ]; then
+        [ -d "$BENCH_DUCKDB_DIR/node_modules/@duckdb/node-api" ] ||
+            die "BENCH_DUCKDB_DIR=$BENCH_DUCKDB_DIR holds no node_modules/@duckdb/node-api"
+    else
+        BENCH_DUCKDB_DIR="$work/duckdb"
+        mkdir -p "$BENCH_DUCKDB_DIR"
+        say "installing ${BENCH_DUCKDB_PKG:-@duckdb/node-api} with npm"
+        (cd "$BENCH_DUCKDB_DIR" && npm install --no-save --no-audit --no-fund --loglevel=error \
+            "${BENCH_DUCKDB_PKG:-@duckdb/node-api}" >/dev/null) || die "npm install of DuckDB failed"
+    fi
+    export BENCH_DUCKDB_DIR
+    duckdb_ready=1
+    echo "- DuckDB $(node "$bench/duckdb.mjs" version) (Node.js $(node --version)," \
+         "@duckdb/node-api $(node -p "require('$BENCH_DUCKDB_DIR/node_modules/@duckdb/node-api/package.json').version"))" \
+         >>"$header"
+}
 
 header="$work/header.md"
 {
@@ -139,7 +187,7 @@ header="$work/header.md"
     else
         echo "- sluice: $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$top" diff --quiet HEAD -- core 2>/dev/null || echo ' + uncommitted core changes')"
     fi
-    echo "- sluice --threads ${BENCH_THREADS:-default}; data on $(df -P "$work" | awk 'NR == 2 { print $1 }')"
+    echo "- sluice --threads ${BENCH_THREADS:-default} (one server per phase group, each on a fresh data directory); data on $(df -P "$work" | awk 'NR == 2 { print $1 }')"
     echo "- ${secs} s per phase; saturation: wrk -t$wrk_threads -c$conns (get-features), loadgen" \
          "(ingest); fixed rates: loadgen -c$rate_conns; all on 127.0.0.1, load tools on the same CPUs as the servers"
     echo "- latency in ms; loadgen's fixed-rate latency counts from each request's due time" \
@@ -147,7 +195,13 @@ header="$work/header.md"
     echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$header"
 
-if [ "$what" = all ] || [ "$what" = ingest ]; then
+if want ingest || want serve; then
+    start_sluice sluice
+    "$sluice" workspace create bench --live >/dev/null
+    "$sluice" apply --workspace bench scripts/examples/ads >/dev/null
+fi
+
+if want ingest; then
     "$py" "$bench/bench.py" ingest-bodies "$work/ingest100.jsonl" 100 1000 b
     for c in $ingest_conns; do
         say "ingest: batched (100 records/request, saturation, $c connections)"
@@ -169,7 +223,7 @@ if [ "$what" = all ] || [ "$what" = ingest ]; then
         "$work/leveldb_put" -d "$work/leveldb-single" -b 1 -v 60 -t "$secs" -m single
 fi
 
-if [ "$what" = all ] || [ "$what" = serve ]; then
+if want serve; then
     say "get-features: preloading $keys users"
     www="$work/www"
     mkdir -p "$www"
@@ -260,6 +314,19 @@ EOF
     done
     stop "$nginx_pid"
 fi
+if want ingest || want serve; then
+    stop_sluice
+fi
+
+if want agg; then
+    . "$bench/agg.sh"
+fi
+if want pit; then
+    . "$bench/pit.sh"
+fi
+if want backfill; then
+    . "$bench/backfill.sh"
+fi
 
 echo
 mkdir -p "$bench/results"
@@ -270,8 +337,11 @@ if [ "${BENCH_PERF:-0}" = 1 ]; then
     mkdir -p "$bench/results/perf"
     cp "$raw"/*.perf.txt "$bench/results/perf/" 2>/dev/null || true
 fi
-if grep -q ' error \| warn ' "$work/sluice.log"; then
-    echo "== warnings and errors in the server log:"
-    grep ' error \| warn ' "$work/sluice.log" | head -n 20
+if [ -s "$work/warnings.txt" ]; then
+    echo "== warnings and errors in the server logs:"
+    head -n 20 "$work/warnings.txt"
 fi
 echo "(written to tests/bench/results/latest.md)"
+if grep -q '"step": "agree".*"ok": false' "$results"; then
+    die "the pit outputs differ (see the summary)"
+fi
