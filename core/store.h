@@ -53,6 +53,15 @@ struct sl_store_ops {
     int (*scan)(void *ctx, const char *prefix, size_t plen, const char *start, size_t slen,
                 sl_scan_cb cb, void *arg, struct sl_error *err);
     void (*close)(void *ctx);
+    /* Optional: a positioned iterator for reads of several nearby keys (NULL: not offered).
+     * iter_seek positions at the first key >= k and returns 1 when there is one; iter_next
+     * moves on (1 while valid); iter_key/iter_value borrow until the next move. */
+    void *(*iter_new)(void *ctx);
+    int (*iter_seek)(void *it, const char *k, size_t klen);
+    int (*iter_next)(void *it);
+    const char *(*iter_key)(void *it, size_t *len);
+    const char *(*iter_value)(void *it, size_t *len);
+    void (*iter_free)(void *it);
 };
 
 struct sl_store {

@@ -117,12 +117,52 @@ static void ldb_close(void *ctx)
     free(l);
 }
 
+static void *ldb_iter_new(void *ctx)
+{
+    struct ldb *l = ctx;
+    return leveldb_create_iterator(l->db, l->ropts);
+}
+
+static int ldb_iter_seek(void *it, const char *k, size_t klen)
+{
+    leveldb_iter_seek(it, k, klen);
+    return leveldb_iter_valid(it);
+}
+
+static int ldb_iter_next(void *it)
+{
+    leveldb_iter_next(it);
+    return leveldb_iter_valid(it);
+}
+
+static const char *ldb_iter_key(void *it, size_t *len)
+{
+    return leveldb_iter_key(it, len);
+}
+
+static const char *ldb_iter_value(void *it, size_t *len)
+{
+    return leveldb_iter_value(it, len);
+}
+
+static void ldb_iter_free(void *it)
+{
+    if (it)
+        leveldb_iter_destroy(it);
+}
+
 static const struct sl_store_ops leveldb_ops = {
     .name = "leveldb",
     .get = ldb_get,
     .write = ldb_write,
     .scan = ldb_scan,
     .close = ldb_close,
+    .iter_new = ldb_iter_new,
+    .iter_seek = ldb_iter_seek,
+    .iter_next = ldb_iter_next,
+    .iter_key = ldb_iter_key,
+    .iter_value = ldb_iter_value,
+    .iter_free = ldb_iter_free,
 };
 
 int sl_store_leveldb_open(const char *dir, size_t cache_mb, struct sl_store *out,

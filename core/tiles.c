@@ -487,6 +487,109 @@ out:
     return rc;
 }
 
+static int cmp_tile(const void *a, const void *b)
+{
+    const struct sl_agg_tile *x = a, *y = b;
+    if (x->level != y->level)
+        return x->level < y->level ? -1 : 1;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static size_t find_fetched(const struct fetched *fx, size_t n, const struct sl_agg_tile *t)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) { /* fx is sorted by (level, start) */
+        size_t mid = (lo + hi) / 2;
+        int c = cmp_tile(&fx[mid].tile, t);
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return n;
+}
+
+/* Reads every tile the windowed features' plans need with one iterator: planned tiles are
+ * sorted, and a run of adjacent tiles of one level costs one seek plus a step per stored
+ * tile, where point reads would cost a lookup per planned tile, found or not. */
+static int prefetch(const struct sl_tiles_view *tv, struct sl_store *s, const struct sl_buf *ek,
+                    int64_t now, const int *feat, size_t nfeat, struct fetched **fxp, size_t *nfx,
+                    size_t *capfx, struct sl_error *err)
+{
+    struct sl_agg_tile all[SL_AGG_PLAN_MAX * 4];
+    size_t n = 0;
+    if (!s->ops->iter_new)
+        return 0;
+    for (size_t f = 0; f < nfeat; f++) {
+        const struct sl_agg_spec *spec = tv->specs[feat[f]];
+        struct sl_agg_tile plan[SL_AGG_PLAN_MAX];
+        size_t np = 0;
+        int64_t ws, we;
+        if (!windowed(spec))
+            continue;
+        sl_agg_window(spec, now, &ws, &we);
+        if (sl_agg_plan(&tv->tiling, ws, we, plan, SL_AGG_PLAN_MAX, &np) != 0)
+            continue;
+        for (size_t t = 0; t < np && n < sizeof(all) / sizeof(*all); t++)
+            all[n++] = plan[t];
+    }
+    if (n == 0)
+        return 0;
+    qsort(all, n, sizeof(*all), cmp_tile);
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++)
+        if (u == 0 || cmp_tile(&all[u - 1], &all[i]) != 0)
+            all[u++] = all[i];
+    n = u;
+    struct fetched *fx = realloc(*fxp, (n + 64) * sizeof(*fx));
+    if (!fx)
+        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    *fxp = fx;
+    *capfx = n + 64;
+    for (size_t i = 0; i < n; i++)
+        fx[i] = (struct fetched){all[i], 0, SL_BUF_INIT};
+    *nfx = n;
+    void *it = s->ops->iter_new(s->ctx);
+    struct sl_buf key = SL_BUF_INIT;
+    int rc = it ? 0 : sl_error_set(err, SL_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n && rc == 0;) {
+        /* a run: adjacent tiles of one level */
+        size_t j = i + 1;
+        int64_t len = tv->tiling.len[all[i].level];
+        while (j < n && all[j].level == all[i].level && all[j].start == all[j - 1].start + len)
+            j++;
+        sl_buf_reset(&key);
+        sl_buf_append(&key, ek->p, ek->len);
+        sl_agg_tile_key(&key, &all[i]);
+        int valid = s->ops->iter_seek(it, key.p, key.len);
+        while (valid) {
+            size_t kl, vl;
+            const char *k = s->ops->iter_key(it, &kl);
+            struct sl_agg_tile t;
+            if (kl != ek->len + SL_AGG_TILE_KEY_LEN || memcmp(k, ek->p, ek->len) != 0 ||
+                sl_agg_tile_key_decode(k + ek->len, SL_AGG_TILE_KEY_LEN, &t) != 0 ||
+                t.level != all[i].level || t.start > all[j - 1].start)
+                break;
+            size_t at = i + (size_t)((t.start - all[i].start) / len);
+            if (at < j && fx[at].tile.start == t.start) {
+                const char *v = s->ops->iter_value(it, &vl);
+                sl_buf_append(&fx[at].val, v, vl);
+                fx[at].found = 1;
+                if (fx[at].val.oom)
+                    rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+            }
+            valid = s->ops->iter_next(it);
+        }
+        i = j;
+    }
+    if (it)
+        s->ops->iter_free(it);
+    sl_buf_free(&key);
+    return rc;
+}
+
 int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
                   const unsigned char viewkey[8], const char *entity, size_t elen, int64_t now,
                   const int *feat, size_t nfeat, struct sl_buf *vals, size_t *off,
@@ -527,6 +630,8 @@ int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
     if (tv->continuous && tv->has_windowed)
         rc = read_continuous(tv, s, &ek, now, feat, nfeat, cont, cpresent, ceff, err);
 
+    if (rc == 0 && !tv->continuous && tv->has_windowed)
+        rc = prefetch(tv, s, &ek, now, feat, nfeat, &fx, &nfx, &capfx, err);
     for (size_t f = 0; f < nfeat && rc == 0; f++) {
         const struct sl_agg_spec *spec = tv->specs[feat[f]];
         off[f] = vals->len;
@@ -557,10 +662,8 @@ int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
             eff[f] = we;
             rc = sl_agg_plan(&tv->tiling, ws, we, plan, SL_AGG_PLAN_MAX, &np);
             for (size_t t = 0; t < np && rc == 0; t++) {
-                size_t k = 0;
-                while (k < nfx && (fx[k].tile.level != plan[t].level || fx[k].tile.start != plan[t].start))
-                    k++;
-                if (k == nfx) {
+                size_t k = find_fetched(fx, nfx, &plan[t]);
+                if (k == nfx) { /* not among the prefetched: read it on its own */
                     if (nfx == capfx) {
                         capfx = capfx ? capfx * 2 : 64;
                         struct fetched *g = realloc(fx, capfx * sizeof(*g));
