@@ -514,27 +514,25 @@ static size_t find_fetched(const struct fetched *fx, size_t n, const struct sl_a
 /* Reads every tile the windowed features' plans need with one iterator: planned tiles are
  * sorted, and a run of adjacent tiles of one level costs one seek plus a step per stored
  * tile, where point reads would cost a lookup per planned tile, found or not. */
+/* A windowed feature's read plan, computed once per read. */
+struct plan {
+    int ok;
+    int64_t end;     /* the window's end: the value's effective time */
+    size_t n;
+    struct sl_agg_tile t[SL_AGG_PLAN_MAX];
+};
+
 static int prefetch(const struct sl_tiles_view *tv, struct sl_store *s, const struct sl_buf *ek,
-                    int64_t now, const int *feat, size_t nfeat, struct fetched **fxp, size_t *nfx,
+                    const struct plan *plans, size_t nfeat, struct fetched **fxp, size_t *nfx,
                     size_t *capfx, struct sl_error *err)
 {
     struct sl_agg_tile all[SL_AGG_PLAN_MAX * 4];
     size_t n = 0;
     if (!s->ops->iter_new)
         return 0;
-    for (size_t f = 0; f < nfeat; f++) {
-        const struct sl_agg_spec *spec = tv->specs[feat[f]];
-        struct sl_agg_tile plan[SL_AGG_PLAN_MAX];
-        size_t np = 0;
-        int64_t ws, we;
-        if (!windowed(spec))
-            continue;
-        sl_agg_window(spec, now, &ws, &we);
-        if (sl_agg_plan(&tv->tiling, ws, we, plan, SL_AGG_PLAN_MAX, &np) != 0)
-            continue;
-        for (size_t t = 0; t < np && n < sizeof(all) / sizeof(*all); t++)
-            all[n++] = plan[t];
-    }
+    for (size_t f = 0; f < nfeat; f++)
+        for (size_t t = 0; plans[f].ok && t < plans[f].n && n < sizeof(all) / sizeof(*all); t++)
+            all[n++] = plans[f].t[t];
     if (n == 0)
         return 0;
     qsort(all, n, sizeof(*all), cmp_tile);
@@ -599,6 +597,7 @@ int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
     struct fetched *fx = NULL;
     size_t nfx = 0, capfx = 0;
     struct sl_agg_state *st = NULL;
+    struct plan *plans = NULL;
     struct sl_buf *cont = NULL;
     int *cpresent = NULL;
     int64_t *ceff = NULL;
@@ -630,8 +629,22 @@ int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
     if (tv->continuous && tv->has_windowed)
         rc = read_continuous(tv, s, &ek, now, feat, nfeat, cont, cpresent, ceff, err);
 
-    if (rc == 0 && !tv->continuous && tv->has_windowed)
-        rc = prefetch(tv, s, &ek, now, feat, nfeat, &fx, &nfx, &capfx, err);
+    if (rc == 0 && !tv->continuous && tv->has_windowed) {
+        plans = calloc(nfeat + 1, sizeof(*plans));
+        if (!plans)
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+        for (size_t f = 0; rc == 0 && f < nfeat; f++) {
+            const struct sl_agg_spec *spec = tv->specs[feat[f]];
+            int64_t ws;
+            if (!windowed(spec))
+                continue;
+            sl_agg_window(spec, now, &ws, &plans[f].end);
+            plans[f].ok = sl_agg_plan(&tv->tiling, ws, plans[f].end, plans[f].t, SL_AGG_PLAN_MAX,
+                                      &plans[f].n) == 0;
+        }
+        if (rc == 0)
+            rc = prefetch(tv, s, &ek, plans, nfeat, &fx, &nfx, &capfx, err);
+    }
     for (size_t f = 0; f < nfeat && rc == 0; f++) {
         const struct sl_agg_spec *spec = tv->specs[feat[f]];
         off[f] = vals->len;
@@ -655,12 +668,10 @@ int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
             sl_agg_window(spec, now, &ws, &we);
             eff[f] = tv->continuous ? now : we;
         } else {
-            struct sl_agg_tile plan[SL_AGG_PLAN_MAX];
-            size_t np = 0;
-            int64_t ws, we;
-            sl_agg_window(spec, now, &ws, &we);
-            eff[f] = we;
-            rc = sl_agg_plan(&tv->tiling, ws, we, plan, SL_AGG_PLAN_MAX, &np);
+            const struct sl_agg_tile *plan = plans[f].t;
+            size_t np = plans[f].n;
+            eff[f] = plans[f].end;
+            rc = plans[f].ok ? 0 : SL_EINVAL;
             for (size_t t = 0; t < np && rc == 0; t++) {
                 size_t k = find_fetched(fx, nfx, &plan[t]);
                 if (k == nfx) { /* not among the prefetched: read it on its own */
@@ -714,6 +725,7 @@ out:
     for (size_t k = 0; k < nfx; k++)
         sl_buf_free(&fx[k].val);
     free(fx);
+    free(plans);
     sl_buf_free(&ek);
     sl_buf_free(&key);
     sl_buf_free(&life);
