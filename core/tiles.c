@@ -389,7 +389,7 @@ int sl_tiles_apply(const struct sl_tiles_view *tv, int kind, const char *cur, si
 struct fetched {
     struct sl_agg_tile tile;
     int found;
-    struct sl_buf val;
+    size_t off, len;  /* the stored value, in the read's shared value buffer */
 };
 
 struct event_rows {
@@ -524,7 +524,7 @@ struct plan {
 
 static int prefetch(const struct sl_tiles_view *tv, struct sl_store *s, const struct sl_buf *ek,
                     const struct plan *plans, size_t nfeat, struct fetched **fxp, size_t *nfx,
-                    size_t *capfx, struct sl_error *err)
+                    size_t *capfx, struct sl_buf *fxv, struct sl_error *err)
 {
     struct sl_agg_tile all[SL_AGG_PLAN_MAX * 4];
     size_t n = 0;
@@ -547,7 +547,7 @@ static int prefetch(const struct sl_tiles_view *tv, struct sl_store *s, const st
     *fxp = fx;
     *capfx = n + 64;
     for (size_t i = 0; i < n; i++)
-        fx[i] = (struct fetched){all[i], 0, SL_BUF_INIT};
+        fx[i] = (struct fetched){all[i], 0, 0, 0};
     *nfx = n;
     void *it = s->ops->iter_new(s->ctx);
     struct sl_buf key = SL_BUF_INIT;
@@ -573,9 +573,11 @@ static int prefetch(const struct sl_tiles_view *tv, struct sl_store *s, const st
             size_t at = i + (size_t)((t.start - all[i].start) / len);
             if (at < j && fx[at].tile.start == t.start) {
                 const char *v = s->ops->iter_value(it, &vl);
-                sl_buf_append(&fx[at].val, v, vl);
+                fx[at].off = fxv->len;
+                sl_buf_append(fxv, v, vl);
+                fx[at].len = vl;
                 fx[at].found = 1;
-                if (fx[at].val.oom)
+                if (fxv->oom)
                     rc = sl_error_set(err, SL_ENOMEM, "out of memory");
             }
             valid = s->ops->iter_next(it);
@@ -598,6 +600,7 @@ int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
     size_t nfx = 0, capfx = 0;
     struct sl_agg_state *st = NULL;
     struct plan *plans = NULL;
+    struct sl_buf fxv = SL_BUF_INIT; /* values of the fetched tiles */
     struct sl_buf *cont = NULL;
     int *cpresent = NULL;
     int64_t *ceff = NULL;
@@ -619,15 +622,16 @@ int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
             goto out;
     }
     /* continuous windowed features come from the event log, in one scan */
-    cont = calloc(nfeat + 1, sizeof(*cont));
-    cpresent = calloc(nfeat + 1, sizeof(int));
-    ceff = calloc(nfeat + 1, sizeof(int64_t));
-    if (!cont || !cpresent || !ceff) {
-        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
-        goto out;
-    }
-    if (tv->continuous && tv->has_windowed)
+    if (tv->continuous && tv->has_windowed) {
+        cont = calloc(nfeat + 1, sizeof(*cont));
+        cpresent = calloc(nfeat + 1, sizeof(int));
+        ceff = calloc(nfeat + 1, sizeof(int64_t));
+        if (!cont || !cpresent || !ceff) {
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+            goto out;
+        }
         rc = read_continuous(tv, s, &ek, now, feat, nfeat, cont, cpresent, ceff, err);
+    }
 
     if (rc == 0 && !tv->continuous && tv->has_windowed) {
         plans = calloc(nfeat + 1, sizeof(*plans));
@@ -643,7 +647,7 @@ int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
                                       &plans[f].n) == 0;
         }
         if (rc == 0)
-            rc = prefetch(tv, s, &ek, plans, nfeat, &fx, &nfx, &capfx, err);
+            rc = prefetch(tv, s, &ek, plans, nfeat, &fx, &nfx, &capfx, &fxv, err);
     }
     for (size_t f = 0; f < nfeat && rc == 0; f++) {
         const struct sl_agg_spec *spec = tv->specs[feat[f]];
@@ -684,11 +688,12 @@ int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
                         }
                         fx = g;
                     }
-                    fx[nfx] = (struct fetched){plan[t], 0, SL_BUF_INIT};
+                    fx[nfx] = (struct fetched){plan[t], 0, fxv.len, 0};
                     sl_buf_reset(&key);
                     sl_buf_append(&key, ek.p, ek.len);
                     sl_agg_tile_key(&key, &plan[t]);
-                    int g = sl_store_get(s, key.p, key.len, &fx[nfx].val, err);
+                    int g = sl_store_get(s, key.p, key.len, &fxv, err);
+                    fx[nfx].len = fxv.len - fx[nfx].off;
                     nfx++;
                     if (g == 0)
                         fx[k].found = 1;
@@ -701,7 +706,7 @@ int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
                     continue;
                 const char *p;
                 size_t n;
-                slot(fx[k].val.p, fx[k].val.len, (size_t)feat[f], &p, &n);
+                slot(fxv.p + fx[k].off, fx[k].len, (size_t)feat[f], &p, &n);
                 if (n > 0) {
                     present[f] = 1;
                     rc = sl_agg_merge_bytes(st, p, n);
@@ -722,8 +727,7 @@ out:
     free(cont);
     free(cpresent);
     free(ceff);
-    for (size_t k = 0; k < nfx; k++)
-        sl_buf_free(&fx[k].val);
+    sl_buf_free(&fxv);
     free(fx);
     free(plans);
     sl_buf_free(&ek);
