@@ -284,3 +284,11 @@ int sl_cur_lenstr(struct sl_cursor *c, const char **p, size_t *n)
     *n = len;
     return 0;
 }
+
+int sl_bytes_cmp(const void *a, size_t al, const void *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    if (c)
+        return c;
+    return al < bl ? -1 : al > bl;
+}

@@ -45,6 +45,9 @@ char *sl_buf_detach(struct sl_buf *b, size_t *len);
  * invalid, overlong, a surrogate, above U+10FFFF or cut short. */
 size_t sl_utf8_seqlen(const char *s, size_t n);
 
+/* Orders byte strings as the stores do: memcmp, then the shorter first. */
+int sl_bytes_cmp(const void *a, size_t al, const void *b, size_t bl);
+
 /* Little-endian readers over a bounded cursor; return 0 or SL_ECORRUPT when out of bytes
  * (the cursor is then left unchanged). sl_cur_lenstr and sl_cur_bytes borrow from c->p. */
 struct sl_cursor {

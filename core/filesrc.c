@@ -271,32 +271,6 @@ static int fill(struct sl_filesrc *src, struct sl_error *err)
 
 /* ---- nodes ---- */
 
-static struct sl_json *new_node(struct sl_arena *a, enum sl_json_kind k, const char *key,
-                                size_t keylen, const char *s, size_t n)
-{
-    size_t extra = keylen + 1 + (s ? n + 1 : 0);
-    struct sl_json *j = sl_arena_alloc(a, sizeof *j + extra);
-    if (!j)
-        return NULL;
-    memset(j, 0, sizeof *j);
-    j->kind = k;
-    char *w = (char *)(j + 1);
-    if (key) {
-        memcpy(w, key, keylen);
-        w[keylen] = '\0';
-        j->key = w;
-        j->keylen = keylen;
-        w += keylen + 1;
-    }
-    if (s) {
-        if (n)
-            memcpy(w, s, n);
-        w[n] = '\0';
-        j->str = w;
-        j->len = n;
-    }
-    return j;
-}
 
 static int valid_utf8(const char *s, size_t n)
 {
@@ -387,7 +361,7 @@ static struct sl_json *csv_cell(struct sl_filesrc *src, struct sl_arena *a, size
     int64_t v;
 
     if (n == 0 && (!quoted || kind != SL_STRING))
-        return new_node(a, SL_JSON_NULL, key, kl, NULL, 0);
+        return sl_json_node(a, SL_JSON_NULL, key, kl, NULL, 0);
     switch (kind) {
     case SL_INT64:
     case SL_INT32:
@@ -400,20 +374,20 @@ static struct sl_json *csv_cell(struct sl_filesrc *src, struct sl_arena *a, size
             } while (u);
             if (v < 0)
                 *--w = '-';
-            return new_node(a, SL_JSON_NUMBER, key, kl, w, (size_t)(tmp + sizeof tmp - w));
+            return sl_json_node(a, SL_JSON_NUMBER, key, kl, w, (size_t)(tmp + sizeof tmp - w));
         }
         break;
     case SL_FLOAT64:
     case SL_FLOAT32:
         if (is_json_number(s, n))
-            return new_node(a, SL_JSON_NUMBER, key, kl, s, n);
+            return sl_json_node(a, SL_JSON_NUMBER, key, kl, s, n);
         if (word_eq(s, n, "nan") || word_eq(s, n, "-nan") || word_eq(s, n, "+nan"))
-            return new_node(a, SL_JSON_STRING, key, kl, "NaN", 3);
+            return sl_json_node(a, SL_JSON_STRING, key, kl, "NaN", 3);
         if (word_eq(s, n, "inf") || word_eq(s, n, "+inf") || word_eq(s, n, "infinity") ||
             word_eq(s, n, "+infinity"))
-            return new_node(a, SL_JSON_STRING, key, kl, "Infinity", 8);
+            return sl_json_node(a, SL_JSON_STRING, key, kl, "Infinity", 8);
         if (word_eq(s, n, "-inf") || word_eq(s, n, "-infinity"))
-            return new_node(a, SL_JSON_STRING, key, kl, "-Infinity", 9);
+            return sl_json_node(a, SL_JSON_STRING, key, kl, "-Infinity", 9);
         if (n < sizeof tmp) {
             memcpy(tmp, s, n);
             tmp[n] = '\0';
@@ -422,17 +396,17 @@ static struct sl_json *csv_cell(struct sl_filesrc *src, struct sl_arena *a, size
             if (end == tmp + n && isfinite(d) && !strpbrk(tmp, "xXpP")) {
                 size_t k = kind == SL_FLOAT32 ? sl_value_format_float((float)d, tmp)
                                               : sl_value_format_double(d, tmp);
-                return new_node(a, SL_JSON_NUMBER, key, kl, tmp, k);
+                return sl_json_node(a, SL_JSON_NUMBER, key, kl, tmp, k);
             }
         }
         break;
     case SL_BOOL:
         if (word_eq(s, n, "true") || word_eq(s, n, "t") || word_eq(s, n, "1") ||
             word_eq(s, n, "yes"))
-            return new_node(a, SL_JSON_TRUE, key, kl, NULL, 0);
+            return sl_json_node(a, SL_JSON_TRUE, key, kl, NULL, 0);
         if (word_eq(s, n, "false") || word_eq(s, n, "f") || word_eq(s, n, "0") ||
             word_eq(s, n, "no"))
-            return new_node(a, SL_JSON_FALSE, key, kl, NULL, 0);
+            return sl_json_node(a, SL_JSON_FALSE, key, kl, NULL, 0);
         break;
     case SL_TIMESTAMP: {
         int64_t ns;
@@ -444,7 +418,7 @@ static struct sl_json *csv_cell(struct sl_filesrc *src, struct sl_arena *a, size
         }
         if (ok) {
             size_t k = sl_time_format(ns, tmp);
-            return new_node(a, SL_JSON_STRING, key, kl, tmp, k);
+            return sl_json_node(a, SL_JSON_STRING, key, kl, tmp, k);
         }
         break;
     }
@@ -472,7 +446,7 @@ static struct sl_json *csv_cell(struct sl_filesrc *src, struct sl_arena *a, size
         *bad_utf8 = 1;
         return NULL;
     }
-    return new_node(a, SL_JSON_STRING, key, kl, s, n);
+    return sl_json_node(a, SL_JSON_STRING, key, kl, s, n);
 }
 
 /* ---- CSV records ---- */
@@ -734,7 +708,7 @@ static int csv_next(struct sl_filesrc *src, struct sl_arena *a, struct sl_json *
         return src_fail(src, err, SL_EINVAL, src->rec_line, "expected %zu field%s as in the header, got %zu",
                         src->ncols, src->ncols == 1 ? "" : "s", nf);
     }
-    struct sl_json *obj = new_node(a, SL_JSON_OBJECT, NULL, 0, NULL, 0);
+    struct sl_json *obj = sl_json_node(a, SL_JSON_OBJECT, NULL, 0, NULL, 0);
     if (!obj)
         goto oom;
     struct sl_json *last = NULL;

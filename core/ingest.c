@@ -531,12 +531,9 @@ static int cmp_mut(const void *a, const void *b)
     const struct mutation *x = a, *y = b;
     if (x->kind != y->kind)
         return x->kind < y->kind ? -1 : 1;
-    size_t n = x->klen < y->klen ? x->klen : y->klen;
-    int c = memcmp(x->key, y->key, n);
+    int c = sl_bytes_cmp(x->key, x->klen, y->key, y->klen);
     if (c)
         return c;
-    if (x->klen != y->klen)
-        return x->klen < y->klen ? -1 : 1;
     if (x->ts != y->ts)
         return x->ts < y->ts ? -1 : 1;
     return x->seq < y->seq ? -1 : x->seq > y->seq;

@@ -103,6 +103,33 @@ void sl_arena_reset(struct sl_arena *a)
     a->used = 0;
 }
 
+struct sl_json *sl_json_node(struct sl_arena *a, enum sl_json_kind k, const char *key,
+                             size_t keylen, const void *s, size_t n)
+{
+    size_t extra = (key ? keylen + 1 : 0) + (s ? n + 1 : 0);
+    struct sl_json *j = sl_arena_alloc(a, sizeof *j + extra);
+    if (!j)
+        return NULL;
+    memset(j, 0, sizeof *j);
+    j->kind = k;
+    char *w = (char *)(j + 1);
+    if (key) {
+        memcpy(w, key, keylen);
+        w[keylen] = '\0';
+        j->key = w;
+        j->keylen = keylen;
+        w += keylen + 1;
+    }
+    if (s) {
+        if (n)
+            memcpy(w, s, n);
+        w[n] = '\0';
+        j->str = w;
+        j->len = n;
+    }
+    return j;
+}
+
 /* ---- parser ---- */
 
 struct parser {

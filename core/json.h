@@ -58,6 +58,12 @@ void sl_arena_reset(struct sl_arena *a);
  * of the tree sees the same value. Columns count UTF-8 characters from 1. */
 struct sl_json *sl_json_parse(const char *p, size_t len, struct sl_arena *a, struct sl_error *err);
 
+/* A node of kind k allocated from a, with copies (NUL-terminated) of key[0..keylen) when key
+ * is not NULL and of s[0..n) when s is not NULL; links and counts zeroed. NULL on ENOMEM.
+ * For code that builds JSON values itself (file readers, transformations). */
+struct sl_json *sl_json_node(struct sl_arena *a, enum sl_json_kind k, const char *key,
+                             size_t keylen, const void *s, size_t n);
+
 /* Member of an object by name, or NULL (also when obj is not an object). Borrows. */
 struct sl_json *sl_json_get(const struct sl_json *obj, const char *key);
 

@@ -1683,32 +1683,6 @@ static int load_page(struct sl_parquet *pq, size_t li, uint64_t *skip)
 
 /* ---- values to JSON ---- */
 
-static struct sl_json *new_node(struct sl_arena *a, enum sl_json_kind k, const char *key,
-                                size_t keylen, const void *s, size_t n)
-{
-    size_t extra = (key ? keylen + 1 : 0) + (s ? n + 1 : 0);
-    struct sl_json *j = sl_arena_alloc(a, sizeof *j + extra);
-    if (!j)
-        return NULL;
-    memset(j, 0, sizeof *j);
-    j->kind = k;
-    char *w = (char *)(j + 1);
-    if (key) {
-        memcpy(w, key, keylen);
-        w[keylen] = '\0';
-        j->key = w;
-        j->keylen = keylen;
-        w += keylen + 1;
-    }
-    if (s) {
-        if (n)
-            memcpy(w, s, n);
-        w[n] = '\0';
-        j->str = w;
-        j->len = n;
-    }
-    return j;
-}
 
 static size_t fmt_u64(uint64_t u, char *o)
 {
@@ -1917,7 +1891,7 @@ static struct sl_json *value_node(struct sl_parquet *pq, size_t li, uint32_t k,
 
     switch (lf->conv) {
     case CV_BOOL:
-        j = new_node(a, *v ? SL_JSON_TRUE : SL_JSON_FALSE, key, keylen, NULL, 0);
+        j = sl_json_node(a, *v ? SL_JSON_TRUE : SL_JSON_FALSE, key, keylen, NULL, 0);
         goto done;
     case CV_I32:
         memcpy(&i32, v, 4);
@@ -1949,7 +1923,7 @@ static struct sl_json *value_node(struct sl_parquet *pq, size_t li, uint32_t k,
     case CV_STR:
     case CV_BIN:
         if (valid_utf8(b->p, b->n)) {
-            j = new_node(a, SL_JSON_STRING, key, keylen, b->p ? (const void *)b->p : "", b->n);
+            j = sl_json_node(a, SL_JSON_STRING, key, keylen, b->p ? (const void *)b->p : "", b->n);
             goto done;
         }
         if (lf->conv == CV_STR) {
@@ -1960,7 +1934,7 @@ static struct sl_json *value_node(struct sl_parquet *pq, size_t li, uint32_t k,
             static const char b64[] =
                 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
             size_t out = (b->n + 2) / 3 * 4;
-            j = new_node(a, SL_JSON_STRING, key, keylen, "", 0);
+            j = sl_json_node(a, SL_JSON_STRING, key, keylen, "", 0);
             char *s = j ? sl_arena_alloc(a, out + 1) : NULL;
             if (!s)
                 goto oom;
@@ -2061,7 +2035,7 @@ static struct sl_json *value_node(struct sl_parquet *pq, size_t li, uint32_t k,
         break;
     }
     }
-    j = new_node(a, kind, key, keylen, tmp, n);
+    j = sl_json_node(a, kind, key, keylen, tmp, n);
 done:
     if (j)
         return j;
@@ -2149,7 +2123,7 @@ static int read_cell(struct sl_parquet *pq, const struct pq_col *col, struct sl_
         int d = lf->max_def ? r->def[r->pos] : 0;
         r->pos++;
         if (d < lf->max_def)
-            *out = new_node(a, SL_JSON_NULL, col->name, col->namelen, NULL, 0);
+            *out = sl_json_node(a, SL_JSON_NULL, col->name, col->namelen, NULL, 0);
         else if (!(*out = value_node(pq, li, r->vpos++, a, col->name, col->namelen, &rc)))
             return rc;
         return *out ? 0 : fail_oom(pq);
@@ -2159,10 +2133,10 @@ static int read_cell(struct sl_parquet *pq, const struct pq_col *col, struct sl_
     int d = r->def[r->pos];
     if (d < lf->list_def) {
         r->pos++;
-        *out = new_node(a, SL_JSON_NULL, col->name, col->namelen, NULL, 0);
+        *out = sl_json_node(a, SL_JSON_NULL, col->name, col->namelen, NULL, 0);
         return *out ? 0 : fail_oom(pq);
     }
-    struct sl_json *arr = new_node(a, SL_JSON_ARRAY, col->name, col->namelen, NULL, 0);
+    struct sl_json *arr = sl_json_node(a, SL_JSON_ARRAY, col->name, col->namelen, NULL, 0);
     if (!arr)
         return fail_oom(pq);
     *out = arr;
@@ -2178,7 +2152,7 @@ static int read_cell(struct sl_parquet *pq, const struct pq_col *col, struct sl_
             if (!(e = value_node(pq, li, r->vpos++, a, NULL, 0, &rc)))
                 return rc;
         } else if (d >= lf->elem_def) {
-            if (!(e = new_node(a, SL_JSON_NULL, NULL, 0, NULL, 0)))
+            if (!(e = sl_json_node(a, SL_JSON_NULL, NULL, 0, NULL, 0)))
                 return fail_oom(pq);
         } else {
             return col_err(pq, li, SL_ECORRUPT, "an empty-list level inside a list");
@@ -2260,7 +2234,7 @@ int sl_parquet_next(struct sl_parquet *pq, struct sl_arena *a, struct sl_json **
         if (load_rg(pq, g) != 0)
             goto failed;
     }
-    struct sl_json *obj = new_node(a, SL_JSON_OBJECT, NULL, 0, NULL, 0);
+    struct sl_json *obj = sl_json_node(a, SL_JSON_OBJECT, NULL, 0, NULL, 0);
     if (!obj) {
         fail_oom(pq);
         goto failed;

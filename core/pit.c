@@ -220,21 +220,12 @@ static const char *g_keys;
 static int cmp_event(const void *a, const void *b)
 {
     const struct event *x = *(const struct event *const *)a, *y = *(const struct event *const *)b;
-    size_t n = x->klen < y->klen ? x->klen : y->klen;
-    int c = memcmp(g_keys + x->key, g_keys + y->key, n);
+    int c = sl_bytes_cmp(g_keys + x->key, x->klen, g_keys + y->key, y->klen);
     if (c)
         return c;
-    if (x->klen != y->klen)
-        return x->klen < y->klen ? -1 : 1;
     return x->ts < y->ts ? -1 : x->ts > y->ts;
 }
 
-static int key_cmp(const void *a, size_t al, const void *b, size_t bl)
-{
-    size_t n = al < bl ? al : bl;
-    int c = memcmp(a, b, n);
-    return c ? c : al < bl ? -1 : al > bl;
-}
 
 /* Entity keys of every event for view v (prefix + join key parts). */
 static int event_keys(struct run *r, const struct sl_view *v, struct sl_error *err)
@@ -406,14 +397,14 @@ static int join_view(struct run *r, struct sl_offline *off, const struct sl_serv
             ee.n = 0;
             sl_buf_reset(&ee.bytes);
             /* skip records of smaller entities */
-            while (have && key_cmp(rec.key, rec.key_len, ek, e->klen) < 0)
+            while (have && sl_bytes_cmp(rec.key, rec.key_len, ek, e->klen) < 0)
                 if ((have = sl_segment_iter_next(iter, &rec, err)) < 0) {
                     rc = have;
                     goto out;
                 }
         }
         /* take this entity's records up to the event time */
-        while (have && key_cmp(rec.key, rec.key_len, ek, e->klen) == 0 && rec.time_ns <= e->ts) {
+        while (have && sl_bytes_cmp(rec.key, rec.key_len, ek, e->klen) == 0 && rec.time_ns <= e->ts) {
             if (v->agg) {
                 if ((rc = keep_event(&ee, &rec)) != 0) {
                     sl_error_set(err, rc, "out of memory");

@@ -186,12 +186,9 @@ static const char *g_keys; /* qsort has no context argument */
 static int cmp_ref(const void *a, const void *b)
 {
     const struct tile_ref *x = a, *y = b;
-    size_t n = x->klen < y->klen ? x->klen : y->klen;
-    int c = memcmp(g_keys + x->key, g_keys + y->key, n);
+    int c = sl_bytes_cmp(g_keys + x->key, x->klen, g_keys + y->key, y->klen);
     if (c)
         return c;
-    if (x->klen != y->klen)
-        return x->klen < y->klen ? -1 : 1;
     return x->ev < y->ev ? -1 : x->ev > y->ev;
 }
 
