@@ -97,14 +97,20 @@ struct req {
     size_t filtered;           /* rows before a view's feature_start_time */
 };
 
+/* The request-level error body: {"requestError":{"errorMessage","errorType"}}. */
+static void request_error_body(struct sl_buf *b, const char *type, const char *msg)
+{
+    sl_buf_puts(b, "{\"requestError\":{\"errorMessage\":");
+    sl_buf_json_str(b, msg, strlen(msg));
+    sl_buf_puts(b, ",\"errorType\":");
+    sl_buf_json_str(b, type, strlen(type));
+    sl_buf_puts(b, "}}");
+}
+
 static void request_error(struct sl_http_req *r, int status, const char *type, const char *msg)
 {
     struct sl_buf b = SL_BUF_INIT;
-    sl_buf_puts(&b, "{\"requestError\":{\"errorMessage\":");
-    sl_buf_json_str(&b, msg, strlen(msg));
-    sl_buf_puts(&b, ",\"errorType\":");
-    sl_buf_json_str(&b, type, strlen(type));
-    sl_buf_puts(&b, "}}");
+    request_error_body(&b, type, msg);
     sl_reply_buf(r, status, &b);
 }
 
@@ -661,10 +667,8 @@ static void commit_done(struct sl_commit *c, int status, const struct sl_error *
         __atomic_add_fetch(&ic->n->ingest_errors, 1, __ATOMIC_RELAXED);
         sl_err("ingest: commit failed: %s", err ? err->msg : "unknown");
         struct sl_buf b = SL_BUF_INIT;
-        sl_buf_puts(&b, "{\"requestError\":{\"errorMessage\":");
-        const char *m = "the write could not be committed; nothing was written";
-        sl_buf_json_str(&b, m, strlen(m));
-        sl_buf_puts(&b, ",\"errorType\":\"InternalError\"}}");
+        request_error_body(&b, "InternalError",
+                           "the write could not be committed; nothing was written");
         size_t len;
         char *body = sl_buf_detach(&b, &len);
         sl_http_reply_async(ic->r, 500, "application/json", body, len);

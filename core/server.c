@@ -37,14 +37,20 @@ void sl_reply_buf(struct sl_http_req *r, int status, struct sl_buf *b)
     sl_buf_free(b);
 }
 
+/* The FeatureService error body: {"error":msg,"code":grpc,"message":msg}. */
+static void error_body(struct sl_buf *b, int grpc, const char *msg)
+{
+    sl_buf_puts(b, "{\"error\":");
+    sl_buf_json_str(b, msg, strlen(msg));
+    sl_buf_printf(b, ",\"code\":%d,\"message\":", grpc);
+    sl_buf_json_str(b, msg, strlen(msg));
+    sl_buf_putc(b, '}');
+}
+
 void sl_reply_error(struct sl_http_req *r, int status, int grpc, const char *msg)
 {
     struct sl_buf b = SL_BUF_INIT;
-    sl_buf_puts(&b, "{\"error\":");
-    sl_buf_json_str(&b, msg, strlen(msg));
-    sl_buf_printf(&b, ",\"code\":%d,\"message\":", grpc);
-    sl_buf_json_str(&b, msg, strlen(msg));
-    sl_buf_putc(&b, '}');
+    error_body(&b, grpc, msg);
     sl_reply_buf(r, status, &b);
 }
 
@@ -75,11 +81,7 @@ static void reply_status_async(struct sl_http_req *r, const struct sl_error *err
     int http, grpc;
     struct sl_buf b = SL_BUF_INIT;
     sl_status_http(err->code, &http, &grpc);
-    sl_buf_puts(&b, "{\"error\":");
-    sl_buf_json_str(&b, err->msg, strlen(err->msg));
-    sl_buf_printf(&b, ",\"code\":%d,\"message\":", grpc);
-    sl_buf_json_str(&b, err->msg, strlen(err->msg));
-    sl_buf_putc(&b, '}');
+    error_body(&b, grpc, err->msg);
     size_t len;
     char *body = sl_buf_detach(&b, &len);
     sl_http_reply_async(r, http, "application/json", body, len);
