@@ -839,12 +839,143 @@ static const char *ext_format(const char *path)
     return "jsonl";
 }
 
+/* The events file, read in parts that end on a record boundary (a newline outside CSV
+ * quotes) so that each part is an events upload of its own: a CSV part starts with the
+ * file's header row. Counts lines and non-blank records as the server numbers them. */
+struct events_in {
+    FILE *f;
+    int csv;
+    struct sl_buf buf;     /* [0..hdr) the CSV header, then unsent bytes */
+    size_t hdr, scanned, boundary; /* boundary: end of the last complete record (0: none) */
+    int have_hdr, quoted, content;
+    size_t lines, recs, b_lines, b_recs; /* since hdr; b_*: at the boundary */
+    int eof;
+};
+
+static void scan_records(struct events_in *in)
+{
+    for (size_t i = in->scanned; i < in->buf.len; i++) {
+        char ch = in->buf.p[i];
+        if (in->csv && ch == '"')
+            in->quoted = !in->quoted;
+        if (ch != '\n') {
+            in->content |= ch != '\r' && (in->csv || (ch != ' ' && ch != '\t'));
+            continue;
+        }
+        if (in->have_hdr)
+            in->lines++;
+        if (in->quoted)
+            continue;
+        if (!in->have_hdr && in->csv) {
+            in->hdr = i + 1;
+            in->have_hdr = 1;
+        } else {
+            in->recs += in->content;
+            in->boundary = i + 1;
+            in->b_lines = in->lines;
+            in->b_recs = in->recs;
+        }
+        in->content = 0;
+    }
+    in->scanned = in->buf.len;
+}
+
+/* Reads on until the unsent bytes hold `want` bytes and a record boundary, or the file ends.
+ * Then *len: the part's length at buf.p (header included), *lines and *events: what it holds
+ * past the header. Returns 1, 0 when nothing is left, -1 on a read error. */
+static int next_part(struct events_in *in, size_t want, size_t *len, size_t *lines, size_t *events)
+{
+    char chunk[1 << 16];
+    while (!in->eof && !(in->boundary && in->buf.len >= in->hdr + want)) {
+        size_t n = fread(chunk, 1, sizeof(chunk), in->f);
+        if (n == 0) {
+            if (ferror(in->f))
+                return -1;
+            in->eof = 1;
+            break;
+        }
+        sl_buf_append(&in->buf, chunk, n);
+        if (in->buf.oom)
+            return -1;
+        scan_records(in);
+    }
+    if (in->eof) { /* the rest, a last record without a newline included */
+        *len = in->buf.len;
+        *lines = in->lines;
+        *events = in->recs + in->content;
+        return in->buf.len > in->hdr;
+    }
+    *len = in->boundary;
+    *lines = in->b_lines;
+    *events = in->b_recs;
+    return 1;
+}
+
+/* Drops the part next_part returned, keeping the header and what follows the part. */
+static void drop_part(struct events_in *in, size_t len)
+{
+    size_t rest = in->buf.len - len;
+    memmove(in->buf.p + in->hdr, in->buf.p + len, rest);
+    in->buf.len = in->hdr + rest;
+    in->scanned = in->buf.len;
+    in->boundary = 0; /* the part ended at the last boundary */
+    in->lines -= in->b_lines;
+    in->recs -= in->b_recs;
+    in->b_lines = in->b_recs = 0;
+}
+
+static int parse_size(const char *s, size_t *v)
+{
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(s, &end, 10);
+    unsigned long long mul = *end == 'k' || *end == 'K' ? 1ull << 10
+                             : *end == 'm' || *end == 'M' ? 1ull << 20
+                             : *end == 'g' || *end == 'G' ? 1ull << 30 : 1;
+    if (mul > 1)
+        end++;
+    if (end == s || *end || errno || n == 0 || *s == '-' || n > (SIZE_MAX >> 2) / mul)
+        return -1;
+    *v = (size_t)(n * mul);
+    return 0;
+}
+
+/* Rows done, rate and (when the input's size is known) ETA, on one terminal line. */
+static void progress(double t0, size_t events, off_t done, off_t total, int last)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double el = (double)ts.tv_sec + ts.tv_nsec / 1e9 - t0;
+    double rate = el > 0 ? events / el : 0;
+    fprintf(stderr, "\r%zu events, %.0f events/s, %.1f s", events, rate, el);
+    if (total > 0 && !last) {
+        double frac = (double)done / (double)total;
+        fprintf(stderr, ", %.0f%%, ETA %.0f s", 100 * frac, frac > 0 ? el / frac - el : 0);
+    }
+    fprintf(stderr, "%s", last ? "\n" : "   ");
+    fflush(stderr);
+}
+
+/* Length of the first line of a CSV text, its newline included. */
+static size_t csv_first_line(const char *p, size_t n)
+{
+    int quoted = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '"')
+            quoted = !quoted;
+        else if (p[i] == '\n' && !quoted)
+            return i + 1;
+    }
+    return n;
+}
+
 static int cmd_pit(int argc, char **argv)
 {
     struct opt opts[] = {{"--workspace", 1, NULL}, {"--feature-service", 1, NULL},
                          {"--events", 1, NULL}, {"--timestamp-key", 1, NULL},
                          {"--format", 1, NULL}, {"--input-format", 1, NULL},
-                         {"--output", 1, NULL}, {"--url", 1, NULL}, {"--api-key-file", 1, NULL},
+                         {"--output", 1, NULL}, {"--chunk-size", 1, NULL}, {"--quiet", 0, NULL},
+                         {"--url", 1, NULL}, {"--api-key-file", 1, NULL},
                          {"--help", 0, NULL}, {NULL, 0, NULL}};
     const char *pos[1];
     int npos;
@@ -853,70 +984,145 @@ static int cmd_pit(int argc, char **argv)
     if (optv(opts, "--help")) {
         printf("usage: sluice get-features-for-events --workspace W --feature-service FS\n"
                "       [--events FILE] [--timestamp-key ts] [--format csv|jsonl]\n"
-               "       [--input-format csv|jsonl] [--output FILE]\n\n"
+               "       [--input-format csv|jsonl] [--output FILE] [--chunk-size BYTES] [--quiet]\n\n"
                "Training data: for each event (join keys, a timestamp, any other columns), the\n"
                "features as online serving returned them at the event's time. Events are read\n"
                "from FILE (default stdin; format from its extension or --input-format) and the\n"
                "result written to --output (default stdout) as JSON Lines (default) or CSV, one\n"
-               "row per event in input order, feature columns named <view>__<feature>.\n");
+               "row per event in input order, feature columns named <view>__<feature>.\n\n"
+               "The events are sent in parts of --chunk-size bytes (default 64M; k, M, G\n"
+               "suffixes), each joined on its own and its rows written as they arrive, so that\n"
+               "memory stays bounded whatever the file's size. On a terminal, progress (events,\n"
+               "rate, ETA) goes to stderr; --quiet turns it off. --output is written whole or\n"
+               "not at all.\n");
         return 0;
     }
     const char *ws = optv(opts, "--workspace"), *fs = optv(opts, "--feature-service");
     if (!ws || !fs)
         return usage_error("get-features-for-events needs --workspace and --feature-service");
-    const char *in = optv(opts, "--events");
+    const char *in_path = optv(opts, "--events"), *outp = optv(opts, "--output");
     const char *infmt = optv(opts, "--input-format");
     const char *outfmt = optv(opts, "--format");
     if (!infmt)
-        infmt = ext_format(in);
+        infmt = ext_format(in_path);
     if (!outfmt)
         outfmt = "jsonl";
     if ((strcmp(infmt, "csv") && strcmp(infmt, "jsonl")) || (strcmp(outfmt, "csv") && strcmp(outfmt, "jsonl")))
         return usage_error("formats are csv or jsonl");
+    size_t want = 64u << 20;
+    if (optv(opts, "--chunk-size") && parse_size(optv(opts, "--chunk-size"), &want) != 0)
+        return usage_error("--chunk-size takes a byte count (64M, 512k, 1048576)");
     struct client c = {0};
     if (client_init(&c, opts))
         return 1;
-    size_t len = 0;
-    char *events = NULL;
-    if (in) {
-        events = read_file(in, &len);
-    } else {
-        struct sl_buf b = SL_BUF_INIT;
-        char chunk[65536];
-        size_t n;
-        while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0)
-            sl_buf_append(&b, chunk, n);
-        events = b.oom ? NULL : sl_buf_detach(&b, &len);
-        if (!events && !b.oom)
-            events = strdup("");
-    }
-    if (!events) {
-        fprintf(stderr, "sluice: cannot read the events %s: %s\n", in ? in : "from stdin",
-                strerror(errno));
+    struct events_in in = {.f = in_path ? fopen(in_path, "rb") : stdin, .csv = !strcmp(infmt, "csv")};
+    if (!in.f) {
+        fprintf(stderr, "sluice: cannot read the events %s: %s\n", in_path, strerror(errno));
         free(c.key);
         return 1;
     }
-    struct sl_buf path = SL_BUF_INIT;
-    sl_buf_puts(&path, "/api/v1/feature-service/get-features-for-events");
-    query_arg(&path, "workspace_name", ws);
-    query_arg(&path, "feature_service_name", fs);
-    query_arg(&path, "input_format", infmt);
-    query_arg(&path, "format", outfmt);
-    if (optv(opts, "--timestamp-key"))
-        query_arg(&path, "timestamp_key", optv(opts, "--timestamp-key"));
-    struct sl_buf resp = SL_BUF_INIT;
-    int status = 0;
-    int rc = http_call_raw(&c, "POST", sl_buf_cstr(&path),
-                           strcmp(infmt, "csv") == 0 ? "text/csv" : "application/x-ndjson", events,
-                           len, &status, &resp);
-    if (rc == 0 && status != 200)
-        rc = report(status, &resp);
-    if (rc == 0)
-        rc = save_output(opts, &resp);
-    free(events);
+    struct stat st;
+    off_t total = fstat(fileno(in.f), &st) == 0 && S_ISREG(st.st_mode) ? st.st_size : 0;
+    int show = !optv(opts, "--quiet") && isatty(STDERR_FILENO);
+    struct sl_buf tmp = SL_BUF_INIT, path = SL_BUF_INIT, resp = SL_BUF_INIT, header = SL_BUF_INIT;
+    if (outp)
+        sl_buf_printf(&tmp, "%s.partial", outp);
+    FILE *out = outp ? fopen(sl_buf_cstr(&tmp), "wb") : stdout;
+    int rc = 0, csv_out = !strcmp(outfmt, "csv");
+    if (!out) {
+        fprintf(stderr, "sluice: cannot write %s: %s\n", sl_buf_cstr(&tmp), strerror(errno));
+        rc = 1;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double t0 = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    size_t lines_before = 0, events_before = 0, parts = 0;
+    off_t sent = 0;
+    while (rc == 0) {
+        size_t len = 0, lines = 0, events = 0;
+        int got = next_part(&in, want, &len, &lines, &events);
+        if (got < 0) {
+            fprintf(stderr, "sluice: cannot read the events %s: %s\n", in_path ? in_path : "from stdin",
+                    strerror(errno));
+            rc = 1;
+            break;
+        }
+        if (got == 0 && parts > 0)
+            break;
+        sl_buf_reset(&path);
+        sl_buf_puts(&path, "/api/v1/feature-service/get-features-for-events");
+        query_arg(&path, "workspace_name", ws);
+        query_arg(&path, "feature_service_name", fs);
+        query_arg(&path, "input_format", infmt);
+        query_arg(&path, "format", outfmt);
+        if (optv(opts, "--timestamp-key"))
+            query_arg(&path, "timestamp_key", optv(opts, "--timestamp-key"));
+        if (parts > 0) {
+            sl_buf_printf(&path, "&line_offset=%zu&event_offset=%zu", lines_before, events_before);
+        }
+        sl_buf_reset(&resp);
+        int status = 0;
+        rc = http_call_raw(&c, "POST", sl_buf_cstr(&path), in.csv ? "text/csv" : "application/x-ndjson",
+                           in.buf.p ? in.buf.p : "", len, &status, &resp);
+        if (rc == 0 && status != 200)
+            rc = report(status, &resp);
+        if (rc)
+            break;
+        const char *body = resp.p ? resp.p : "";
+        size_t blen = resp.len;
+        if (csv_out) { /* every part's answer starts with the header row: write it once */
+            size_t h = csv_first_line(body, blen);
+            if (parts == 0) {
+                sl_buf_append(&header, body, h);
+            } else if (h != header.len || memcmp(body, header.p, h) != 0) {
+                fprintf(stderr, "sluice: the events' columns differ between parts of the file; "
+                                "use --format jsonl or a larger --chunk-size\n");
+                rc = 1;
+                break;
+            } else {
+                body += h;
+                blen -= h;
+            }
+        }
+        if (fwrite(body, 1, blen, out) != blen) {
+            fprintf(stderr, "sluice: cannot write %s: %s\n", outp ? outp : "stdout", strerror(errno));
+            rc = 1;
+            break;
+        }
+        parts++;
+        lines_before += lines;
+        events_before += events;
+        sent += (off_t)(len - in.hdr);
+        if (got == 0)
+            break;
+        drop_part(&in, len);
+        if (show)
+            progress(t0, events_before, sent + (off_t)in.hdr, total, 0);
+    }
+    if (show && rc == 0)
+        progress(t0, events_before, total, total, 1);
+    if (in.f != stdin)
+        fclose(in.f);
+    if (out && out != stdout && fclose(out) != 0 && rc == 0) {
+        fprintf(stderr, "sluice: cannot write %s: %s\n", outp, strerror(errno));
+        rc = 1;
+    }
+    if (out == stdout && fflush(stdout) != 0 && rc == 0)
+        rc = 1;
+    if (outp && out) {
+        if (rc == 0 && rename(sl_buf_cstr(&tmp), outp) != 0) {
+            fprintf(stderr, "sluice: cannot write %s: %s\n", outp, strerror(errno));
+            rc = 1;
+        }
+        if (rc)
+            unlink(sl_buf_cstr(&tmp));
+    }
     free(c.key);
+    sl_buf_free(&in.buf);
+    sl_buf_free(&tmp);
     sl_buf_free(&path);
     sl_buf_free(&resp);
+    sl_buf_free(&header);
     return rc;
 }
 

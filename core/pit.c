@@ -29,6 +29,7 @@ struct run {
     const struct sl_ws *ws;
     const struct sl_service *svc;
     struct sl_arena arena;
+    size_t line0, ev0;    /* added to reported line numbers and event indexes */
     struct event *ev;
     size_t nev;
     char **cols;          /* input columns, in order of first appearance */
@@ -69,7 +70,7 @@ static int add_event(struct run *r, const struct sl_json *row, size_t *cap)
 
 static int read_jsonl(struct run *r, const char *p, size_t len, struct sl_error *err)
 {
-    size_t cap = 0, line = 0;
+    size_t cap = 0, line = r->line0;
     while (len > 0) {
         const char *nl = memchr(p, '\n', len);
         size_t n = nl ? (size_t)(nl - p) : len;
@@ -164,6 +165,7 @@ static int read_csv(struct run *r, const char *p, size_t len, struct sl_error *e
 {
     const char *end = p + len;
     size_t line = 1, cap = 0, flen;
+    int header = 1;
     int eol = 0;
     while (p < end && !eol) {
         char *f = csv_field(r, &p, end, &flen, &eol, &line, err);
@@ -171,6 +173,10 @@ static int read_csv(struct run *r, const char *p, size_t len, struct sl_error *e
             return err->code ? err->code : sl_error_set(err, SL_ENOMEM, "out of memory");
     }
     while (p < end) {
+        if (header) { /* the header is line 1; data lines continue at line0 + 2 */
+            line += r->line0;
+            header = 0;
+        }
         line++;
         if (*p == '\n' || (*p == '\r' && p + 1 < end && p[1] == '\n')) { /* blank line */
             p += *p == '\r' ? 2 : 1;
@@ -240,13 +246,13 @@ static int event_keys(struct run *r, const struct sl_view *v, struct sl_error *e
         for (size_t k = 0; k < v->nkeys; k++) {
             const struct sl_json *val = sl_json_get(e->row, v->join_keys[k].name);
             if (!val)
-                return sl_error_set(err, SL_EINVAL, "event %zu: missing join key `%s`", i,
+                return sl_error_set(err, SL_EINVAL, "event %zu: missing join key `%s`", i + r->ev0,
                                     v->join_keys[k].name);
             size_t at = r->keys.len;
             sl_buf_u32(&r->keys, 0);
             int rc = sl_join_part(&v->join_keys[k], val, &r->keys, msg, sizeof(msg));
             if (rc < 0)
-                return sl_error_set(err, SL_EINVAL, "event %zu: %s", i, msg);
+                return sl_error_set(err, SL_EINVAL, "event %zu: %s", i + r->ev0, msg);
             e->null_key |= rc == 1;
             uint32_t n = (uint32_t)(r->keys.len - at - 4);
             memcpy(r->keys.p + at, &n, 4);
@@ -557,7 +563,7 @@ int sl_pit_run(struct sl_offline *off, const struct sl_ws *ws, const struct sl_s
                const char *events, size_t len, const struct sl_pit_opts *o, struct sl_buf *out,
                struct sl_error *err)
 {
-    struct run r = {.ws = ws, .svc = svc};
+    struct run r = {.ws = ws, .svc = svc, .line0 = o->line_offset, .ev0 = o->event_offset};
     const char *tk = o->timestamp_key ? o->timestamp_key : "timestamp";
     int rc = o->input == SL_PIT_CSV ? read_csv(&r, events, len, err)
                                     : read_jsonl(&r, events, len, err);
@@ -566,7 +572,7 @@ int sl_pit_run(struct sl_offline *off, const struct sl_ws *ws, const struct sl_s
     for (size_t i = 0; i < r.nev; i++) {
         const struct sl_json *t = sl_json_get(r.ev[i].row, tk);
         if (!t || t->kind != SL_JSON_STRING || sl_time_parse(t->str, t->len, &r.ev[i].ts) != 0) {
-            rc = sl_error_set(err, SL_EINVAL, "event %zu: `%s` must be an RFC 3339 time", i, tk);
+            rc = sl_error_set(err, SL_EINVAL, "event %zu: `%s` must be an RFC 3339 time", i + r.ev0, tk);
             goto out;
         }
     }

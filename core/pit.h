@@ -18,6 +18,8 @@ struct sl_pit_opts {
     const char *timestamp_key;   /* the events' time column ("timestamp") */
     enum sl_pit_format input;    /* events: CSV with a header row, or JSON Lines */
     enum sl_pit_format output;
+    size_t line_offset;          /* the events are a part of a larger file: added to the line */
+    size_t event_offset;         /* numbers and event indexes that error messages report */
 };
 
 /* Joins the events in events[0..len) with the features of svc. Output: one row per event in

@@ -2,6 +2,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -432,8 +433,21 @@ static int parse_format(const char *s, enum sl_pit_format *f)
     return 0;
 }
 
+static int parse_count(const char *s, size_t *v)
+{
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(s, &end, 10);
+    if (!*s || *s == '-' || *end || errno || n > SIZE_MAX / 2)
+        return -1;
+    *v = (size_t)n;
+    return 0;
+}
+
 /* POST /api/v1/feature-service/get-features-for-events?workspace_name=W&
  * feature_service_name=FS[&timestamp_key=K][&input_format=csv|jsonl][&format=csv|jsonl]
+ * [&line_offset=N&event_offset=N: the body is a part of a larger file, after N lines and N
+ * events; error messages number lines and events in the whole file]
  * with the events (CSV with a header, or JSON Lines) as the body. */
 static void get_features_for_events(struct sl_node *n, struct sl_http_req *r,
                                     const struct sl_principal *p, int range)
@@ -486,6 +500,11 @@ static void get_features_for_events(struct sl_node *n, struct sl_http_req *r,
             sl_error_set(&err, SL_EINVAL, "query parameters `start_time` and `end_time` must be RFC 3339 times");
             goto fail;
         }
+    }
+    const char *lo = sl_http_query(r, "line_offset"), *eo = sl_http_query(r, "event_offset");
+    if ((lo && parse_count(lo, &j->o.line_offset) != 0) || (eo && parse_count(eo, &j->o.event_offset) != 0)) {
+        sl_error_set(&err, SL_EINVAL, "query parameters `line_offset` and `event_offset` are counts");
+        goto fail;
     }
     const char *tk = sl_http_query(r, "timestamp_key");
     j->ts_key = strdup(tk ? tk : "timestamp");

@@ -173,6 +173,101 @@ def test_csv_in_and_out_and_cli():
     expect_eq(got["tiled__sum1h"], want["tiled__sum1h"])
 
 
+def cli_pit(*args, stderr_tty=False):
+    """Runs `sluice get-features-for-events`; with stderr_tty its stderr is a terminal."""
+    env = dict(os.environ, SLUICE_URL=srv.url, SLUICE_API_KEY=srv.key)
+    cmd = [BIN, "get-features-for-events", "--workspace", "p", "--feature-service", "svc"] + list(args)
+    if not stderr_tty:
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+        return p.returncode, p.stdout, p.stderr
+    import pty
+    master, slave = pty.openpty()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    out = p.stdout.read()
+    p.wait(timeout=60)
+    chunks = []
+    while True:
+        try:
+            b = os.read(master, 65536)
+        except OSError:
+            break
+        if not b:
+            break
+        chunks.append(b)
+    os.close(master)
+    return p.returncode, out, b"".join(chunks).decode(errors="replace")
+
+
+def test_cli_sends_large_files_in_parts():
+    """A file larger than --chunk-size goes in parts: the same rows, in input order, one CSV
+    header, quoted newlines and blank lines kept apart correctly; errors number lines and
+    events in the whole file; --output is written whole or not at all."""
+    d = tempfile.mkdtemp()
+    events = [{"user_id": u, "timestamp": iso(t), "note": "n%d,\"x\"\nline two" % i if i % 3 == 0 else "n%d" % i}
+              for i, (u, t, _) in enumerate(recorded)]
+    ev = os.path.join(d, "events.csv")
+    with open(ev, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["user_id", "timestamp", "note"])
+        w.writeheader()
+        for i, e in enumerate(events):
+            w.writerow(e)
+            if i % 7 == 0:
+                f.write("\n")  # a blank line
+    whole = os.path.join(d, "whole.csv")
+    rc, so, se = cli_pit("--events", ev, "--format", "csv", "--output", whole)
+    expect_eq(rc, 0, se)
+    parts = os.path.join(d, "parts.csv")
+    rc, so, se = cli_pit("--events", ev, "--format", "csv", "--output", parts, "--chunk-size", "300")
+    expect_eq(rc, 0, se)
+    expect_eq(se, "", "no progress when stderr is not a terminal")
+    a, b = open(whole).read(), open(parts).read()
+    expect_eq(b, a)
+    rows = list(csv.DictReader(io.StringIO(b)))
+    expect_eq([r["note"] for r in rows], [e["note"] for e in events])
+    for row, (u, t, want) in zip(rows, recorded):
+        expect_eq(row["tiled__sum1h"], want["tiled__sum1h"] or "")
+
+    # JSON Lines, from stdin, to stdout, in parts of one record
+    body = "".join(json.dumps({"user_id": u, "timestamp": iso(t), "i": i}) + "\n"
+                   for i, (u, t, _) in enumerate(recorded))
+    rc, so, se = srv.cli("get-features-for-events", "--workspace", "p", "--feature-service", "svc",
+                         "--chunk-size", "1", input=body)
+    expect_eq(rc, 0, se)
+    got = parse_jsonl(so)
+    expect_eq([r["i"] for r in got], list(range(len(recorded))))
+    for row, (u, t, want) in zip(got, recorded):
+        expect_eq(row["tiled__sum1h"], want["tiled__sum1h"])
+
+    # progress on a terminal
+    rc, so, se = cli_pit("--events", ev, "--format", "csv", "--chunk-size", "2k", stderr_tty=True)
+    expect_eq(rc, 0, se)
+    expect("events/s" in se and ("%d events" % len(events)) in se, se)
+    rc, so, se = cli_pit("--events", ev, "--format", "csv", "--chunk-size", "2k", "--quiet", stderr_tty=True)
+    expect_eq((rc, se), (0, ""))
+
+    # a bad event in a later part: numbered in the whole file; no output file is left
+    lines = ["{\"user_id\": \"u0\", \"timestamp\": \"%s\"}" % iso(T0)] * 40
+    lines[30] = "{\"user_id\": \"u0\", \"timestamp\": \"yesterday\"}"
+    lines.insert(10, "")
+    bad = os.path.join(d, "bad.jsonl")
+    with open(bad, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    out = os.path.join(d, "bad-out.jsonl")
+    rc, so, se = cli_pit("--events", bad, "--output", out, "--chunk-size", "200")
+    expect_eq(rc, 1, se)
+    expect("event 30: `timestamp` must be an RFC 3339 time" in se, se)
+    expect(not os.path.exists(out) and not os.path.exists(out + ".partial"), os.listdir(d))
+    lines[30] = "{\"user_id\": \"u0\""
+    with open(bad, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    rc, so, se = cli_pit("--events", bad, "--chunk-size", "200")
+    expect_eq(rc, 1, se)
+    expect("events line 31:" in se, se)  # the 31st line of the file
+    rc, so, se = cli_pit("--events", bad, "--chunk-size", "lots")
+    expect_eq(rc, 2, se)
+
+
 def test_errors():
     st, b = srv.request("POST", "/api/v1/feature-service/get-features-for-events?workspace_name=p&feature_service_name=svc",
                         raw=b'{"user_id": "x"}\n')
