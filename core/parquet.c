@@ -118,10 +118,20 @@ static int tc_field(struct tc *t, int *last, int *id, int *type)
     if (b == 0)
         return 0;
     *type = b & 0x0f;
-    if (b >> 4)
+    if (b >> 4) { /* field ids are i16 */
+        if (*last > 32767 - 15) {
+            t->bad = 1;
+            return 0;
+        }
         *id = *last + (b >> 4);
-    else
-        *id = (int)tc_zz(t);
+    } else {
+        int64_t v = tc_zz(t);
+        if (v < -32768 || v > 32767) {
+            t->bad = 1;
+            return 0;
+        }
+        *id = (int)v;
+    }
     *last = *id;
     return !t->bad;
 }

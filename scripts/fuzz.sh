@@ -27,6 +27,7 @@ for t in $targets; do
     mkdir -p "$corpus"
     [ -d "tests/fuzz/corpus/$t" ] && cp -r "tests/fuzz/corpus/$t/." "$corpus/"
     if "$out/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="$out/$t-" \
         "$corpus" >"$out/$t.log" 2>&1; then
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/$t.log")
         echo "fuzz: $t ok ($runs runs in ${secs}s)"
