@@ -508,9 +508,6 @@ static size_t find_fetched(const struct fetched *fx, size_t n, const struct sl_a
     return n;
 }
 
-/* Reads every tile the windowed features' plans need with one iterator: planned tiles are
- * sorted, and a run of adjacent tiles of one level costs one seek plus a step per stored
- * tile, where point reads would cost a lookup per planned tile, found or not. */
 /* A windowed feature's read plan, computed once per read. */
 struct plan {
     int ok;
@@ -519,25 +516,55 @@ struct plan {
     struct sl_agg_tile t[SL_AGG_PLAN_MAX];
 };
 
+/* The planned tiles of every feature in key order (level, start), without repeats. Each plan
+ * lists its tiles in time order, so a stable bucketing by level leaves a few ascending runs
+ * per level, which an insertion sort puts together quickly. */
+static size_t plan_tiles(const struct plan *plans, size_t nfeat, struct sl_agg_tile *all, size_t cap)
+{
+    size_t count[SL_AGG_MAX_LEVELS + 1] = {0}, n = 0;
+    for (size_t f = 0; f < nfeat; f++)
+        for (size_t t = 0; plans[f].ok && t < plans[f].n; t++)
+            if (plans[f].t[t].level >= 0 && plans[f].t[t].level < SL_AGG_MAX_LEVELS)
+                count[plans[f].t[t].level + 1]++;
+    for (int l = 0; l < SL_AGG_MAX_LEVELS; l++)
+        count[l + 1] += count[l];
+    if (count[SL_AGG_MAX_LEVELS] > cap)
+        return 0;
+    for (size_t f = 0; f < nfeat; f++)
+        for (size_t t = 0; plans[f].ok && t < plans[f].n; t++)
+            if (plans[f].t[t].level >= 0 && plans[f].t[t].level < SL_AGG_MAX_LEVELS)
+                all[count[plans[f].t[t].level]++] = plans[f].t[t];
+    n = count[SL_AGG_MAX_LEVELS - 1];
+    for (size_t i = 1; i < n; i++) {
+        struct sl_agg_tile x = all[i];
+        size_t j = i;
+        for (; j > 0 && cmp_tile(&all[j - 1], &x) > 0; j--)
+            all[j] = all[j - 1];
+        all[j] = x;
+    }
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++)
+        if (u == 0 || cmp_tile(&all[u - 1], &all[i]) != 0)
+            all[u++] = all[i];
+    return u;
+}
+
+/* Reads every tile the windowed features' plans need with one iterator, in key order. A run
+ * of adjacent tiles of one level is read by stepping; between runs the iterator steps over
+ * a few stored tiles rather than seek, since a seek costs a search of every memtable and
+ * table the iterator merges, where a step costs a comparison or two. */
+#define PREFETCH_STEPS 8
+
 static int prefetch(const struct sl_tiles_view *tv, struct sl_store *s, const struct sl_buf *ek,
                     const struct plan *plans, size_t nfeat, struct fetched **fxp, size_t *nfx,
                     size_t *capfx, struct sl_buf *fxv, struct sl_error *err)
 {
     struct sl_agg_tile all[SL_AGG_PLAN_MAX * 4];
-    size_t n = 0;
     if (!s->ops->iter_new)
         return 0;
-    for (size_t f = 0; f < nfeat; f++)
-        for (size_t t = 0; plans[f].ok && t < plans[f].n && n < sizeof(all) / sizeof(*all); t++)
-            all[n++] = plans[f].t[t];
+    size_t n = plan_tiles(plans, nfeat, all, sizeof(all) / sizeof(*all));
     if (n == 0)
         return 0;
-    qsort(all, n, sizeof(*all), cmp_tile);
-    size_t u = 0;
-    for (size_t i = 0; i < n; i++)
-        if (u == 0 || cmp_tile(&all[u - 1], &all[i]) != 0)
-            all[u++] = all[i];
-    n = u;
     struct fetched *fx = realloc(*fxp, (n + 64) * sizeof(*fx));
     if (!fx)
         return sl_error_set(err, SL_ENOMEM, "out of memory");
@@ -549,6 +576,7 @@ static int prefetch(const struct sl_tiles_view *tv, struct sl_store *s, const st
     void *it = s->ops->iter_new(s->ctx);
     struct sl_buf key = SL_BUF_INIT;
     int rc = it ? 0 : sl_error_set(err, SL_ENOMEM, "out of memory");
+    int valid = 0, positioned = 0;
     for (size_t i = 0; i < n && rc == 0;) {
         /* a run: adjacent tiles of one level */
         size_t j = i + 1;
@@ -558,15 +586,33 @@ static int prefetch(const struct sl_tiles_view *tv, struct sl_store *s, const st
         sl_buf_reset(&key);
         sl_buf_append(&key, ek->p, ek->len);
         sl_agg_tile_key(&key, &all[i]);
-        int valid = s->ops->iter_seek(it, key.p, key.len);
+        size_t kl, vl;
+        const char *k = NULL;
+        if (positioned) { /* the iterator is at or before the run: step to it */
+            if (!valid)
+                break; /* past the last key: nothing further is stored */
+            int steps = 0;
+            k = s->ops->iter_key(it, &kl);
+            while (valid && sl_bytes_cmp(k, kl, key.p, key.len) < 0 && steps++ < PREFETCH_STEPS)
+                if ((valid = s->ops->iter_next(it)))
+                    k = s->ops->iter_key(it, &kl);
+            if (valid && sl_bytes_cmp(k, kl, key.p, key.len) < 0)
+                valid = s->ops->iter_seek(it, key.p, key.len);
+        } else {
+            valid = s->ops->iter_seek(it, key.p, key.len);
+            positioned = 1;
+        }
         while (valid) {
-            size_t kl, vl;
-            const char *k = s->ops->iter_key(it, &kl);
+            k = s->ops->iter_key(it, &kl);
             struct sl_agg_tile t;
-            if (kl != ek->len + SL_AGG_TILE_KEY_LEN || memcmp(k, ek->p, ek->len) != 0 ||
+            if (kl < ek->len || memcmp(k, ek->p, ek->len) != 0) {
+                valid = 0; /* past the entity: nothing further is stored */
+                break;
+            }
+            if (kl != ek->len + SL_AGG_TILE_KEY_LEN ||
                 sl_agg_tile_key_decode(k + ek->len, SL_AGG_TILE_KEY_LEN, &t) != 0 ||
                 t.level != all[i].level || t.start > all[j - 1].start)
-                break;
+                break; /* not this run's: perhaps a later run's */
             size_t at = i + (size_t)((t.start - all[i].start) / len);
             if (at < j && fx[at].tile.start == t.start) {
                 const char *v = s->ops->iter_value(it, &vl);

@@ -290,7 +290,7 @@ def cmd_measure(results, raw_dir, phase, system, fmt, server_pids, extra, *cmd):
     perf = None
     if os.environ.get("BENCH_PERF") == "1" and pids:
         perf_data = os.path.join(raw_dir, tag + ".perf")
-        perf = subprocess.Popen(["perf", "record", "-q", "-F", "499", "-o", perf_data,
+        perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "499", "-o", perf_data,
                                  "-p", ",".join(pids)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
     opts = json.loads(extra)
