@@ -88,12 +88,9 @@ static void send_now(struct sl_http_req *r, int status, const char *ctype, const
     struct evhttp_request *ev = r->ev;
     struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
     evhttp_add_header(out, "Content-Type", ctype ? ctype : "application/json");
-    struct evbuffer *buf = evbuffer_new();
-    if (buf && len)
-        evbuffer_add(buf, body, len);
-    evhttp_send_reply(ev, status, NULL, buf);
-    if (buf)
-        evbuffer_free(buf);
+    if (len)
+        evbuffer_add(evhttp_request_get_output_buffer(ev), body, len);
+    evhttp_send_reply(ev, status, NULL, NULL);
     req_free(r);
 }
 
