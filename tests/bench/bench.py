@@ -25,10 +25,10 @@ def rfc3339(t):
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%06dZ" % int((t % 1) * 1e6)
 
 
-def ingest_body(user_ids, now):
+def ingest_body(user_ids, now, ws=WS):
     recs = [{"record": {"user_id": u, "timestamp": rfc3339(now - 0.001 * i),
                         "clicked": i % 2}} for i, u in enumerate(user_ids)]
-    return {"workspace_name": WS, "dry_run": False, "records": {SOURCE: recs}}
+    return {"workspace_name": ws, "dry_run": False, "records": {SOURCE: recs}}
 
 
 def get_body(user_id):
@@ -50,14 +50,14 @@ def cmd_port():
         print(s.getsockname()[1])
 
 
-def cmd_ingest_bodies(out, per_request, lines, prefix):
-    """ingest-bodies OUT PER_REQUEST LINES PREFIX: one ingest body per line, every user id
-    distinct across the file, timestamps of now (minus a millisecond per record)."""
+def cmd_ingest_bodies(out, per_request, lines, prefix, ws=WS):
+    """ingest-bodies OUT PER_REQUEST LINES PREFIX [WORKSPACE]: one ingest body per line, every
+    user id distinct across the file, timestamps of now (minus a millisecond per record)."""
     per_request, lines, now = int(per_request), int(lines), time.time()
     with open(out, "w") as f:
         for n in range(lines):
             ids = ["%s%07d" % (prefix, n * per_request + i) for i in range(per_request)]
-            f.write(dumps(ingest_body(ids, now)) + "\n")
+            f.write(dumps(ingest_body(ids, now, ws)) + "\n")
 
 
 def cmd_get_bodies(out, keys, prefix):
@@ -411,6 +411,8 @@ def row_of(o):
             extra = "%d threads, %s" % (o["threads"], extra)
         if per > 1:
             extra += ", %d rec/req" % per
+        if o.get("workload"):
+            extra += ", " + o["workload"]
         errs = dict(o.get("status", {}))
         errs.pop("200", None)
         errors = ", ".join("%s×%s" % (k, v) for k, v in sorted(errs.items()))
@@ -675,7 +677,9 @@ def cmd_table(results_file, out, header_file):
             return
         ratios.append((name, fmt % (a / b), goal))
 
-    batched = [o for o in results if o["phase"] == "ingest-batched" and o["system"] == "sluice"]
+    # the issue's goal is for an attribute view; the other workloads are reported beside it
+    batched = [o for o in results if o["phase"] == "ingest-batched" and o["system"] == "sluice"
+               and o.get("workload", "attribute view") == "attribute view"]
     s_batch = max(batched, key=thr) if batched else None
     l_batch = find(results, "ingest-batched", "leveldb", mode="batch")
     s_single = find(results, "ingest-single", "sluice")
@@ -709,7 +713,7 @@ def cmd_table(results_file, out, header_file):
         lines += ["| %s | %s | %s |" % (n, v, g or "") for n, v, g in ratios]
 
     if s_batch:
-        goals.append(("ingest batched ≥ 200,000 records/s (3)", "%s records/s (%d conns)"
+        goals.append(("ingest batched ≥ 200,000 records/s, attribute view (3)", "%s records/s (%d conns)"
                       % (fmt_num(thr(s_batch)), s_batch.get("connections", 0)),
                       thr(s_batch) >= 200000))
     if s_single and s_single.get("target_rps"):

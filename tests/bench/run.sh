@@ -202,20 +202,32 @@ if want ingest || want serve; then
 fi
 
 if want ingest; then
-    "$py" "$bench/bench.py" ingest-bodies "$work/ingest100.jsonl" 100 1000 b
-    for c in $ingest_conns; do
-        say "ingest: batched (100 records/request, saturation, $c connections)"
-        measure ingest-batched sluice loadgen "$sluice_pid" \
-            "{\"records_per_request\":100,\"label\":\"batched$c\",\"metrics\":true}" -- \
-            "$work/loadgen" -u "$url/ingest" -c "$c" -r 0 -d "$secs" \
-            -b "$work/ingest100.jsonl" -H "$auth" -l "ingest-batched-c$c"
+    # Three workloads on the same records: the (one attribute view, online and
+    # offline), the same view with a Lua transformation, and the ads example (an attribute
+    # view plus a view of three tiled aggregations with a Lua transformation).
+    "$sluice" workspace create attr --live >/dev/null
+    "$sluice" apply --workspace attr "$bench/repos/ingest" >/dev/null
+    "$sluice" workspace create attr_lua --live >/dev/null
+    "$sluice" apply --workspace attr_lua "$bench/repos/ingest_lua" >/dev/null
+    for wl in "attr:attribute view" "attr_lua:attribute view with a Lua transformation" \
+              "bench:ads example (attribute + 3 tiled aggregations, Lua)"; do
+        ws=${wl%%:*}
+        name=${wl#*:}
+        "$py" "$bench/bench.py" ingest-bodies "$work/ingest100-$ws.jsonl" 100 1000 "b$ws" "$ws"
+        for c in $ingest_conns; do
+            say "ingest: batched, $name (100 records/request, saturation, $c connections)"
+            measure ingest-batched sluice loadgen "$sluice_pid" \
+                "{\"records_per_request\":100,\"label\":\"batched-$ws-$c\",\"workload\":\"$name\",\"metrics\":true}" -- \
+                "$work/loadgen" -u "$url/ingest" -c "$c" -r 0 -d "$secs" \
+                -b "$work/ingest100-$ws.jsonl" -H "$auth" -l "ingest-batched-$ws-c$c"
+        done
     done
     say "ingest: raw LevelDB, the same shape (100 records of 60 bytes per synced WriteBatch)"
     measure ingest-batched leveldb leveldb - '{}' -- \
         "$work/leveldb_put" -d "$work/leveldb-batch" -b 100 -v 60 -t "$secs" -m batch
-    say "ingest: single record at $ingest_rate requests/s"
-    "$py" "$bench/bench.py" ingest-bodies "$work/ingest1.jsonl" 1 20000 s
-    measure ingest-single sluice loadgen "$sluice_pid" '{"label":"single","metrics":true}' -- \
+    say "ingest: single record at $ingest_rate requests/s, attribute view"
+    "$py" "$bench/bench.py" ingest-bodies "$work/ingest1.jsonl" 1 20000 s attr
+    measure ingest-single sluice loadgen "$sluice_pid" '{"label":"single","workload":"attribute view","metrics":true}' -- \
         "$work/loadgen" -u "$url/ingest" -c "$rate_conns" -r "$ingest_rate" -d "$secs" \
         -b "$work/ingest1.jsonl" -H "$auth" -l ingest-single
     say "ingest: raw LevelDB, one synced put per write"
