@@ -22,6 +22,7 @@
 #include "timeutil.h"
 #include "transform.h"
 #include "types.h"
+#include "wcache.h"
 
 #define MAX_RECORD_ERRORS 100
 #define SCRATCH_LIMIT (64u << 20) /* one record's transformation output */
@@ -575,6 +576,7 @@ static int commit_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch
                         struct sl_error *err)
 {
     struct ingest_commit *ic = (struct ingest_commit *)c;
+    struct sl_wcache *wc = ic->n->wcache;
     struct sl_buf cur = SL_BUF_INIT, next = SL_BUF_INIT;
     int rc = 0;
     for (size_t i = 0; i < ic->nmut && rc == 0; i++) {
@@ -589,18 +591,29 @@ static int commit_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch
             continue;
         }
         sl_buf_reset(&cur);
-        int g = sl_store_get(s, m->key, m->klen, &cur, err);
-        if (g != 0 && g != SL_ENOTFOUND) {
-            rc = g;
-            break;
+        const char *cv;
+        size_t cvlen;
+        int g;
+        if (sl_wcache_get(wc, m->key, m->klen, &cv, &cvlen)) {
+            sl_buf_append(&cur, cv, cvlen);
+            g = cvlen ? 0 : SL_ENOTFOUND; /* an empty entry: known absent */
+        } else {
+            g = sl_store_get(s, m->key, m->klen, &cur, err);
+            if (g != 0 && g != SL_ENOTFOUND) {
+                rc = g;
+                break;
+            }
+            if (g == SL_ENOTFOUND)
+                sl_buf_reset(&cur);
         }
-        if (g == SL_ENOTFOUND)
-            sl_buf_reset(&cur);
         if (m->kind == 'A') {
             uint64_t old;
-            if (g == 0 && cur.len >= 9 && (memcpy(&old, cur.p + 1, 8), (int64_t)old > m->ts))
+            if (g == 0 && cur.len >= 9 && (memcpy(&old, cur.p + 1, 8), (int64_t)old > m->ts)) {
+                sl_wcache_put(wc, m->key, m->klen, cur.p, cur.len);
                 continue;
+            }
             sl_batch_put(b, m->key, m->klen, m->row, m->rowlen);
+            sl_wcache_put(wc, m->key, m->klen, m->row, m->rowlen);
             continue;
         }
         size_t end = i;
@@ -619,8 +632,10 @@ static int commit_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch
                 break;
             end++;
         }
-        if (rc == 0)
+        if (rc == 0) {
             sl_batch_put(b, m->key, m->klen, cur.p, cur.len);
+            sl_wcache_put(wc, m->key, m->klen, cur.p, cur.len);
+        }
         i = end;
     }
     if (rc == 0 && ic->extra.count) {
@@ -648,6 +663,8 @@ static void commit_free(struct ingest_commit *ic)
 static void commit_done(struct sl_commit *c, int status, const struct sl_error *err)
 {
     struct ingest_commit *ic = (struct ingest_commit *)c;
+    if (status != 0) /* the cache may hold values of this commit that the store does not */
+        sl_wcache_clear(ic->n->wcache);
     if (ic->w) { /* a synchronous commit: wake the waiting thread, which frees ic */
         pthread_mutex_lock(&ic->w->mu);
         ic->w->status = status;

@@ -21,6 +21,7 @@
 #include "store.h"
 #include "tiles.h"
 #include "timeutil.h"
+#include "wcache.h"
 
 struct sched {
     char *key;       /* workspace '/' view id */
@@ -43,22 +44,36 @@ struct sl_jobs {
 
 #define RETENTION_EVERY (600 * SL_NS_PER_SEC)
 
-/* Deletes aggregation state no read can reach any more (tiles.h) in one workspace. */
+static int forget_written(void *arg, struct sl_store *s)
+{
+    (void)s;
+    sl_wcache_clear(arg);
+    return 0;
+}
+
+/* Deletes aggregation state no read can reach any more (tiles.h) in one workspace, and then
+ * empties the writer's cache, which may hold deleted keys. */
 static void retain_ws(void *arg, struct sl_ws *ws)
 {
     struct sl_jobs *j = arg;
     int64_t now = sl_now_ns();
+    int touched = 0;
     for (size_t i = 0; i < ws->nviews; i++) {
         const struct sl_view *v = &ws->views[i];
         size_t deleted = 0;
         struct sl_error err = {0};
         if (!v->agg)
             continue;
-        if (sl_tiles_compact(v->agg, v->key, v->nkeys, &j->n->store, now, &deleted, &err) != 0)
+        if (sl_tiles_compact(v->agg, v->key, v->nkeys, &j->n->store, now, &deleted, &err) != 0) {
             sl_err("retention: feature view `%s` of `%s`: %s", v->name, ws->name, err.msg);
-        else if (deleted)
+            touched = 1; /* a part may have been deleted */
+        } else if (deleted) {
             __atomic_add_fetch(&j->n->compacted_keys, deleted, __ATOMIC_RELAXED);
+            touched = 1;
+        }
     }
+    if (touched)
+        sl_writer_call(j->n->writer, forget_written, j->n->wcache);
 }
 
 /* ---- records ---- */

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "offline.h"
 #include "pit.h"
+#include "wcache.h"
 #include "lua_vm.h"
 #include "registry.h"
 #include "serve.h"
@@ -802,6 +803,11 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
         sl_error_set(err, SL_ENOMEM, "out of memory");
         goto fail;
     }
+    n->wcache = sl_wcache_new(cfg->writer_cache_mb > 0 ? (size_t)cfg->writer_cache_mb << 20 : 0);
+    if (!n->wcache) {
+        sl_error_set(err, SL_ENOMEM, "out of memory");
+        goto fail;
+    }
     n->writer = sl_writer_start(&n->store, (size_t)cfg->queue, (size_t)cfg->group_max,
                                 offline_flush, offline_after, n, err);
     if (!n->writer)
@@ -838,6 +844,7 @@ void sl_server_stop(struct sl_node *n)
     pthread_mutex_unlock(&n->bg_mu);
     sl_jobs_stop(n->jobs);
     sl_writer_stop(n->writer);
+    sl_wcache_free(n->wcache);
     sl_http_stop(n->http);
     sl_offline_free(n->offline);
     for (long i = 0; n->xform && i < (n->cfg->threads > 0 ? n->cfg->threads : 1); i++)

@@ -23,6 +23,7 @@ struct sl_node {
     struct sl_registry *reg;
     struct sl_auth *auth;
     struct sl_writer *writer;
+    struct sl_wcache *wcache;   /* the writer's value cache (wcache.h): writer thread only */
     struct sl_offline *offline;
     struct sl_jobs *jobs;
     struct sl_http *http;
