@@ -33,14 +33,84 @@ void sl_row_key(struct sl_buf *out, const struct sl_view *v, const char *const *
 
 enum { OPT_NAMES, OPT_TYPES, OPT_TIMES, OPT_STATUS, OPT_SLO, OPT_N };
 
+/* Per HTTP worker: what a request needs from one call to the next, reused rather than
+ * allocated and freed per request. */
+struct sl_serve_scratch {
+    struct sl_arena arena;
+    struct sl_buf out, vals, frag, kvtmp, key, row;
+    void *st, *slots, *kvoff, *kvnull; /* grown by grow() */
+    size_t st_cap, slots_cap, kvoff_cap, kvnull_cap;
+    struct sl_tiles_scratch *tiles;
+};
+
+struct sl_serve_scratch *sl_serve_scratch_new(void)
+{
+    struct sl_serve_scratch *sc = calloc(1, sizeof(*sc));
+    if (sc && !(sc->tiles = sl_tiles_scratch_new())) {
+        free(sc);
+        sc = NULL;
+    }
+    return sc;
+}
+
+static void scratch_release(struct sl_serve_scratch *sc)
+{
+    sl_arena_free(&sc->arena);
+    struct sl_buf *bufs[] = {&sc->out, &sc->vals, &sc->frag, &sc->kvtmp, &sc->key, &sc->row};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(*bufs); i++)
+        sl_buf_free(bufs[i]);
+    free(sc->st);
+    free(sc->slots);
+    free(sc->kvoff);
+    free(sc->kvnull);
+    sc->st = sc->slots = sc->kvoff = sc->kvnull = NULL;
+    sc->st_cap = sc->slots_cap = sc->kvoff_cap = sc->kvnull_cap = 0;
+}
+
+void sl_serve_scratch_free(struct sl_serve_scratch *sc)
+{
+    if (sc) {
+        scratch_release(sc);
+        sl_tiles_scratch_free(sc->tiles);
+        free(sc);
+    }
+}
+
+/* After a request: what a large request grew is freed, the rest kept for the next. */
+static void scratch_trim(struct sl_serve_scratch *sc)
+{
+    if (sc->out.cap > (1u << 20) || sc->vals.cap > (1u << 20) || sc->frag.cap > (1u << 20) ||
+        sc->arena.used > (1u << 20) || sc->st_cap > 65536)
+        scratch_release(sc);
+    else
+        sl_arena_reset(&sc->arena);
+    sl_tiles_scratch_trim(sc->tiles);
+}
+
+/* *p holds at least n zeroed elements of size sz (n > 0). */
+static void *grow(void **p, size_t *cap, size_t n, size_t sz)
+{
+    if (*cap < n) {
+        size_t c = n < 16 ? 16 : n;
+        void *g = realloc(*p, c * sz);
+        if (!g)
+            return NULL;
+        *p = g;
+        *cap = c;
+    }
+    memset(*p, 0, n * sz);
+    return *p;
+}
+
 struct serve_req {
     struct sl_node *n;
+    struct sl_serve_scratch *sc;
     struct sl_xform_cache *xf;
     struct sl_ws *ws;
     struct sl_service *svc;
     int opt[OPT_N];
     int64_t start_ns;
-    struct sl_arena arena;
+    struct sl_arena *arena; /* the scratch's */
 };
 
 /* A member by its snake_case or camelCase name. */
@@ -125,7 +195,7 @@ struct row_status {
  * service's join key k; null[k] when the value was null. */
 struct keyvals {
     const struct sl_service *svc;
-    struct sl_buf tmp;
+    struct sl_buf *tmp;
     size_t *off;
     int *null;
 };
@@ -141,8 +211,10 @@ static int read_view(struct serve_req *q, const struct sl_view *v, const struct 
 {
     const char *parts[16];
     size_t lens[16];
-    struct sl_buf key = SL_BUF_INIT, row = SL_BUF_INIT;
+    struct sl_buf *key = &q->sc->key, *row = &q->sc->row;
     struct sl_error err = {0};
+    sl_buf_reset(key);
+    sl_buf_reset(row);
     int rc = 0, have = v->nkeys <= 16 && nfeat <= 256;
     for (size_t k = 0; have && k < v->nkeys; k++) {
         size_t idx = 0;
@@ -151,7 +223,7 @@ static int read_view(struct serve_req *q, const struct sl_view *v, const struct 
         if (idx == kv->svc->nkeys || kv->null[idx])
             have = 0;
         else {
-            parts[k] = kv->tmp.p + kv->off[2 * idx];
+            parts[k] = kv->tmp->p + kv->off[2 * idx];
             lens[k] = kv->off[2 * idx + 1];
         }
     }
@@ -160,9 +232,9 @@ static int read_view(struct serve_req *q, const struct sl_view *v, const struct 
         int64_t eff[256];
         size_t off[256], len[256];
         for (size_t k = 0; k < v->nkeys; k++)
-            sl_buf_lenstr(&key, parts[k], lens[k]);
-        rc = sl_tiles_read(v->agg, &q->n->store, v->key, key.p, key.len, now, feat, nfeat, frag,
-                           off, len, pres, eff, &err);
+            sl_buf_lenstr(key, parts[k], lens[k]);
+        rc = sl_tiles_read(v->agg, &q->n->store, v->key, key->p, key->len, now, feat, nfeat, frag,
+                           off, len, pres, eff, q->sc->tiles, &err);
         if (rc != 0) {
             snprintf(msg, cap, "online store read failed: %s", err.msg);
             rc = SL_ESTORE;
@@ -178,8 +250,8 @@ static int read_view(struct serve_req *q, const struct sl_view *v, const struct 
     int64_t present_ts = 0;
     struct sl_cursor c = {0};
     if (have) {
-        sl_row_key(&key, v, parts, lens);
-        int g = sl_store_get(&q->n->store, key.p, key.len, &row, &err);
+        sl_row_key(key, v, parts, lens);
+        int g = sl_store_get(&q->n->store, key->p, key->len, row, &err);
         if (g != 0 && g != SL_ENOTFOUND) {
             snprintf(msg, cap, "online store read failed: %s", err.msg);
             rc = SL_ESTORE;
@@ -188,7 +260,7 @@ static int read_view(struct serve_req *q, const struct sl_view *v, const struct 
         uint64_t ts;
         uint32_t nf;
         const void *ver;
-        c = (struct sl_cursor){(const unsigned char *)row.p, row.len};
+        c = (struct sl_cursor){(const unsigned char *)row->p, row->len};
         if (g == 0 && sl_cur_bytes(&c, 1, &ver) == 0 && sl_cur_u64(&c, &ts) == 0 &&
             sl_cur_u32(&c, &nf) == 0 && nf == v->nfeatures &&
             (v->ttl_ns == 0 || (int64_t)ts >= now - v->ttl_ns)) {
@@ -213,8 +285,6 @@ static int read_view(struct serve_req *q, const struct sl_view *v, const struct 
         fs[f] = (struct row_status){present, present_ts};
     }
 out:
-    sl_buf_free(&key);
-    sl_buf_free(&row);
     return rc;
 }
 
@@ -274,7 +344,7 @@ static int realtime_view(struct serve_req *q, const struct sl_service_item *it,
         sl_buf_putc(&obj, '}');
         sl_buf_free(&vals);
         if (rc == 0) {
-            const struct sl_json *o = sl_json_parse(obj.p, obj.len, &q->arena, &err);
+            const struct sl_json *o = sl_json_parse(obj.p, obj.len, q->arena, &err);
             if (!o) {
                 snprintf(msg, cap, "out of memory");
                 rc = SL_ENOMEM;
@@ -294,7 +364,7 @@ static int realtime_view(struct serve_req *q, const struct sl_service_item *it,
     for (size_t f = 0; f < v->nfeatures; f++)
         out[f] = (struct sl_field){v->features[f].name, v->features[f].type};
     rc = L ? sl_xform_realtime(L, v->name, req ? req->schema : NULL, req ? req->nfields : 0, ctx,
-                               in, nin, out, v->nfeatures, &q->arena, &row, &err)
+                               in, nin, out, v->nfeatures, q->arena, &row, &err)
            : err.code;
     free(out);
     if (rc) {
@@ -324,35 +394,32 @@ static int serve_row(struct serve_req *q, const struct sl_json *jkm, const struc
                      struct sl_buf *vals, struct row_status *st, char *msg, size_t cap)
 {
     struct sl_service *svc = q->svc;
-    struct keyvals kv = {.svc = svc, .tmp = SL_BUF_INIT};
-    struct sl_buf frag = SL_BUF_INIT;
+    struct sl_serve_scratch *sc = q->sc;
+    struct keyvals kv = {.svc = svc, .tmp = &sc->kvtmp};
+    struct sl_buf *frag = &sc->frag;
     int64_t now = sl_now_ns();
     int rc = 0;
-    kv.off = calloc(svc->nkeys + 1, sizeof(size_t) * 2);
-    kv.null = calloc(svc->nkeys + 1, sizeof(int));
-    struct slot *slots = calloc(svc->nfeatures + 1, sizeof(*slots));
-    if (!kv.off || !kv.null || !slots) {
-        rc = SL_ENOMEM;
-        goto out;
-    }
+    sl_buf_reset(kv.tmp);
+    sl_buf_reset(frag);
+    kv.off = grow(&sc->kvoff, &sc->kvoff_cap, 2 * svc->nkeys + 1, sizeof(size_t));
+    kv.null = grow(&sc->kvnull, &sc->kvnull_cap, svc->nkeys + 1, sizeof(int));
+    struct slot *slots = grow(&sc->slots, &sc->slots_cap, svc->nfeatures + 1, sizeof(*slots));
+    if (!kv.off || !kv.null || !slots)
+        return SL_ENOMEM;
     for (size_t k = 0; k < svc->nkeys; k++) {
         const struct sl_json *v = jkm && jkm->kind == SL_JSON_OBJECT ? sl_json_get(jkm, svc->join_keys[k].name) : NULL;
         if (!v) {
             snprintf(msg, cap, "Missing required join key: %s", svc->join_keys[k].name);
-            rc = SL_EINVAL;
-            goto out;
+            return SL_EINVAL;
         }
-        int jr = join_part(&svc->join_keys[k], v, &kv.tmp, &kv.off[2 * k], &kv.off[2 * k + 1], msg, cap);
-        if (jr < 0) {
-            rc = jr;
-            goto out;
-        }
+        int jr = join_part(&svc->join_keys[k], v, kv.tmp, &kv.off[2 * k], &kv.off[2 * k + 1], msg, cap);
+        if (jr < 0)
+            return jr;
         kv.null[k] = jr == 1;
     }
     if (ctx && ctx->kind != SL_JSON_OBJECT) {
         snprintf(msg, cap, "`request_context_map` must be an object");
-        rc = SL_EINVAL;
-        goto out;
+        return SL_EINVAL;
     }
     for (int pass = 0; pass < 2 && rc == 0; pass++) {
         size_t fo = 0;
@@ -360,8 +427,8 @@ static int serve_row(struct serve_req *q, const struct sl_json *jkm, const struc
             const struct sl_service_item *it = &svc->items[i];
             if (it->view->is_realtime == (pass == 1))
                 rc = it->view->is_realtime
-                         ? realtime_view(q, it, &kv, ctx, now, &frag, slots + fo, st + fo, msg, cap)
-                         : read_view(q, it->view, &kv, it->feat, it->nfeat, now, &frag, slots + fo,
+                         ? realtime_view(q, it, &kv, ctx, now, frag, slots + fo, st + fo, msg, cap)
+                         : read_view(q, it->view, &kv, it->feat, it->nfeat, now, frag, slots + fo,
                                      st + fo, msg, cap);
             fo += it->nfeat;
         }
@@ -369,16 +436,10 @@ static int serve_row(struct serve_req *q, const struct sl_json *jkm, const struc
     for (size_t f = 0; rc == 0 && f < svc->nfeatures; f++) {
         if (vals->len)
             sl_buf_putc(vals, ',');
-        sl_buf_append(vals, frag.p + slots[f].off, slots[f].len);
+        sl_buf_append(vals, frag->p + slots[f].off, slots[f].len);
     }
-    if (rc == 0 && (frag.oom || kv.tmp.oom))
+    if (rc == 0 && (frag->oom || kv.tmp->oom))
         rc = SL_ENOMEM;
-out:
-    free(kv.off);
-    free(kv.null);
-    free(slots);
-    sl_buf_free(&kv.tmp);
-    sl_buf_free(&frag);
     return rc;
 }
 
@@ -489,9 +550,11 @@ static void metadata_call(struct serve_req *q, struct sl_buf *b)
 void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_call call,
                      const struct sl_principal *p)
 {
-    struct serve_req q = {.n = n, .xf = n->xform[sl_http_worker(r)], .start_ns = sl_now_ns()};
+    int worker = sl_http_worker(r);
+    struct serve_req q = {.n = n, .sc = n->serve_scratch[worker], .xf = n->xform[worker],
+                          .start_ns = sl_now_ns()};
     struct sl_error err = {0};
-    struct sl_buf out = SL_BUF_INIT, vals = SL_BUF_INIT;
+    struct sl_buf *out = &q.sc->out, *vals = &q.sc->vals;
     struct row_status *st = NULL;
     char msg[512];
     int ok = 0;
@@ -504,8 +567,11 @@ void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_cal
              n->cfg->max_body);
         goto out;
     }
-    q.arena.limit = len * 40 + 65536; /* a node per two bytes, at worst */
-    const struct sl_json *root = body ? sl_json_parse(body, len, &q.arena, &err) : NULL;
+    q.arena = &q.sc->arena;
+    q.arena->limit = len * 40 + 65536; /* a node per two bytes, at worst */
+    sl_buf_reset(out);
+    sl_buf_reset(vals);
+    const struct sl_json *root = body ? sl_json_parse(body, len, q.arena, &err) : NULL;
     if (!root) {
         if (!body)
             fail(r, SL_EINVAL, "The request body is empty");
@@ -550,25 +616,25 @@ void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_cal
     read_options(params, q.opt);
 
     if (call == SL_SERVE_METADATA) {
-        metadata_call(&q, &out);
+        metadata_call(&q, out);
         ok = 1;
         goto out;
     }
     if (call == SL_SERVE_GET) {
-        st = calloc(q.svc->nfeatures + 1, sizeof(*st));
+        st = grow(&q.sc->st, &q.sc->st_cap, q.svc->nfeatures + 1, sizeof(*st));
         int rc = st ? serve_row(&q, param(params, "join_key_map", "joinKeyMap"),
-                                param(params, "request_context_map", "requestContextMap"), &vals,
+                                param(params, "request_context_map", "requestContextMap"), vals,
                                 st, msg, sizeof(msg))
                     : SL_ENOMEM;
         if (rc != 0) {
             fail(r, rc, "%s", rc == SL_ENOMEM ? "out of memory" : msg);
             goto out;
         }
-        sl_buf_puts(&out, "{\"result\":{\"features\":[");
-        sl_buf_append(&out, vals.p, vals.len);
-        sl_buf_puts(&out, "]},");
-        write_metadata(&q, &out, st, 1, 0);
-        sl_buf_putc(&out, '}');
+        sl_buf_puts(out, "{\"result\":{\"features\":[");
+        sl_buf_append(out, vals->p, vals->len);
+        sl_buf_puts(out, "]},");
+        write_metadata(&q, out, st, 1, 0);
+        sl_buf_putc(out, '}');
         ok = 1;
         goto out;
     }
@@ -578,41 +644,38 @@ void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_cal
         fail(r, SL_EINVAL, "Required field `request_data` is missing");
         goto out;
     }
-    st = calloc(rows->count * q.svc->nfeatures + 1, sizeof(*st));
+    st = grow(&q.sc->st, &q.sc->st_cap, rows->count * q.svc->nfeatures + 1, sizeof(*st));
     if (!st) {
         fail(r, SL_ENOMEM, "out of memory");
         goto out;
     }
-    sl_buf_puts(&out, "{\"result\":[");
+    sl_buf_puts(out, "{\"result\":[");
     size_t i = 0;
     for (const struct sl_json *row = rows->child; row; row = row->next, i++) {
-        sl_buf_reset(&vals);
+        sl_buf_reset(vals);
         int rc = serve_row(&q, row->kind == SL_JSON_OBJECT ? param(row, "join_key_map", "joinKeyMap") : NULL,
                            row->kind == SL_JSON_OBJECT ? param(row, "request_context_map", "requestContextMap") : NULL,
-                           &vals, st + i * q.svc->nfeatures, msg, sizeof(msg));
+                           vals, st + i * q.svc->nfeatures, msg, sizeof(msg));
         if (rc != 0) {
             fail(r, rc, "request_data[%zu]: %s", i, msg);
             goto out;
         }
-        sl_buf_puts(&out, i ? ",{\"features\":[" : "{\"features\":[");
-        sl_buf_append(&out, vals.p, vals.len);
-        sl_buf_puts(&out, "]}");
+        sl_buf_puts(out, i ? ",{\"features\":[" : "{\"features\":[");
+        sl_buf_append(out, vals->p, vals->len);
+        sl_buf_puts(out, "]}");
     }
-    sl_buf_puts(&out, "],");
-    write_metadata(&q, &out, st, rows->count, 1);
-    sl_buf_putc(&out, '}');
+    sl_buf_puts(out, "],");
+    write_metadata(&q, out, st, rows->count, 1);
+    sl_buf_putc(out, '}');
     ok = 1;
 out:
-    if (ok) {
-        if (vals.oom)
-            out.oom = 1;
-        sl_reply_buf(r, 200, &out);
+    if (ok && !out->oom && !vals->oom) {
+        sl_http_reply(r, 200, "application/json", out->p, out->len);
+    } else if (ok) {
+        fail(r, SL_ENOMEM, "out of memory");
     } else {
         __atomic_add_fetch(&n->read_errors, 1, __ATOMIC_RELAXED);
-        sl_buf_free(&out);
     }
-    free(st);
-    sl_buf_free(&vals);
     sl_ws_release(q.ws);
-    sl_arena_free(&q.arena);
+    scratch_trim(q.sc);
 }

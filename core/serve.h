@@ -13,6 +13,11 @@ struct sl_buf;
 
 enum sl_serve_call { SL_SERVE_GET, SL_SERVE_BATCH, SL_SERVE_METADATA };
 
+/* Per HTTP worker: the buffers a read reuses from one request to the next. */
+struct sl_serve_scratch;
+struct sl_serve_scratch *sl_serve_scratch_new(void);
+void sl_serve_scratch_free(struct sl_serve_scratch *sc);
+
 /* Handles one FeatureService call. Loop thread. */
 void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_call call,
                      const struct sl_principal *p);

@@ -771,10 +771,13 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
     struct sl_vm_limits lim = {(size_t)cfg->lua_memory_mb << 20, cfg->lua_instructions};
     int nthreads = cfg->threads > 0 ? (int)cfg->threads : 1;
     n->xform = calloc((size_t)nthreads, sizeof(*n->xform));
-    for (int i = 0; n->xform && i < nthreads; i++)
-        if (!(n->xform[i] = sl_xform_cache_new(&lim)))
+    n->serve_scratch = calloc((size_t)nthreads, sizeof(*n->serve_scratch));
+    for (int i = 0; n->xform && n->serve_scratch && i < nthreads; i++)
+        if (!(n->xform[i] = sl_xform_cache_new(&lim)) ||
+            !(n->serve_scratch[i] = sl_serve_scratch_new()))
             break;
-    if (!n->xform || !n->xform[nthreads - 1]) {
+    if (!n->xform || !n->serve_scratch || !n->xform[nthreads - 1] ||
+        !n->serve_scratch[nthreads - 1]) {
         sl_error_set(err, SL_ENOMEM, "out of memory");
         goto fail;
     }
@@ -850,6 +853,9 @@ void sl_server_stop(struct sl_node *n)
     for (long i = 0; n->xform && i < (n->cfg->threads > 0 ? n->cfg->threads : 1); i++)
         sl_xform_cache_free(n->xform[i]);
     free(n->xform);
+    for (long i = 0; n->serve_scratch && i < (n->cfg->threads > 0 ? n->cfg->threads : 1); i++)
+        sl_serve_scratch_free(n->serve_scratch[i]);
+    free(n->serve_scratch);
     sl_auth_close(n->auth);
     sl_registry_close(n->reg);
     sl_store_close(&n->store);

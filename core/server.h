@@ -33,6 +33,7 @@ struct sl_node {
     int nbg;                    /* running; stop waits for them */
     int stopping;
     struct sl_xform_cache **xform; /* per HTTP worker: Lua VMs for transformations */
+    struct sl_serve_scratch **serve_scratch; /* per HTTP worker: buffers of reads */
     uint64_t seq;               /* write sequence of aggregate events (atomic); starts at the
                                    start time in ns so it grows across restarts */
     /* counters for /metrics (atomic) */

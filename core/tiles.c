@@ -565,11 +565,14 @@ static int prefetch(const struct sl_tiles_view *tv, struct sl_store *s, const st
     size_t n = plan_tiles(plans, nfeat, all, sizeof(all) / sizeof(*all));
     if (n == 0)
         return 0;
-    struct fetched *fx = realloc(*fxp, (n + 64) * sizeof(*fx));
-    if (!fx)
-        return sl_error_set(err, SL_ENOMEM, "out of memory");
-    *fxp = fx;
-    *capfx = n + 64;
+    struct fetched *fx = *fxp;
+    if (*capfx < n + 64) {
+        fx = realloc(*fxp, (n + 64) * sizeof(*fx));
+        if (!fx)
+            return sl_error_set(err, SL_ENOMEM, "out of memory");
+        *fxp = fx;
+        *capfx = n + 64;
+    }
     for (size_t i = 0; i < n; i++)
         fx[i] = (struct fetched){all[i], 0, 0, 0};
     *nfx = n;
@@ -633,32 +636,75 @@ static int prefetch(const struct sl_tiles_view *tv, struct sl_store *s, const st
     return rc;
 }
 
+struct sl_tiles_scratch {
+    struct sl_buf ek, key, life, fxv; /* fxv: values of the fetched tiles */
+    struct fetched *fx;
+    size_t capfx;
+    struct plan *plans;
+    size_t nplans;
+};
+
+struct sl_tiles_scratch *sl_tiles_scratch_new(void)
+{
+    return calloc(1, sizeof(struct sl_tiles_scratch));
+}
+
+static void scratch_release(struct sl_tiles_scratch *x)
+{
+    sl_buf_free(&x->ek);
+    sl_buf_free(&x->key);
+    sl_buf_free(&x->life);
+    sl_buf_free(&x->fxv);
+    free(x->fx);
+    free(x->plans);
+    memset(x, 0, sizeof(*x));
+}
+
+void sl_tiles_scratch_trim(struct sl_tiles_scratch *x)
+{
+    if (x && (x->fxv.cap > (1u << 20) || x->life.cap > (1u << 20) || x->capfx > 4096 ||
+              x->nplans > 64))
+        scratch_release(x);
+}
+
+void sl_tiles_scratch_free(struct sl_tiles_scratch *x)
+{
+    if (x) {
+        scratch_release(x);
+        free(x);
+    }
+}
+
 int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
                   const unsigned char viewkey[8], const char *entity, size_t elen, int64_t now,
                   const int *feat, size_t nfeat, struct sl_buf *vals, size_t *off,
-                  size_t *len, int *present, int64_t *eff, struct sl_error *err)
+                  size_t *len, int *present, int64_t *eff, struct sl_tiles_scratch *sc,
+                  struct sl_error *err)
 {
-    struct sl_buf ek = SL_BUF_INIT, key = SL_BUF_INIT, life = SL_BUF_INIT;
-    struct fetched *fx = NULL;
-    size_t nfx = 0, capfx = 0;
+    struct sl_tiles_scratch local = {0}, *x = sc ? sc : &local;
+    size_t nfx = 0;
     struct sl_agg_state *st = NULL;
-    struct plan *plans = NULL;
-    struct sl_buf fxv = SL_BUF_INIT; /* values of the fetched tiles */
     struct sl_buf *cont = NULL;
     int *cpresent = NULL;
     int64_t *ceff = NULL;
     int rc = 0, have_life = 0;
-    entity_key(&ek, viewkey, entity, elen);
-    if (ek.oom)
-        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    sl_buf_reset(&x->ek);
+    sl_buf_reset(&x->key);
+    sl_buf_reset(&x->life);
+    sl_buf_reset(&x->fxv);
+    entity_key(&x->ek, viewkey, entity, elen);
+    if (x->ek.oom) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+        goto out;
+    }
 
     /* lifetime value, once */
     for (size_t f = 0; f < nfeat; f++)
         have_life |= !windowed(tv->specs[feat[f]]);
     if (have_life) {
-        sl_buf_append(&key, ek.p, ek.len);
-        sl_buf_putc(&key, (char)KEY_LIFETIME);
-        rc = sl_store_get(s, key.p, key.len, &life, err);
+        sl_buf_append(&x->key, x->ek.p, x->ek.len);
+        sl_buf_putc(&x->key, (char)KEY_LIFETIME);
+        rc = sl_store_get(s, x->key.p, x->key.len, &x->life, err);
         if (rc == SL_ENOTFOUND)
             rc = 0;
         if (rc)
@@ -673,24 +719,32 @@ int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
             rc = sl_error_set(err, SL_ENOMEM, "out of memory");
             goto out;
         }
-        rc = read_continuous(tv, s, &ek, now, feat, nfeat, cont, cpresent, ceff, err);
+        rc = read_continuous(tv, s, &x->ek, now, feat, nfeat, cont, cpresent, ceff, err);
     }
 
     if (rc == 0 && !tv->continuous && tv->has_windowed) {
-        plans = calloc(nfeat + 1, sizeof(*plans));
-        if (!plans)
-            rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+        if (x->nplans < nfeat) {
+            struct plan *g = realloc(x->plans, nfeat * sizeof(*g));
+            if (g) {
+                x->plans = g;
+                x->nplans = nfeat;
+            } else {
+                rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+            }
+        }
         for (size_t f = 0; rc == 0 && f < nfeat; f++) {
             const struct sl_agg_spec *spec = tv->specs[feat[f]];
             int64_t ws;
+            x->plans[f].ok = 0;
+            x->plans[f].n = 0;
             if (!windowed(spec))
                 continue;
-            sl_agg_window(spec, now, &ws, &plans[f].end);
-            plans[f].ok = sl_agg_plan(&tv->tiling, ws, plans[f].end, plans[f].t, SL_AGG_PLAN_MAX,
-                                      &plans[f].n) == 0;
+            sl_agg_window(spec, now, &ws, &x->plans[f].end);
+            x->plans[f].ok = sl_agg_plan(&tv->tiling, ws, x->plans[f].end, x->plans[f].t, SL_AGG_PLAN_MAX,
+                                      &x->plans[f].n) == 0;
         }
         if (rc == 0)
-            rc = prefetch(tv, s, &ek, plans, nfeat, &fx, &nfx, &capfx, &fxv, err);
+            rc = prefetch(tv, s, &x->ek, x->plans, nfeat, &x->fx, &nfx, &x->capfx, &x->fxv, err);
     }
     for (size_t f = 0; f < nfeat && rc == 0; f++) {
         const struct sl_agg_spec *spec = tv->specs[feat[f]];
@@ -708,48 +762,48 @@ int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
         if (!windowed(spec)) {
             const char *p;
             size_t n;
-            slot(life.p, life.len, (size_t)feat[f], &p, &n);
+            slot(x->life.p, x->life.len, (size_t)feat[f], &p, &n);
             present[f] = n > 0;
             rc = sl_agg_lifetime_read(st, p, n, now);
             int64_t ws, we;
             sl_agg_window(spec, now, &ws, &we);
             eff[f] = tv->continuous ? now : we;
         } else {
-            const struct sl_agg_tile *plan = plans[f].t;
-            size_t np = plans[f].n;
-            eff[f] = plans[f].end;
-            rc = plans[f].ok ? 0 : SL_EINVAL;
+            const struct sl_agg_tile *plan = x->plans[f].t;
+            size_t np = x->plans[f].n;
+            eff[f] = x->plans[f].end;
+            rc = x->plans[f].ok ? 0 : SL_EINVAL;
             for (size_t t = 0; t < np && rc == 0; t++) {
-                size_t k = find_fetched(fx, nfx, &plan[t]);
+                size_t k = find_fetched(x->fx, nfx, &plan[t]);
                 if (k == nfx) { /* not among the prefetched: read it on its own */
-                    if (nfx == capfx) {
-                        capfx = capfx ? capfx * 2 : 64;
-                        struct fetched *g = realloc(fx, capfx * sizeof(*g));
+                    if (nfx == x->capfx) {
+                        x->capfx = x->capfx ? x->capfx * 2 : 64;
+                        struct fetched *g = realloc(x->fx, x->capfx * sizeof(*g));
                         if (!g) {
                             rc = SL_ENOMEM;
                             break;
                         }
-                        fx = g;
+                        x->fx = g;
                     }
-                    fx[nfx] = (struct fetched){plan[t], 0, fxv.len, 0};
-                    sl_buf_reset(&key);
-                    sl_buf_append(&key, ek.p, ek.len);
-                    sl_agg_tile_key(&key, &plan[t]);
-                    int g = sl_store_get(s, key.p, key.len, &fxv, err);
-                    fx[nfx].len = fxv.len - fx[nfx].off;
+                    x->fx[nfx] = (struct fetched){plan[t], 0, x->fxv.len, 0};
+                    sl_buf_reset(&x->key);
+                    sl_buf_append(&x->key, x->ek.p, x->ek.len);
+                    sl_agg_tile_key(&x->key, &plan[t]);
+                    int g = sl_store_get(s, x->key.p, x->key.len, &x->fxv, err);
+                    x->fx[nfx].len = x->fxv.len - x->fx[nfx].off;
                     nfx++;
                     if (g == 0)
-                        fx[k].found = 1;
+                        x->fx[k].found = 1;
                     else if (g != SL_ENOTFOUND) {
                         rc = g;
                         break;
                     }
                 }
-                if (!fx[k].found)
+                if (!x->fx[k].found)
                     continue;
                 const char *p;
                 size_t n;
-                slot(fxv.p + fx[k].off, fx[k].len, (size_t)feat[f], &p, &n);
+                slot(x->fxv.p + x->fx[k].off, x->fx[k].len, (size_t)feat[f], &p, &n);
                 if (n > 0) {
                     present[f] = 1;
                     rc = sl_agg_merge_bytes(st, p, n);
@@ -770,12 +824,8 @@ out:
     free(cont);
     free(cpresent);
     free(ceff);
-    sl_buf_free(&fxv);
-    free(fx);
-    free(plans);
-    sl_buf_free(&ek);
-    sl_buf_free(&key);
-    sl_buf_free(&life);
+    if (x == &local)
+        scratch_release(&local);
     return rc;
 }
 

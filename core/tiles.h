@@ -54,6 +54,7 @@ typedef int (*sl_tiles_emit)(void *arg, const struct sl_tiles_view *tv, int kind
 /* The events of one request for aggregate views, folded into mutations on the loop thread so
  * the writer does one read-modify-write per touched key. One thread. */
 struct sl_tiles_acc;
+struct sl_tiles_scratch;
 struct sl_tiles_acc *sl_tiles_acc_new(void);
 void sl_tiles_acc_free(struct sl_tiles_acc *acc);
 /* Adds one event of view tv for entity (the join key parts, u32-length-prefixed, as in the
@@ -77,7 +78,13 @@ int sl_tiles_apply(const struct sl_tiles_view *tv, int kind, const char *cur, si
 int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
                   const unsigned char viewkey[8], const char *entity, size_t elen, int64_t now,
                   const int *feat, size_t nfeat, struct sl_buf *vals, size_t *off, size_t *len,
-                  int *present, int64_t *eff, struct sl_error *err);
+                  int *present, int64_t *eff, struct sl_tiles_scratch *sc, struct sl_error *err);
+
+/* Buffers a read reuses from one call to the next (one per thread; NULL to sl_tiles_read
+ * allocates its own). sl_tiles_scratch_trim frees what grew past a large read. */
+struct sl_tiles_scratch *sl_tiles_scratch_new(void);
+void sl_tiles_scratch_trim(struct sl_tiles_scratch *sc);
+void sl_tiles_scratch_free(struct sl_tiles_scratch *sc);
 
 /* Retention: deletes the view's tiles that end at or before the horizon of every windowed
  * feature (no read at now or later covers them) and event-log entries before it; lifetime
