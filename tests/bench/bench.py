@@ -31,8 +31,28 @@ def ingest_body(user_ids, now, ws=WS):
     return {"workspace_name": ws, "dry_run": False, "records": {SOURCE: recs}}
 
 
+# The serving workload (tests/bench/repos/serve): 2 views, 10 features, 6 of them tiled
+# aggregations; each preloaded user has events from 20 minutes to 25 days old, so that every
+# window has data to merge.
+SERVE_WS = "serve"
+SERVE_SOURCE = "events"
+SERVE_SERVICE = "serve_service"
+SERVE_AGES = [20 * 60, 5 * 3600, 2 * 86400, 10 * 86400, 25 * 86400]
+
+
+def serve_ingest_body(user_ids, now):
+    recs = []
+    for i, u in enumerate(user_ids):
+        for k, age in enumerate(SERVE_AGES):
+            recs.append({"record": {"user_id": u, "timestamp": rfc3339(now - age - 0.001 * i),
+                                    "clicked": (i + k) % 2, "amount": round(1 + (i * 7 + k) % 50 * 0.5, 2),
+                                    "device": ("ios", "android", "web")[(i + k) % 3],
+                                    "category": "c%d" % ((i + 3 * k) % 12)}})
+    return {"workspace_name": SERVE_WS, "dry_run": False, "records": {SERVE_SOURCE: recs}}
+
+
 def get_body(user_id):
-    return {"params": {"workspace_name": WS, "feature_service_name": SERVICE,
+    return {"params": {"workspace_name": SERVE_WS, "feature_service_name": SERVE_SERVICE,
                        "join_key_map": {"user_id": user_id},
                        "metadata_options": {"include_names": True, "include_data_types": True,
                                             "include_effective_times": True,
@@ -87,7 +107,7 @@ def cmd_preload(url, keyfile, keys, prefix, response_out):
     views = ""
     for start in range(0, keys, 100):
         ids = ["%s%07d" % (prefix, n) for n in range(start, min(keys, start + 100))]
-        status, text = post(url, key, "/ingest", ingest_body(ids, now))
+        status, text = post(url, key, "/ingest", serve_ingest_body(ids, now))
         if status != 200:
             sys.exit("preload: /ingest answered %d: %s" % (status, text[:300]))
         if not views:
@@ -100,9 +120,15 @@ def cmd_preload(url, keyfile, keys, prefix, response_out):
     statuses = [f.get("status") for f in json.loads(text)["metadata"]["features"]]
     with open(response_out, "wb") as f:
         f.write(text)
-    print("- preload: %d users; one ingest of 100 records wrote %s" % (keys, views))
+    print("- preload: %d users, %d events each (%s old); one ingest of %d records wrote %s"
+          % (keys, len(SERVE_AGES), ", ".join(fmt_age(a) for a in SERVE_AGES),
+             100 * len(SERVE_AGES), views))
     print("- a get-features response: %d bytes, %d features, statuses %s"
           % (len(text), len(statuses), " ".join(statuses)))
+
+
+def fmt_age(s):
+    return "%dm" % (s // 60) if s < 3600 else "%dh" % (s // 3600) if s < 86400 else "%dd" % (s // 86400)
 
 
 def get_json(path):

@@ -236,7 +236,9 @@ if want ingest; then
 fi
 
 if want serve; then
-    say "get-features: preloading $keys users"
+    "$sluice" workspace create serve --live >/dev/null
+    "$sluice" apply --workspace serve "$bench/repos/serve" >/dev/null
+    say "get-features: preloading $keys users (2 views, 10 features, 6 of them aggregations)"
     www="$work/www"
     mkdir -p "$www"
     "$py" "$bench/bench.py" preload "$url" "$data/admin.key" "$keys" g "$www/get-features.json" \
