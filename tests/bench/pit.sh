@@ -36,7 +36,8 @@ say "pit: Sluice get-features-for-events"
 measure pit sluice json "$sluice_pid" \
     "{\"label\":\"join\",\"step\":\"get-features-for-events\",$pit_info,\"what\":\"CLI → HTTP → offline store, CSV in and out\"}" -- \
     "$sluice" get-features-for-events --workspace pit --feature-service training \
-    --events "$pit_dir/events.csv" --format csv --output "$pit_dir/sluice.csv"
+    --events "$pit_dir/events.csv" --format csv --output "$pit_dir/sluice.csv" \
+    --chunk-size "${BENCH_PIT_CHUNK:-64M}"
 stop_sluice
 say "pit: DuckDB ASOF JOIN"
 measure pit duckdb json - \

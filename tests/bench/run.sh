@@ -13,7 +13,8 @@
 #   BENCH_AGG_USERS [2000]               BENCH_AGG_EVENTS [200000] history over 30 days
 #   BENCH_AGG_RATES ["2000 5000"]        BENCH_AGG_BATCH [1000] BENCH_AGG_CONNS [4] agg ingest
 #   BENCH_PIT_ROWS [1000000]             BENCH_PIT_USERS [100000] BENCH_PIT_EVENTS [200000]
-#   BENCH_PIT_CHECK [10000]              BENCH_BACKFILL_ROWS [1000000] BENCH_BACKFILL_IDS [100000]
+#   BENCH_PIT_CHECK [10000]              BENCH_PIT_CHUNK [64M] the CLI's --chunk-size
+#   BENCH_BACKFILL_ROWS [1000000]        BENCH_BACKFILL_IDS [100000]
 #   BENCH_DUCKDB_DIR [npm install here]  BENCH_DUCKDB_PKG [@duckdb/node-api]
 #   BENCH_THREADS [server default]       BENCH_DIR [$TMPDIR or /tmp] where the data dirs go
 #   BENCH_SLUICE_BIN [build this tree]   BENCH_PERF [0] 1: perf record the servers per phase
