@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -255,9 +256,42 @@ static int conn_read_all(struct conn *k, struct sl_buf *raw)
     }
 }
 
+/* The value of response header `name` in the head raw[0..n) into val (unchanged when absent). */
+static void find_header(const char *raw, size_t n, const char *name, struct sl_buf *val)
+{
+    size_t nl = strlen(name);
+    for (const char *l = raw; l && l < raw + n;) {
+        const char *e = memchr(l, '\n', (size_t)(raw + n - l));
+        if (!e)
+            break;
+        l = e + 1;
+        if ((size_t)(raw + n - l) > nl && strncasecmp(l, name, nl) == 0 && l[nl] == ':') {
+            const char *v = l + nl + 1, *ve = memchr(v, '\r', (size_t)(raw + n - v));
+            while (v < raw + n && *v == ' ')
+                v++;
+            if (ve && ve >= v) {
+                sl_buf_reset(val);
+                sl_buf_append(val, v, (size_t)(ve - v));
+            }
+            return;
+        }
+    }
+}
+
+static int http_call_hdr(struct client *c, const char *method, const char *path,
+                         const char *ctype, const char *body, size_t blen, int *status,
+                         struct sl_buf *resp, const char *hdr, struct sl_buf *hval);
+
 static int http_call_raw(struct client *c, const char *method, const char *path,
                          const char *ctype, const char *body, size_t blen, int *status,
                          struct sl_buf *resp)
+{
+    return http_call_hdr(c, method, path, ctype, body, blen, status, resp, NULL, NULL);
+}
+
+static int http_call_hdr(struct client *c, const char *method, const char *path,
+                         const char *ctype, const char *body, size_t blen, int *status,
+                         struct sl_buf *resp, const char *hdr, struct sl_buf *hval)
 {
     char host[256], port[16];
     const char *u = c->url;
@@ -327,6 +361,8 @@ static int http_call_raw(struct client *c, const char *method, const char *path,
         sl_buf_free(&raw);
         return 1;
     }
+    if (hdr && hval)
+        find_header(p, (size_t)(hdr_end + 2 - p), hdr, hval);
     sl_buf_append(resp, hdr_end + 4, raw.len - (size_t)(hdr_end + 4 - p));
     sl_buf_cstr(resp);
     sl_buf_free(&raw);
@@ -820,17 +856,6 @@ static void query_arg(struct sl_buf *b, const char *key, const char *s)
 }
 
 /* Writes a response body to --output (default stdout). Returns 0 or 1 (printed). */
-static int save_output(struct opt *opts, const struct sl_buf *resp)
-{
-    const char *outp = optv(opts, "--output");
-    FILE *f = outp ? fopen(outp, "wb") : stdout;
-    if (!f || fwrite(resp->p, 1, resp->len, f) != resp->len || (outp && fclose(f) != 0)) {
-        fprintf(stderr, "sluice: cannot write %s: %s\n", outp ? outp : "stdout", strerror(errno));
-        return 1;
-    }
-    return 0;
-}
-
 static const char *ext_format(const char *path)
 {
     size_t n = path ? strlen(path) : 0;
@@ -1103,13 +1128,14 @@ static int cmd_pit(int argc, char **argv)
         progress(t0, events_before, total, total, 1);
     if (in.f != stdin)
         fclose(in.f);
-    if (out && out != stdout && fclose(out) != 0 && rc == 0) {
+    int opened = outp && out;
+    if (opened && fclose(out) != 0 && rc == 0) {
         fprintf(stderr, "sluice: cannot write %s: %s\n", outp, strerror(errno));
         rc = 1;
     }
-    if (out == stdout && fflush(stdout) != 0 && rc == 0)
+    if (!outp && fflush(stdout) != 0 && rc == 0)
         rc = 1;
-    if (outp && out) {
+    if (opened) {
         if (rc == 0 && rename(sl_buf_cstr(&tmp), outp) != 0) {
             fprintf(stderr, "sluice: cannot write %s: %s\n", outp, strerror(errno));
             rc = 1;
@@ -1130,7 +1156,8 @@ static int cmd_range(int argc, char **argv)
 {
     struct opt opts[] = {{"--workspace", 1, NULL}, {"--feature-service", 1, NULL},
                          {"--start", 1, NULL}, {"--end", 1, NULL}, {"--format", 1, NULL},
-                         {"--output", 1, NULL}, {"--url", 1, NULL}, {"--api-key-file", 1, NULL},
+                         {"--output", 1, NULL}, {"--page-size", 1, NULL}, {"--quiet", 0, NULL},
+                         {"--url", 1, NULL}, {"--api-key-file", 1, NULL},
                          {"--help", 0, NULL}, {NULL, 0, NULL}};
     const char *pos[1];
     int npos;
@@ -1138,38 +1165,87 @@ static int cmd_range(int argc, char **argv)
         return 2;
     if (optv(opts, "--help")) {
         printf("usage: sluice get-features-in-range --workspace W --feature-service FS\n"
-               "       --start TIME --end TIME [--format csv|jsonl] [--output FILE]\n\n"
+               "       --start TIME --end TIME [--format csv|jsonl] [--output FILE]\n"
+               "       [--page-size ROWS] [--quiet]\n\n"
                "For every entity in the offline store, the feature values online serving returned\n"
                "between --start and --end, as rows with _valid_from / _valid_to (one row per view,\n"
-               "entity and interval; equal consecutive values merged).\n");
+               "entity and interval; equal consecutive values merged).\n\n"
+               "The rows come in pages of about --page-size rows (default 100000), each written\n"
+               "as it arrives, so that memory stays bounded whatever the store's size. On a\n"
+               "terminal, the rows so far go to stderr; --quiet turns that off. --output is\n"
+               "written whole or not at all.\n");
         return 0;
     }
     const char *ws = optv(opts, "--workspace"), *fs = optv(opts, "--feature-service");
-    const char *st = optv(opts, "--start"), *en = optv(opts, "--end");
+    const char *st = optv(opts, "--start"), *en = optv(opts, "--end"), *outp = optv(opts, "--output");
     const char *fmt = optv(opts, "--format") ? optv(opts, "--format") : "jsonl";
+    size_t page = 100000;
     if (!ws || !fs || !st || !en)
         return usage_error("get-features-in-range needs --workspace, --feature-service, --start and --end");
     if (strcmp(fmt, "csv") && strcmp(fmt, "jsonl"))
         return usage_error("formats are csv or jsonl");
+    if (optv(opts, "--page-size") && parse_size(optv(opts, "--page-size"), &page) != 0)
+        return usage_error("--page-size takes a count of rows");
     struct client c = {0};
     if (client_init(&c, opts))
         return 1;
-    struct sl_buf path = SL_BUF_INIT, resp = SL_BUF_INIT;
-    sl_buf_puts(&path, "/api/v1/feature-service/get-features-in-range");
-    query_arg(&path, "workspace_name", ws);
-    query_arg(&path, "feature_service_name", fs);
-    query_arg(&path, "start_time", st);
-    query_arg(&path, "end_time", en);
-    query_arg(&path, "format", fmt);
-    int status = 0;
-    int rc = http_call_raw(&c, "POST", sl_buf_cstr(&path), "application/json", "", 0, &status, &resp);
-    if (rc == 0 && status != 200)
-        rc = report(status, &resp);
-    if (rc == 0)
-        rc = save_output(opts, &resp);
+    struct sl_buf path = SL_BUF_INIT, resp = SL_BUF_INIT, token = SL_BUF_INIT, tmp = SL_BUF_INIT;
+    if (outp)
+        sl_buf_printf(&tmp, "%s.partial", outp);
+    FILE *out = outp ? fopen(sl_buf_cstr(&tmp), "wb") : stdout;
+    int rc = 0, show = !optv(opts, "--quiet") && isatty(STDERR_FILENO);
+    size_t rows = 0;
+    if (!out) {
+        fprintf(stderr, "sluice: cannot write %s: %s\n", sl_buf_cstr(&tmp), strerror(errno));
+        rc = 1;
+    }
+    for (int first = 1; rc == 0 && (first || token.len); first = 0) {
+        sl_buf_reset(&path);
+        sl_buf_puts(&path, "/api/v1/feature-service/get-features-in-range");
+        query_arg(&path, "workspace_name", ws);
+        query_arg(&path, "feature_service_name", fs);
+        query_arg(&path, "start_time", st);
+        query_arg(&path, "end_time", en);
+        query_arg(&path, "format", fmt);
+        sl_buf_printf(&path, "&page_size=%zu", page);
+        if (token.len)
+            query_arg(&path, "page_token", sl_buf_cstr(&token));
+        sl_buf_reset(&token);
+        sl_buf_reset(&resp);
+        int status = 0;
+        rc = http_call_hdr(&c, "POST", sl_buf_cstr(&path), "application/json", "", 0, &status,
+                           &resp, "Sluice-Next-Page-Token", &token);
+        if (rc == 0 && status != 200)
+            rc = report(status, &resp);
+        if (rc == 0 && resp.len && fwrite(resp.p, 1, resp.len, out) != resp.len) {
+            fprintf(stderr, "sluice: cannot write %s: %s\n", outp ? outp : "stdout", strerror(errno));
+            rc = 1;
+        }
+        for (size_t i = 0; rc == 0 && i < resp.len; i++)
+            rows += resp.p[i] == '\n';
+        if (show && rc == 0)
+            fprintf(stderr, "\r%zu lines%s", rows, token.len ? "   " : "\n");
+    }
+    int opened = outp && out;
+    if (opened && fclose(out) != 0 && rc == 0) {
+        fprintf(stderr, "sluice: cannot write %s: %s\n", outp, strerror(errno));
+        rc = 1;
+    }
+    if (!outp && fflush(stdout) != 0 && rc == 0)
+        rc = 1;
+    if (opened) {
+        if (rc == 0 && rename(sl_buf_cstr(&tmp), outp) != 0) {
+            fprintf(stderr, "sluice: cannot write %s: %s\n", outp, strerror(errno));
+            rc = 1;
+        }
+        if (rc)
+            unlink(sl_buf_cstr(&tmp));
+    }
     free(c.key);
     sl_buf_free(&path);
     sl_buf_free(&resp);
+    sl_buf_free(&token);
+    sl_buf_free(&tmp);
     return rc;
 }
 

@@ -42,7 +42,13 @@ struct sl_http_req {
     const char *ctype;
     char *body;
     size_t len;
+    struct header *headers; /* added to the reply */
     struct sl_http_req *next;
+};
+
+struct header {
+    struct header *next;
+    char *name, *value;
 };
 
 struct worker {
@@ -77,6 +83,12 @@ static void req_free(struct sl_http_req *r)
 {
     if (r->query_parsed)
         evhttp_clear_headers(&r->query);
+    for (struct header *h = r->headers, *next; h; h = next) {
+        next = h->next;
+        free(h->name);
+        free(h->value);
+        free(h);
+    }
     free(r->path);
     free(r->body);
     free(r);
@@ -88,6 +100,8 @@ static void send_now(struct sl_http_req *r, int status, const char *ctype, const
     struct evhttp_request *ev = r->ev;
     struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
     evhttp_add_header(out, "Content-Type", ctype ? ctype : "application/json");
+    for (const struct header *h = r->headers; h; h = h->next)
+        evhttp_add_header(out, h->name, h->value);
     if (len)
         evbuffer_add(evhttp_request_get_output_buffer(ev), body, len);
     evhttp_send_reply(ev, status, NULL, NULL);
@@ -136,9 +150,20 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-void sl_http_set_header(struct sl_http_req *r, const char *name, const char *value)
+int sl_http_set_header(struct sl_http_req *r, const char *name, const char *value)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(r->ev), name, value);
+    struct header *h = calloc(1, sizeof(*h));
+    if (!h || !(h->name = strdup(name)) || !(h->value = strdup(value))) {
+        if (h)
+            free(h->name);
+        free(h);
+        return SL_ENOMEM;
+    }
+    struct header **tail = &r->headers;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = h;
+    return 0;
 }
 
 enum sl_http_method sl_http_method(struct sl_http_req *r)

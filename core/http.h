@@ -68,7 +68,8 @@ void sl_http_reply(struct sl_http_req *r, int status, const char *ctype, const v
 void sl_http_reply_async(struct sl_http_req *r, int status, const char *ctype, char *body,
                          size_t len);
 
-/* Adds a response header before the reply (loop thread). */
-void sl_http_set_header(struct sl_http_req *r, const char *name, const char *value);
+/* Adds a response header to the reply to come, from the thread that will reply. Returns 0
+ * or SL_ENOMEM. */
+int sl_http_set_header(struct sl_http_req *r, const char *name, const char *value);
 
 #endif

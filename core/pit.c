@@ -2,6 +2,7 @@
  * records in (entity, time, sequence) order. */
 #include "pit.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -607,10 +608,16 @@ out:
 
 /* ---- get-features-in-range ---- */
 
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
 struct range_out {
     const struct sl_pit_opts *o;
     const struct sl_service *svc;
     struct sl_buf *out;
+    size_t rows;
 };
 
 static int cmp_i64(const void *a, const void *b)
@@ -773,6 +780,7 @@ static void emit_range_row(struct range_out *ro, const struct sl_service_item *i
     char f[SL_TIME_MAXLEN], t[SL_TIME_MAXLEN];
     struct sl_buf *out = ro->out;
     const struct sl_view *v = it->view;
+    ro->rows++;
     sl_time_format(from, f);
     sl_time_format(to, t);
     if (ro->o->output == SL_PIT_CSV) {
@@ -848,24 +856,54 @@ static int range_entity(struct range_out *ro, const struct sl_service_item *it,
     return rc;
 }
 
+/* A page token: "<service item index>.<entity key in hex>", the last entity written. */
+static int parse_token(const char *tok, size_t *item, struct sl_buf *key)
+{
+    char *dot;
+    errno = 0;
+    unsigned long long i = strtoull(tok, &dot, 10);
+    if (dot == tok || *dot != '.' || errno || i > 1u << 20)
+        return -1;
+    const char *h = dot + 1;
+    size_t n = strlen(h);
+    if (n == 0 || n % 2)
+        return -1;
+    for (size_t k = 0; k < n; k += 2) {
+        int hi = hexval(h[k]), lo = hexval(h[k + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        sl_buf_putc(key, (char)(hi << 4 | lo));
+    }
+    *item = (size_t)i;
+    return key->oom ? -1 : 0;
+}
+
 int sl_pit_range(struct sl_offline *off, const struct sl_ws *ws, const struct sl_service *svc,
                  int64_t start, int64_t end, const struct sl_pit_opts *o, struct sl_buf *out,
-                 struct sl_error *err)
+                 struct sl_buf *next, struct sl_error *err)
 {
     struct range_out ro = {.o = o, .svc = svc, .out = out};
-    int rc = 0;
+    struct sl_buf after = SL_BUF_INIT; /* resume past this entity key of item `first` */
+    size_t first = 0;
+    int rc = 0, full = 0;
+    if (next)
+        sl_buf_reset(next);
     if (end <= start)
         return sl_error_set(err, SL_EINVAL, "the end time must be after the start time");
-    /* CSV: a block per feature view, each with its own header row */
-    for (size_t i = 0; i < svc->nitems && rc == 0; i++) {
+    if (o->page_token && *o->page_token && parse_token(o->page_token, &first, &after) != 0) {
+        sl_buf_free(&after);
+        return sl_error_set(err, SL_EINVAL, "malformed page token");
+    }
+    for (size_t i = first; i < svc->nitems && rc == 0 && !full; i++) {
         const struct sl_service_item *it = &svc->items[i];
         const struct sl_view *v = it->view;
         struct sl_segment_iter *iter = NULL;
         struct entity_events ee = {0};
-        struct sl_buf cur = SL_BUF_INIT;
+        struct sl_buf cur = SL_BUF_INIT, lo = SL_BUF_INIT;
+        int resume = i == first && after.len > 0;
         if (v->is_realtime)
             continue;
-        if (o->output == SL_PIT_CSV) {
+        if (o->output == SL_PIT_CSV && !resume) { /* a block per view, with its header row */
             sl_buf_puts(out, "_feature_view,");
             for (size_t k = 0; k < v->nkeys; k++) {
                 csv_cell(out, v->join_keys[k].name, strlen(v->join_keys[k].name));
@@ -881,20 +919,37 @@ int sl_pit_range(struct sl_offline *off, const struct sl_ws *ws, const struct sl
         unsigned char hi[9];
         memcpy(hi, v->key, 8);
         hi[8] = 0xff;
-        struct sl_segment_iter_opts io = {.key_lo = v->key, .key_lo_len = 8, .key_hi = hi,
+        if (resume) { /* the least key after the last entity written */
+            sl_buf_append(&lo, after.p, after.len);
+            sl_buf_putc(&lo, 0);
+        } else {
+            sl_buf_append(&lo, v->key, 8);
+        }
+        struct sl_segment_iter_opts io = {.key_lo = lo.p, .key_lo_len = lo.len, .key_hi = hi,
                                           .key_hi_len = 9, .has_time_max = 1, .time_max = end};
-        rc = sl_offline_iter(off, ws->name, v->name, &io, &iter, err);
+        rc = lo.oom ? sl_error_set(err, SL_ENOMEM, "out of memory")
+                    : sl_offline_iter(off, ws->name, v->name, &io, &iter, err);
         if (rc == SL_ENOTFOUND) {
             rc = 0;
             memset(err, 0, sizeof(*err));
+            sl_buf_free(&lo);
             continue;
         }
         struct sl_segment_record rec;
         int r = 0;
         while (rc == 0 && (r = sl_segment_iter_next(iter, &rec, err)) >= 0) {
             int same = r == 1 && cur.len == rec.key_len && memcmp(cur.p, rec.key, rec.key_len) == 0;
-            if (!same && ee.n)
+            if (!same && ee.n) {
                 rc = range_entity(&ro, it, cur.p, cur.len, &ee, start, end, err);
+                if (rc == 0 && o->page_rows && ro.rows >= o->page_rows && next) {
+                    /* the page is full: the next one starts after this entity */
+                    sl_buf_printf(next, "%zu.", i);
+                    for (size_t k = 0; k < cur.len; k++)
+                        sl_buf_printf(next, "%02x", (unsigned char)cur.p[k]);
+                    full = 1;
+                    break;
+                }
+            }
             if (r == 0 || rc)
                 break;
             if (!same) {
@@ -912,8 +967,10 @@ int sl_pit_range(struct sl_offline *off, const struct sl_ws *ws, const struct sl
         free(ee.e);
         sl_buf_free(&ee.bytes);
         sl_buf_free(&cur);
+        sl_buf_free(&lo);
     }
-    if (rc == 0 && out->oom)
+    sl_buf_free(&after);
+    if (rc == 0 && (out->oom || (next && next->oom)))
         rc = sl_error_set(err, SL_ENOMEM, "out of memory");
     return rc;
 }

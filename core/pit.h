@@ -20,6 +20,10 @@ struct sl_pit_opts {
     enum sl_pit_format output;
     size_t line_offset;          /* the events are a part of a larger file: added to the line */
     size_t event_offset;         /* numbers and event indexes that error messages report */
+    /* get-features-in-range in pages: stop after the entity that brings the rows to
+     * page_rows (0: no limit); resume after a page token (sl_pit_range's *next). */
+    size_t page_rows;
+    const char *page_token;
 };
 
 /* Joins the events in events[0..len) with the features of svc. Output: one row per event in
@@ -39,11 +43,14 @@ int sl_pit_run(struct sl_offline *off, const struct sl_ws *ws, const struct sl_s
  * the interval [_valid_from, _valid_to) within [start, end) during which online serving
  * returned them — one row per view, entity and interval, consecutive equal values merged.
  * JSON Lines rows carry `_feature_view`, the join keys, `_valid_from`, `_valid_to` and
- * `<view>__<feature>`; CSV is one block per view, each with a header row. Returns 0 or
- * SL_EINVAL / SL_ECORRUPT / SL_ENOMEM with err. Any thread. */
+ * `<view>__<feature>`; CSV is one block per view, each with a header row (a page that
+ * resumes within a view has none). With o->page_rows, *next gets the token of the next page
+ * (empty after the last): pages written one after another make the whole answer. Returns
+ * 0 or SL_EINVAL (also a malformed page token) / SL_ECORRUPT / SL_ENOMEM with err. Any
+ * thread. */
 #include <stdint.h>
 int sl_pit_range(struct sl_offline *off, const struct sl_ws *ws, const struct sl_service *svc,
                  int64_t start, int64_t end, const struct sl_pit_opts *o, struct sl_buf *out,
-                 struct sl_error *err);
+                 struct sl_buf *next, struct sl_error *err);
 
 #endif

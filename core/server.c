@@ -399,15 +399,20 @@ struct pit_job {
     struct sl_pit_opts o;
     int range;             /* get-features-in-range */
     int64_t start, end;
+    char *page_token;
 };
 
 static void pit_job_run(void *arg)
 {
     struct pit_job *j = arg;
     struct sl_error err = {0};
-    struct sl_buf out = SL_BUF_INIT;
-    int rc = j->range ? sl_pit_range(j->n->offline, j->ws, j->svc, j->start, j->end, &j->o, &out, &err)
+    struct sl_buf out = SL_BUF_INIT, next = SL_BUF_INIT;
+    int rc = j->range ? sl_pit_range(j->n->offline, j->ws, j->svc, j->start, j->end, &j->o, &out,
+                                     &next, &err)
                       : sl_pit_run(j->n->offline, j->ws, j->svc, j->events, j->len, &j->o, &out, &err);
+    if (rc == 0 && next.len && sl_http_set_header(j->r, "Sluice-Next-Page-Token", sl_buf_cstr(&next)) != 0)
+        rc = sl_error_set(&err, SL_ENOMEM, "out of memory");
+    sl_buf_free(&next);
     if (rc != 0) {
         sl_buf_free(&out);
         reply_status_async(j->r, &err);
@@ -420,6 +425,7 @@ static void pit_job_run(void *arg)
     sl_ws_release(j->ws);
     free(j->events);
     free(j->ts_key);
+    free(j->page_token);
     free(j);
 }
 
@@ -501,6 +507,16 @@ static void get_features_for_events(struct sl_node *n, struct sl_http_req *r,
             sl_error_set(&err, SL_EINVAL, "query parameters `start_time` and `end_time` must be RFC 3339 times");
             goto fail;
         }
+        const char *ps = sl_http_query(r, "page_size"), *pt = sl_http_query(r, "page_token");
+        if (ps && (parse_count(ps, &j->o.page_rows) != 0 || j->o.page_rows == 0)) {
+            sl_error_set(&err, SL_EINVAL, "query parameter `page_size` must be a positive count of rows");
+            goto fail;
+        }
+        if (pt && !(j->page_token = strdup(pt))) {
+            sl_error_set(&err, SL_ENOMEM, "out of memory");
+            goto fail;
+        }
+        j->o.page_token = j->page_token;
     }
     const char *lo = sl_http_query(r, "line_offset"), *eo = sl_http_query(r, "event_offset");
     if ((lo && parse_count(lo, &j->o.line_offset) != 0) || (eo && parse_count(eo, &j->o.event_offset) != 0)) {
@@ -527,6 +543,7 @@ fail:
     sl_ws_release(j->ws);
     free(j->events);
     free(j->ts_key);
+    free(j->page_token);
     free(j);
 }
 
