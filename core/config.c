@@ -24,6 +24,7 @@ const struct sl_config_entry sl_config_map[] = {
     {"no-auth", SL_CFG_BOOL, "false", OFF(no_auth), "disable authentication (local experiments only)"},
     {"log-level", SL_CFG_STRING, "info", OFF(log_level), "debug, info, warn or error"},
     {"cache-mb", SL_CFG_LONG, "64", OFF(cache_mb), "online store block cache in MiB"},
+    {"read-cache-mb", SL_CFG_LONG, "64", OFF(read_cache_mb), "per HTTP thread: cached aggregate feature values, in MiB (0: none)"},
     {"writer-cache-mb", SL_CFG_LONG, "256", OFF(writer_cache_mb), "the writer's cache of the aggregation states and rows it wrote, in MiB (0: none)"},
     {"lua-instructions", SL_CFG_LONG, "5000000", OFF(lua_instructions), "instruction budget per user function call"},
     {"lua-memory-mb", SL_CFG_LONG, "64", OFF(lua_memory_mb), "memory cap per Lua VM in MiB"},

@@ -24,7 +24,8 @@ struct sl_config {
     int no_auth;
     char *log_level;
     long cache_mb;
-    long writer_cache_mb;   /* the writer's value cache (wcache.h) */
+    long writer_cache_mb;
+    long read_cache_mb;       /* per HTTP thread, cached aggregate reads (serve.c) */   /* the writer's value cache (wcache.h) */
     long lua_instructions;
     long lua_memory_mb;
     int64_t fake_now;        /* tests: fixed "now" in ns since epoch, 0 = real clock */

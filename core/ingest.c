@@ -665,6 +665,15 @@ static void commit_done(struct sl_commit *c, int status, const struct sl_error *
     struct ingest_commit *ic = (struct ingest_commit *)c;
     if (status != 0) /* the cache may hold values of this commit that the store does not */
         sl_wcache_clear(ic->n->wcache);
+    /* cached aggregate reads of the entities written are stale from now on: before the ack */
+    for (size_t i = 0; i < ic->nmut; i++) {
+        size_t el = sl_tiles_mutation_entity_len(ic->mut[i].kind, ic->mut[i].klen);
+        if (el && (i == 0 || ic->mut[i - 1].klen < el ||
+                   memcmp(ic->mut[i - 1].key, ic->mut[i].key, el) != 0)) {
+            uint64_t h = sl_wcache_hash(ic->mut[i].key, el) & (SL_READ_GENS - 1);
+            __atomic_add_fetch(&ic->n->read_gen[h], 1, __ATOMIC_RELEASE);
+        }
+    }
     if (ic->w) { /* a synchronous commit: wake the waiting thread, which frees ic */
         pthread_mutex_lock(&ic->w->mu);
         ic->w->status = status;

@@ -21,6 +21,7 @@
 #include "timeutil.h"
 #include "transform.h"
 #include "types.h"
+#include "wcache.h"
 
 void sl_row_key(struct sl_buf *out, const struct sl_view *v, const char *const *vals,
                 const size_t *lens)
@@ -37,16 +38,19 @@ enum { OPT_NAMES, OPT_TYPES, OPT_TIMES, OPT_STATUS, OPT_SLO, OPT_N };
  * allocated and freed per request. */
 struct sl_serve_scratch {
     struct sl_arena arena;
-    struct sl_buf out, vals, frag, kvtmp, key, row;
+    struct sl_buf out, vals, frag, kvtmp, key, row, ckey, cval;
     void *st, *slots, *kvoff, *kvnull; /* grown by grow() */
     size_t st_cap, slots_cap, kvoff_cap, kvnull_cap;
     struct sl_tiles_scratch *tiles;
+    struct sl_wcache *rcache;          /* cached aggregate reads; NULL: none */
 };
 
-struct sl_serve_scratch *sl_serve_scratch_new(void)
+struct sl_serve_scratch *sl_serve_scratch_new(size_t read_cache)
 {
     struct sl_serve_scratch *sc = calloc(1, sizeof(*sc));
-    if (sc && !(sc->tiles = sl_tiles_scratch_new())) {
+    if (sc && (!(sc->tiles = sl_tiles_scratch_new()) ||
+               (read_cache && !(sc->rcache = sl_wcache_new(read_cache))))) {
+        sl_tiles_scratch_free(sc->tiles);
         free(sc);
         sc = NULL;
     }
@@ -56,7 +60,8 @@ struct sl_serve_scratch *sl_serve_scratch_new(void)
 static void scratch_release(struct sl_serve_scratch *sc)
 {
     sl_arena_free(&sc->arena);
-    struct sl_buf *bufs[] = {&sc->out, &sc->vals, &sc->frag, &sc->kvtmp, &sc->key, &sc->row};
+    struct sl_buf *bufs[] = {&sc->out, &sc->vals, &sc->frag, &sc->kvtmp, &sc->key, &sc->row,
+                             &sc->ckey, &sc->cval};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(*bufs); i++)
         sl_buf_free(bufs[i]);
     free(sc->st);
@@ -72,6 +77,7 @@ void sl_serve_scratch_free(struct sl_serve_scratch *sc)
     if (sc) {
         scratch_release(sc);
         sl_tiles_scratch_free(sc->tiles);
+        sl_wcache_free(sc->rcache);
         free(sc);
     }
 }
@@ -204,6 +210,72 @@ struct slot {
     size_t off, len; /* a feature's JSON value in the row's fragment buffer */
 };
 
+/* The aggregate features feat[0..nfeat) of a tiled view for one entity, through the worker's
+ * read cache. An entry, keyed by (entity key prefix, features), holds the values with the
+ * entity's write generation, read before the store, and each feature's window end; it
+ * answers while neither has changed, which is until a write to the entity is durable or a
+ * tile completes. Continuous views (a window ending at every instant) read the store. */
+static int read_agg(struct serve_req *q, const struct sl_view *v, const char *ent, size_t elen,
+                    int64_t now, const int *feat, size_t nfeat, struct sl_buf *frag,
+                    size_t *off, size_t *len, int *pres, int64_t *eff, struct sl_error *err)
+{
+    const struct sl_tiles_view *tv = v->agg;
+    struct sl_serve_scratch *sc = q->sc;
+    if (!sc->rcache || tv->continuous || nfeat > 256)
+        return sl_tiles_read(tv, &q->n->store, v->key, ent, elen, now, feat, nfeat, frag, off,
+                             len, pres, eff, sc->tiles, err);
+    struct sl_buf *ck = &sc->ckey, *cv = &sc->cval;
+    sl_buf_reset(ck);
+    sl_tiles_entity_key(ck, v->key, ent, elen);
+    uint64_t *slot = &q->n->read_gen[sl_wcache_hash(ck->p, ck->len) & (SL_READ_GENS - 1)];
+    uint64_t gen = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    int64_t ends[256];
+    for (size_t f = 0; f < nfeat; f++) {
+        int64_t ws;
+        sl_agg_window(tv->specs[feat[f]], now, &ws, &ends[f]);
+        sl_buf_u32(ck, (uint32_t)feat[f]);
+    }
+    const char *p;
+    size_t n;
+    if (!ck->oom && sl_wcache_get(sc->rcache, ck->p, ck->len, &p, &n)) {
+        struct sl_cursor c = {(const unsigned char *)p, n};
+        uint64_t g, e, ef;
+        uint32_t pr;
+        const char *val;
+        size_t vl, at = frag->len;
+        int ok = sl_cur_u64(&c, &g) == 0 && g == gen;
+        for (size_t f = 0; ok && f < nfeat; f++) {
+            ok = sl_cur_u64(&c, &e) == 0 && (int64_t)e == ends[f] && sl_cur_u32(&c, &pr) == 0 &&
+                 sl_cur_u64(&c, &ef) == 0 && sl_cur_lenstr(&c, &val, &vl) == 0;
+            if (ok) {
+                off[f] = frag->len;
+                sl_buf_append(frag, val, vl);
+                len[f] = vl;
+                pres[f] = (int)pr;
+                eff[f] = (int64_t)ef;
+            }
+        }
+        if (ok)
+            return frag->oom ? sl_error_set(err, SL_ENOMEM, "out of memory") : 0;
+        frag->len = at; /* stale: read the store */
+    }
+    int rc = sl_tiles_read(tv, &q->n->store, v->key, ent, elen, now, feat, nfeat, frag, off, len,
+                           pres, eff, sc->tiles, err);
+    if (rc == 0 && !ck->oom) {
+        sl_buf_reset(cv);
+        sl_buf_u64(cv, gen);
+        for (size_t f = 0; f < nfeat; f++) {
+            sl_buf_u64(cv, (uint64_t)ends[f]);
+            sl_buf_u32(cv, (uint32_t)pres[f]);
+            sl_buf_u64(cv, (uint64_t)eff[f]);
+            sl_buf_lenstr(cv, frag->p + off[f], len[f]);
+        }
+        if (!cv->oom)
+            sl_wcache_put(sc->rcache, ck->p, ck->len, cv->p, cv->len);
+    }
+    return rc;
+}
+
 /* Reads features feat[0..nfeat) of stream view v into frag, one slot and status each. */
 static int read_view(struct serve_req *q, const struct sl_view *v, const struct keyvals *kv,
                      const int *feat, size_t nfeat, int64_t now, struct sl_buf *frag,
@@ -233,8 +305,7 @@ static int read_view(struct serve_req *q, const struct sl_view *v, const struct 
         size_t off[256], len[256];
         for (size_t k = 0; k < v->nkeys; k++)
             sl_buf_lenstr(key, parts[k], lens[k]);
-        rc = sl_tiles_read(v->agg, &q->n->store, v->key, key->p, key->len, now, feat, nfeat, frag,
-                           off, len, pres, eff, q->sc->tiles, &err);
+        rc = read_agg(q, v, key->p, key->len, now, feat, nfeat, frag, off, len, pres, eff, &err);
         if (rc != 0) {
             snprintf(msg, cap, "online store read failed: %s", err.msg);
             rc = SL_ESTORE;

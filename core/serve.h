@@ -13,9 +13,10 @@ struct sl_buf;
 
 enum sl_serve_call { SL_SERVE_GET, SL_SERVE_BATCH, SL_SERVE_METADATA };
 
-/* Per HTTP worker: the buffers a read reuses from one request to the next. */
+/* Per HTTP worker: the buffers a read reuses from one request to the next, and a cache of
+ * aggregate values of read_cache bytes (0: none). */
 struct sl_serve_scratch;
-struct sl_serve_scratch *sl_serve_scratch_new(void);
+struct sl_serve_scratch *sl_serve_scratch_new(size_t read_cache);
 void sl_serve_scratch_free(struct sl_serve_scratch *sc);
 
 /* Handles one FeatureService call. Loop thread. */

@@ -791,7 +791,7 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
     n->serve_scratch = calloc((size_t)nthreads, sizeof(*n->serve_scratch));
     for (int i = 0; n->xform && n->serve_scratch && i < nthreads; i++)
         if (!(n->xform[i] = sl_xform_cache_new(&lim)) ||
-            !(n->serve_scratch[i] = sl_serve_scratch_new()))
+            !(n->serve_scratch[i] = sl_serve_scratch_new(cfg->read_cache_mb > 0 ? (size_t)cfg->read_cache_mb << 20 : 0)))
             break;
     if (!n->xform || !n->serve_scratch || !n->xform[nthreads - 1] ||
         !n->serve_scratch[nthreads - 1]) {
@@ -824,7 +824,8 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
         goto fail;
     }
     n->wcache = sl_wcache_new(cfg->writer_cache_mb > 0 ? (size_t)cfg->writer_cache_mb << 20 : 0);
-    if (!n->wcache) {
+    n->read_gen = calloc(SL_READ_GENS, sizeof(*n->read_gen));
+    if (!n->wcache || !n->read_gen) {
         sl_error_set(err, SL_ENOMEM, "out of memory");
         goto fail;
     }
@@ -865,6 +866,7 @@ void sl_server_stop(struct sl_node *n)
     sl_jobs_stop(n->jobs);
     sl_writer_stop(n->writer);
     sl_wcache_free(n->wcache);
+    free(n->read_gen);
     sl_http_stop(n->http);
     sl_offline_free(n->offline);
     for (long i = 0; n->xform && i < (n->cfg->threads > 0 ? n->cfg->threads : 1); i++)

@@ -24,6 +24,11 @@ struct sl_node {
     struct sl_auth *auth;
     struct sl_writer *writer;
     struct sl_wcache *wcache;   /* the writer's value cache (wcache.h): writer thread only */
+    /* Cached aggregate reads (serve.c): a write generation per hash of an entity's key
+     * prefix, bumped (release) once a commit is durable and before its ack; a read takes it
+     * (acquire) before reading the store and a cached answer serves only while it holds. */
+#define SL_READ_GENS 65536
+    uint64_t *read_gen;
     struct sl_offline *offline;
     struct sl_jobs *jobs;
     struct sl_http *http;

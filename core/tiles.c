@@ -101,6 +101,20 @@ static void entity_key(struct sl_buf *k, const unsigned char vk[8], const char *
     sl_buf_append(k, ent, elen);
 }
 
+void sl_tiles_entity_key(struct sl_buf *out, const unsigned char viewkey[8], const char *entity,
+                         size_t elen)
+{
+    entity_key(out, viewkey, entity, elen);
+}
+
+size_t sl_tiles_mutation_entity_len(int kind, size_t klen)
+{
+    size_t suffix = kind == SL_TILES_MERGE ? SL_AGG_TILE_KEY_LEN
+                    : kind == SL_TILES_LIFETIME ? 1
+                    : kind == SL_TILES_PUT ? 17 : klen + 1;
+    return suffix < klen ? klen - suffix : 0;
+}
+
 static void event_key(struct sl_buf *k, int64_t ts, uint64_t seq)
 {
     sl_buf_putc(k, (char)KEY_EVENT);

@@ -80,6 +80,13 @@ int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
                   const int *feat, size_t nfeat, struct sl_buf *vals, size_t *off, size_t *len,
                   int *present, int64_t *eff, struct sl_tiles_scratch *sc, struct sl_error *err);
 
+/* Invalidation of cached reads: the bytes that name a view's entity in its keys ('G', the
+ * view prefix, the join key parts), and the length of that prefix in the key of a mutation
+ * of the given kind (0 for a kind that is not an aggregation mutation). */
+void sl_tiles_entity_key(struct sl_buf *out, const unsigned char viewkey[8], const char *entity,
+                         size_t elen);
+size_t sl_tiles_mutation_entity_len(int kind, size_t klen);
+
 /* Buffers a read reuses from one call to the next (one per thread; NULL to sl_tiles_read
  * allocates its own). sl_tiles_scratch_trim frees what grew past a large read. */
 struct sl_tiles_scratch *sl_tiles_scratch_new(void);

@@ -28,7 +28,7 @@ struct sl_wcache {
 
 #define ENTRY_OVERHEAD (sizeof(struct entry) + 2 * sizeof(struct slot))
 
-static uint64_t hash_key(const char *k, size_t n)
+uint64_t sl_wcache_hash(const char *k, size_t n)
 {
     uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a, then a final mix */
     for (size_t i = 0; i < n; i++) {
@@ -128,7 +128,7 @@ static const struct entry *lookup(const struct gen *g, uint64_t h, const char *k
 
 int sl_wcache_get(struct sl_wcache *c, const char *k, size_t klen, const char **v, size_t *vlen)
 {
-    uint64_t h = hash_key(k, klen);
+    uint64_t h = sl_wcache_hash(k, klen);
     const struct entry *e = lookup(&c->young, h, k, klen);
     if (!e)
         e = lookup(&c->old, h, k, klen);
@@ -144,7 +144,7 @@ int sl_wcache_get(struct sl_wcache *c, const char *k, size_t klen, const char **
 
 void sl_wcache_put(struct sl_wcache *c, const char *k, size_t klen, const char *v, size_t vlen)
 {
-    uint64_t h = hash_key(k, klen);
+    uint64_t h = sl_wcache_hash(k, klen);
     size_t size = ENTRY_OVERHEAD + klen + vlen;
     if (c->young.bytes + size > c->budget / 2) { /* the young generation is full: age it */
         gen_free(&c->old);

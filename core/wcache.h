@@ -30,6 +30,9 @@ void sl_wcache_put(struct sl_wcache *c, const char *k, size_t klen, const char *
 /* Forgets every entry. */
 void sl_wcache_clear(struct sl_wcache *c);
 
+/* The hash the cache uses, for other tables keyed by the same bytes. */
+uint64_t sl_wcache_hash(const char *k, size_t n);
+
 struct sl_wcache_stats {
     uint64_t hits, misses;
     size_t bytes, entries;

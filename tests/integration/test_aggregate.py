@@ -121,6 +121,20 @@ def test_every_function_matches_the_reference():
         check(u, T0)
 
 
+def test_late_event_is_read_at_once():
+    """A read, then an acknowledged event in a tile that is already complete, then the same
+    read at the same clock: the answer has the event (read-after-write through every cache)."""
+    u = "late"
+    set_clock(T0)
+    ingest([(u, T0 - 1800, 10.0, 1, "a")])
+    first = check(u, T0)
+    check(u, T0)  # answered again from memory
+    for k in range(3):
+        ingest([(u, T0 - 1700 + k, 20.0 + k, 2 + k, "b%d" % k)])  # late: its minute is complete
+        got = check(u, T0)
+        expect(got["tiled.count"][0] != first["tiled.count"][0], got)
+
+
 def test_distinct_functions_keep_order_and_bound():
     u = "dist"
     base = T0 - 1800
