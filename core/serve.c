@@ -562,8 +562,10 @@ static void write_metadata(struct serve_req *q, struct sl_buf *b, struct row_sta
             }
             if (q->opt[OPT_TIMES] && !batch && st[fo].present) {
                 char t[SL_TIME_MAXLEN];
-                sl_time_format(st[fo].ts, t);
-                sl_buf_printf(b, "%s\"effectiveTime\":\"%s\"", sep ? "," : "", t);
+                size_t tl = sl_time_format(st[fo].ts, t);
+                sl_buf_puts(b, sep ? ",\"effectiveTime\":\"" : "\"effectiveTime\":\"");
+                sl_buf_append(b, t, tl);
+                sl_buf_putc(b, '"');
             }
             sl_buf_putc(b, '}');
             fo++;
