@@ -19,12 +19,50 @@ struct handle {
     int dirty;
 };
 
+/* A closed active file waiting for its seal on the sealing thread. */
+struct seal_job {
+    struct seal_job *next;
+    struct handle *h;
+    uint64_t gen, size;
+};
+
 struct sl_offline {
     const char *dir;
     pthread_mutex_t mu;   /* guards the table (not the segments, which are thread-aware) */
     size_t n, cap;
     struct handle **h;    /* handles never move once opened */
+    /* the sealing thread: sorting a full active file into a sealed segment takes long
+     * enough (hundreds of ms for 64 MiB) that the writer must not wait for it */
+    pthread_t sealer;
+    int sealer_started, stopping;
+    pthread_mutex_t seal_mu;
+    pthread_cond_t seal_cv;
+    struct seal_job *jobs, **jobs_tail;
 };
+
+static void *sealer_main(void *arg)
+{
+    struct sl_offline *o = arg;
+    pthread_mutex_lock(&o->seal_mu);
+    for (;;) {
+        while (!o->jobs && !o->stopping)
+            pthread_cond_wait(&o->seal_cv, &o->seal_mu);
+        struct seal_job *j = o->jobs;
+        if (!j)
+            break; /* stopping, and every job done */
+        o->jobs = j->next;
+        if (!o->jobs)
+            o->jobs_tail = &o->jobs;
+        pthread_mutex_unlock(&o->seal_mu);
+        struct sl_error err = {0};
+        if (sl_segment_seal_rotated(j->h->seg, j->gen, j->size, &err) < 0)
+            sl_err("offline: sealing %s/%s failed: %s", j->h->ws, j->h->view, err.msg);
+        free(j);
+        pthread_mutex_lock(&o->seal_mu);
+    }
+    pthread_mutex_unlock(&o->seal_mu);
+    return NULL;
+}
 
 struct sl_offline *sl_offline_new(const char *data_dir)
 {
@@ -33,6 +71,10 @@ struct sl_offline *sl_offline_new(const char *data_dir)
         return NULL;
     o->dir = data_dir;
     pthread_mutex_init(&o->mu, NULL);
+    pthread_mutex_init(&o->seal_mu, NULL);
+    pthread_cond_init(&o->seal_cv, NULL);
+    o->jobs_tail = &o->jobs;
+    o->sealer_started = pthread_create(&o->sealer, NULL, sealer_main, o) == 0;
     return o;
 }
 
@@ -40,6 +82,15 @@ void sl_offline_free(struct sl_offline *o)
 {
     if (!o)
         return;
+    if (o->sealer_started) { /* the seals queued finish first */
+        pthread_mutex_lock(&o->seal_mu);
+        o->stopping = 1;
+        pthread_cond_signal(&o->seal_cv);
+        pthread_mutex_unlock(&o->seal_mu);
+        pthread_join(o->sealer, NULL);
+    }
+    pthread_mutex_destroy(&o->seal_mu);
+    pthread_cond_destroy(&o->seal_cv);
     for (size_t i = 0; i < o->n; i++) {
         sl_segment_close(o->h[i]->seg);
         free(o->h[i]->ws);
@@ -150,9 +201,29 @@ void sl_offline_maintain(struct sl_offline *o)
     int64_t now = sl_now_ns();
     pthread_mutex_lock(&o->mu);
     for (size_t i = 0; i < o->n; i++) {
+        struct handle *h = o->h[i];
         struct sl_error err = {0};
-        if (sl_segment_maybe_seal(o->h[i]->seg, now, &err) < 0)
-            sl_err("offline: sealing %s/%s failed: %s", o->h[i]->ws, o->h[i]->view, err.msg);
+        struct seal_job *j;
+        if (!sl_segment_seal_due(h->seg, now))
+            continue;
+        if (!o->sealer_started || !(j = calloc(1, sizeof(*j)))) { /* seal here, then */
+            if (sl_segment_seal(h->seg, &err) < 0)
+                sl_err("offline: sealing %s/%s failed: %s", h->ws, h->view, err.msg);
+            continue;
+        }
+        int rc = sl_segment_rotate(h->seg, &j->gen, &j->size, &err);
+        if (rc != 1) {
+            if (rc < 0)
+                sl_err("offline: sealing %s/%s failed: %s", h->ws, h->view, err.msg);
+            free(j);
+            continue;
+        }
+        j->h = h;
+        pthread_mutex_lock(&o->seal_mu);
+        *o->jobs_tail = j;
+        o->jobs_tail = &j->next;
+        pthread_cond_signal(&o->seal_cv);
+        pthread_mutex_unlock(&o->seal_mu);
     }
     pthread_mutex_unlock(&o->mu);
 }

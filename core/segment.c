@@ -1594,6 +1594,52 @@ int sl_segment_seal(struct sl_segment *seg, struct sl_error *err)
     return rc;
 }
 
+int sl_segment_rotate(struct sl_segment *seg, uint64_t *gen, uint64_t *size, struct sl_error *err)
+{
+    int rc;
+
+    if ((rc = check_writable(seg, err)) != 0 || (rc = sl_segment_sync(seg, err)) != 0)
+        return rc;
+    if (seg->active_fd < 0)
+        return 0;
+    /* The file stays in the list as an active file, readable, until its seal replaces it;
+     * the next sync starts a new one. A crash in between leaves two active files, which
+     * open seals in order. */
+    close(seg->active_fd);
+    *gen = seg->active_gen;
+    *size = seg->active_size;
+    seg->active_fd = -1;
+    seg->active_size = 0;
+    seg->active_records = 0;
+    return 1;
+}
+
+int sl_segment_seal_rotated(struct sl_segment *seg, uint64_t gen, uint64_t size,
+                            struct sl_error *err)
+{
+    char name[NAME_MAX_LEN];
+    struct seg_file sf, *f;
+    int renamed;
+    int rc = seal_file(seg->dir, gen, size, seg->o.block_bytes, &sf, &renamed, err);
+    if (rc < 0)
+        /* as in sl_segment_seal: a sealed file possibly in place but not durable would
+         * supersede records appended since; stop writes until a reopen sorts it out */
+        return renamed ? poison(seg, err, rc) : rc;
+    pthread_mutex_lock(&seg->mu);
+    f = files_find(seg, F_ACTIVE, gen);
+    if (f != NULL) {
+        if (rc == 1)
+            *f = sf;
+        else
+            files_remove(seg, f);
+    }
+    pthread_mutex_unlock(&seg->mu);
+    name_active(name, gen);
+    if (remove_file(seg, name, err) == 0)
+        fsync_dir(seg->dir, err);
+    return rc;
+}
+
 int sl_segment_maybe_seal(struct sl_segment *seg, int64_t now_ns, struct sl_error *err)
 {
     return sl_segment_seal_due(seg, now_ns) ? sl_segment_seal(seg, err) : 0;

@@ -117,6 +117,17 @@ int sl_segment_seal_due(const struct sl_segment *seg, int64_t now_ns);
  * active segment is then left as it was). Writer thread only. */
 int sl_segment_seal(struct sl_segment *seg, struct sl_error *err);
 
+/* Sealing off the writer thread, in two steps. sl_segment_rotate (writer thread) makes the
+ * pending records durable and closes the active file: later records go to a new one. It
+ * returns 1 with the closed file's generation and size, 0 when there was no active file, or
+ * a negative SL_E*. sl_segment_seal_rotated (any thread, one at a time per segment) then
+ * sorts that file into a sealed segment, which replaces it for readers. Until then readers
+ * see it as an active file; a crash in between is recovered by open. Returns as
+ * sl_segment_seal. */
+int sl_segment_rotate(struct sl_segment *seg, uint64_t *gen, uint64_t *size, struct sl_error *err);
+int sl_segment_seal_rotated(struct sl_segment *seg, uint64_t gen, uint64_t size,
+                            struct sl_error *err);
+
 /* sl_segment_seal if sl_segment_seal_due(seg, now_ns), else 0. Writer thread only. */
 int sl_segment_maybe_seal(struct sl_segment *seg, int64_t now_ns, struct sl_error *err);
 

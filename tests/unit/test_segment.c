@@ -698,6 +698,92 @@ START_TEST(test_seal_and_iterate)
 }
 END_TEST
 
+/* Sealing off the writer thread: rotate closes the active file, appends go on into a new
+ * one, iterators see every record throughout, and seal_rotated (from another thread) turns
+ * the closed file into a sealed segment. A crash between rotate and seal leaves two active
+ * files, which open recovers. */
+struct seal_arg {
+    struct sl_segment *seg;
+    uint64_t gen, size;
+    int rc;
+};
+
+static void *seal_thread(void *p)
+{
+    struct seal_arg *a = p;
+    struct sl_error err = {0, ""};
+    a->rc = sl_segment_seal_rotated(a->seg, a->gen, a->size, &err);
+    return NULL;
+}
+
+START_TEST(test_rotate_then_seal_elsewhere)
+{
+    char data[PATH_MAX], dir[PATH_MAX];
+    struct sl_segment_opts o;
+    struct sl_segment *seg;
+    struct sl_error err = {0, ""};
+    struct mrec m[2000];
+    size_t n = 0;
+    uint64_t gen = 0, size = 0;
+
+    new_data_dir(data, "rotate");
+    view_dir(dir, data);
+    memset(&o, 0, sizeof(o));
+    o.block_bytes = 256;
+    o.compact_min_files = 100;
+    seg = open_seg(data, &o, NULL);
+    ck_assert_int_eq(sl_segment_rotate(seg, &gen, &size, &err), 0); /* no active file yet */
+    for (int i = 0; i < 1000; i++, n++) {
+        char k[8];
+        snprintf(k, sizeof(k), "e%d", (int)(rnd() % 9));
+        mk(&m[n], k, (int64_t)(rnd() % 50), n + 1);
+        append_m(seg, &m[n]);
+    }
+    /* rotate makes the pending records durable, then closes the file */
+    ck_assert_int_eq(sl_segment_rotate(seg, &gen, &size, &err), 1);
+    ck_assert_int_eq(count_files(dir, "active-"), 1);
+    for (int i = 0; i < 500; i++, n++) {
+        char k[8];
+        snprintf(k, sizeof(k), "e%d", (int)(rnd() % 9));
+        mk(&m[n], k, (int64_t)(rnd() % 50), n + 1);
+        append_m(seg, &m[n]);
+    }
+    sync_ok(seg);
+    ck_assert_int_eq(count_files(dir, "active-"), 2); /* the closed one and the new one */
+    qsort(m, n, sizeof(m[0]), mrec_cmp);
+    ck_assert_uint_eq(expect_iter(seg, NULL, m, n), n);
+
+    struct seal_arg a = {seg, gen, size, 0};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, seal_thread, &a), 0);
+    for (int i = 0; i < 20; i++) /* readers meanwhile see every record */
+        ck_assert_uint_eq(expect_iter(seg, NULL, m, n), n);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(a.rc, 1);
+    ck_assert_int_eq(count_files(dir, "sealed-"), 1);
+    ck_assert_int_eq(count_files(dir, "active-"), 1);
+    ck_assert_uint_eq(expect_iter(seg, NULL, m, n), n);
+
+    /* a crash between rotate and seal: two active files; open seals the older */
+    ck_assert_int_eq(sl_segment_rotate(seg, &gen, &size, &err), 1);
+    for (int i = 0; i < 300; i++, n++) {
+        char k[8];
+        snprintf(k, sizeof(k), "e%d", (int)(rnd() % 9));
+        mk(&m[n], k, (int64_t)(rnd() % 50), n + 1);
+        append_m(seg, &m[n]);
+    }
+    sync_ok(seg);
+    sl_segment_close(seg);
+    ck_assert_int_eq(count_files(dir, "active-"), 2);
+    seg = open_seg(data, &o, NULL);
+    ck_assert_int_eq(count_files(dir, "active-"), 1);
+    ck_assert_int_eq(count_files(dir, "sealed-"), 2);
+    qsort(m, n, sizeof(m[0]), mrec_cmp);
+    ck_assert_uint_eq(expect_iter(seg, NULL, m, n), n);
+    sl_segment_close(seg);
+}
+END_TEST
+
 /* One key spanning many blocks: a seek to it must start in the block before the first block
  * whose first key is that key. */
 START_TEST(test_seek_across_blocks)
@@ -1421,6 +1507,7 @@ static Suite *segment_suite(void)
     tcase_add_test(tc, test_torn_any_length);
     tcase_add_test(tc, test_corrupt_middle);
     tcase_add_test(tc, test_seal_and_iterate);
+    tcase_add_test(tc, test_rotate_then_seal_elsewhere);
     tcase_add_test(tc, test_seek_across_blocks);
     tcase_add_test(tc, test_corrupt_sealed_block);
     tcase_add_test(tc, test_crash_during_seal);
