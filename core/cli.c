@@ -864,6 +864,63 @@ static const char *ext_format(const char *path)
     return "jsonl";
 }
 
+/* --output written whole or not at all: rows go to PATH.partial, renamed on success and
+ * removed on failure; without --output, to stdout. */
+struct output {
+    const char *path;  /* NULL: stdout */
+    struct sl_buf tmp;
+    FILE *f;
+};
+
+static int output_open(struct output *o, const char *path)
+{
+    o->path = path;
+    o->tmp = (struct sl_buf)SL_BUF_INIT;
+    if (!path) {
+        o->f = stdout;
+        return 0;
+    }
+    sl_buf_printf(&o->tmp, "%s.partial", path);
+    o->f = fopen(sl_buf_cstr(&o->tmp), "wb");
+    if (!o->f) {
+        fprintf(stderr, "sluice: cannot write %s: %s\n", sl_buf_cstr(&o->tmp), strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+static int output_write(struct output *o, const char *p, size_t n)
+{
+    if (n && fwrite(p, 1, n, o->f) != n) {
+        fprintf(stderr, "sluice: cannot write %s: %s\n", o->path ? o->path : "stdout", strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+/* Finishes the output after a run that ended with rc; returns the final status. */
+static int output_close(struct output *o, int rc)
+{
+    if (!o->path) {
+        if (o->f && fflush(o->f) != 0 && rc == 0)
+            rc = 1;
+    } else if (o->f) {
+        if (fclose(o->f) != 0 && rc == 0) {
+            fprintf(stderr, "sluice: cannot write %s: %s\n", o->path, strerror(errno));
+            rc = 1;
+        }
+        if (rc == 0 && rename(sl_buf_cstr(&o->tmp), o->path) != 0) {
+            fprintf(stderr, "sluice: cannot write %s: %s\n", o->path, strerror(errno));
+            rc = 1;
+        }
+        if (rc)
+            unlink(sl_buf_cstr(&o->tmp));
+    }
+    o->f = NULL;
+    sl_buf_free(&o->tmp);
+    return rc;
+}
+
 /* The events file, read in parts that end on a record boundary (a newline outside CSV
  * quotes) so that each part is an events upload of its own: a CSV part starts with the
  * file's header row. Counts lines and non-blank records as the server numbers them. */
@@ -1049,15 +1106,9 @@ static int cmd_pit(int argc, char **argv)
     struct stat st;
     off_t total = fstat(fileno(in.f), &st) == 0 && S_ISREG(st.st_mode) ? st.st_size : 0;
     int show = !optv(opts, "--quiet") && isatty(STDERR_FILENO);
-    struct sl_buf tmp = SL_BUF_INIT, path = SL_BUF_INIT, resp = SL_BUF_INIT, header = SL_BUF_INIT;
-    if (outp)
-        sl_buf_printf(&tmp, "%s.partial", outp);
-    FILE *out = outp ? fopen(sl_buf_cstr(&tmp), "wb") : stdout;
-    int rc = 0, csv_out = !strcmp(outfmt, "csv");
-    if (!out) {
-        fprintf(stderr, "sluice: cannot write %s: %s\n", sl_buf_cstr(&tmp), strerror(errno));
-        rc = 1;
-    }
+    struct sl_buf path = SL_BUF_INIT, resp = SL_BUF_INIT, header = SL_BUF_INIT;
+    struct output out;
+    int rc = output_open(&out, outp), csv_out = !strcmp(outfmt, "csv");
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     double t0 = (double)ts.tv_sec + ts.tv_nsec / 1e9;
@@ -1109,11 +1160,8 @@ static int cmd_pit(int argc, char **argv)
                 blen -= h;
             }
         }
-        if (fwrite(body, 1, blen, out) != blen) {
-            fprintf(stderr, "sluice: cannot write %s: %s\n", outp ? outp : "stdout", strerror(errno));
-            rc = 1;
+        if ((rc = output_write(&out, body, blen)) != 0)
             break;
-        }
         parts++;
         lines_before += lines;
         events_before += events;
@@ -1128,24 +1176,9 @@ static int cmd_pit(int argc, char **argv)
         progress(t0, events_before, total, total, 1);
     if (in.f != stdin)
         fclose(in.f);
-    int opened = outp && out;
-    if (opened && fclose(out) != 0 && rc == 0) {
-        fprintf(stderr, "sluice: cannot write %s: %s\n", outp, strerror(errno));
-        rc = 1;
-    }
-    if (!outp && fflush(stdout) != 0 && rc == 0)
-        rc = 1;
-    if (opened) {
-        if (rc == 0 && rename(sl_buf_cstr(&tmp), outp) != 0) {
-            fprintf(stderr, "sluice: cannot write %s: %s\n", outp, strerror(errno));
-            rc = 1;
-        }
-        if (rc)
-            unlink(sl_buf_cstr(&tmp));
-    }
+    rc = output_close(&out, rc);
     free(c.key);
     sl_buf_free(&in.buf);
-    sl_buf_free(&tmp);
     sl_buf_free(&path);
     sl_buf_free(&resp);
     sl_buf_free(&header);
@@ -1189,16 +1222,10 @@ static int cmd_range(int argc, char **argv)
     struct client c = {0};
     if (client_init(&c, opts))
         return 1;
-    struct sl_buf path = SL_BUF_INIT, resp = SL_BUF_INIT, token = SL_BUF_INIT, tmp = SL_BUF_INIT;
-    if (outp)
-        sl_buf_printf(&tmp, "%s.partial", outp);
-    FILE *out = outp ? fopen(sl_buf_cstr(&tmp), "wb") : stdout;
-    int rc = 0, show = !optv(opts, "--quiet") && isatty(STDERR_FILENO);
+    struct sl_buf path = SL_BUF_INIT, resp = SL_BUF_INIT, token = SL_BUF_INIT;
+    struct output out;
+    int rc = output_open(&out, outp), show = !optv(opts, "--quiet") && isatty(STDERR_FILENO);
     size_t rows = 0;
-    if (!out) {
-        fprintf(stderr, "sluice: cannot write %s: %s\n", sl_buf_cstr(&tmp), strerror(errno));
-        rc = 1;
-    }
     for (int first = 1; rc == 0 && (first || token.len); first = 0) {
         sl_buf_reset(&path);
         sl_buf_puts(&path, "/api/v1/feature-service/get-features-in-range");
@@ -1217,35 +1244,18 @@ static int cmd_range(int argc, char **argv)
                            &resp, "Sluice-Next-Page-Token", &token);
         if (rc == 0 && status != 200)
             rc = report(status, &resp);
-        if (rc == 0 && resp.len && fwrite(resp.p, 1, resp.len, out) != resp.len) {
-            fprintf(stderr, "sluice: cannot write %s: %s\n", outp ? outp : "stdout", strerror(errno));
-            rc = 1;
-        }
+        if (rc == 0)
+            rc = output_write(&out, resp.p, resp.len);
         for (size_t i = 0; rc == 0 && i < resp.len; i++)
             rows += resp.p[i] == '\n';
         if (show && rc == 0)
             fprintf(stderr, "\r%zu lines%s", rows, token.len ? "   " : "\n");
     }
-    int opened = outp && out;
-    if (opened && fclose(out) != 0 && rc == 0) {
-        fprintf(stderr, "sluice: cannot write %s: %s\n", outp, strerror(errno));
-        rc = 1;
-    }
-    if (!outp && fflush(stdout) != 0 && rc == 0)
-        rc = 1;
-    if (opened) {
-        if (rc == 0 && rename(sl_buf_cstr(&tmp), outp) != 0) {
-            fprintf(stderr, "sluice: cannot write %s: %s\n", outp, strerror(errno));
-            rc = 1;
-        }
-        if (rc)
-            unlink(sl_buf_cstr(&tmp));
-    }
+    rc = output_close(&out, rc);
     free(c.key);
     sl_buf_free(&path);
     sl_buf_free(&resp);
     sl_buf_free(&token);
-    sl_buf_free(&tmp);
     return rc;
 }
 

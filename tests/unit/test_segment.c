@@ -708,6 +708,18 @@ struct seal_arg {
     int rc;
 };
 
+/* Appends count records of random keys and times after m[0..n); returns the new n. */
+static size_t append_random(struct sl_segment *seg, struct mrec *m, size_t n, int count)
+{
+    for (int i = 0; i < count; i++, n++) {
+        char k[8];
+        snprintf(k, sizeof(k), "e%d", (int)(rnd() % 9));
+        mk(&m[n], k, (int64_t)(rnd() % 50), n + 1);
+        append_m(seg, &m[n]);
+    }
+    return n;
+}
+
 static void *seal_thread(void *p)
 {
     struct seal_arg *a = p;
@@ -733,21 +745,11 @@ START_TEST(test_rotate_then_seal_elsewhere)
     o.compact_min_files = 100;
     seg = open_seg(data, &o, NULL);
     ck_assert_int_eq(sl_segment_rotate(seg, &gen, &size, &err), 0); /* no active file yet */
-    for (int i = 0; i < 1000; i++, n++) {
-        char k[8];
-        snprintf(k, sizeof(k), "e%d", (int)(rnd() % 9));
-        mk(&m[n], k, (int64_t)(rnd() % 50), n + 1);
-        append_m(seg, &m[n]);
-    }
+    n = append_random(seg, m, n, 1000);
     /* rotate makes the pending records durable, then closes the file */
     ck_assert_int_eq(sl_segment_rotate(seg, &gen, &size, &err), 1);
     ck_assert_int_eq(count_files(dir, "active-"), 1);
-    for (int i = 0; i < 500; i++, n++) {
-        char k[8];
-        snprintf(k, sizeof(k), "e%d", (int)(rnd() % 9));
-        mk(&m[n], k, (int64_t)(rnd() % 50), n + 1);
-        append_m(seg, &m[n]);
-    }
+    n = append_random(seg, m, n, 500);
     sync_ok(seg);
     ck_assert_int_eq(count_files(dir, "active-"), 2); /* the closed one and the new one */
     qsort(m, n, sizeof(m[0]), mrec_cmp);
@@ -766,12 +768,7 @@ START_TEST(test_rotate_then_seal_elsewhere)
 
     /* a crash between rotate and seal: two active files; open seals the older */
     ck_assert_int_eq(sl_segment_rotate(seg, &gen, &size, &err), 1);
-    for (int i = 0; i < 300; i++, n++) {
-        char k[8];
-        snprintf(k, sizeof(k), "e%d", (int)(rnd() % 9));
-        mk(&m[n], k, (int64_t)(rnd() % 50), n + 1);
-        append_m(seg, &m[n]);
-    }
+    n = append_random(seg, m, n, 300);
     sync_ok(seg);
     sl_segment_close(seg);
     ck_assert_int_eq(count_files(dir, "active-"), 2);
