@@ -28,10 +28,12 @@ void sl_offline_free(struct sl_offline *o);
 int sl_offline_append(struct sl_offline *o, const char *ws, const char *view, const void *key,
                       size_t klen, int64_t ts, uint64_t seq, const void *payload, size_t plen,
                       struct sl_error *err);
-/* Writer thread: makes every record appended since the last call durable (fdatasync per
- * touched view). Returns 0 or SL_EIO with err. */
+/* Writer thread, or the writer's flusher while the writer waits (store.h): makes every
+ * record appended since the last call durable (fdatasync per touched view). Returns 0 or
+ * SL_EIO with err. */
 int sl_offline_sync(struct sl_offline *o, struct sl_error *err);
-/* Writer thread, after acks: seals segments past their size/age threshold. */
+/* Writer thread, after acks: closes segments past their size/age threshold and queues them
+ * for the sealing thread. */
 void sl_offline_maintain(struct sl_offline *o);
 
 /* A background thread: merges runs of small sealed segments of every open view (concurrent

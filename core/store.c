@@ -93,7 +93,65 @@ struct sl_writer {
     void *hook_arg;
     struct sl_batch batch;
     struct sl_writer_stats stats;
+    /* the flusher thread runs the flush hook while the writer makes its synced write, so a
+     * group waits for the slower of the two syncs rather than for both in turn */
+    pthread_t flusher;
+    int flusher_started;
+    pthread_mutex_t fmu;
+    pthread_cond_t fcv;
+    int fwant, fdone, fstop, frc;
+    struct sl_error ferr;
 };
+
+static void *flusher_main(void *arg)
+{
+    struct sl_writer *w = arg;
+    pthread_mutex_lock(&w->fmu);
+    for (;;) {
+        while (!w->fwant && !w->fstop)
+            pthread_cond_wait(&w->fcv, &w->fmu);
+        if (!w->fwant)
+            break;
+        w->fwant = 0;
+        pthread_mutex_unlock(&w->fmu);
+        struct sl_error err = {0};
+        int rc = w->flush(w->hook_arg, &err);
+        pthread_mutex_lock(&w->fmu);
+        w->frc = rc;
+        w->ferr = err;
+        w->fdone = 1;
+        pthread_cond_broadcast(&w->fcv);
+    }
+    pthread_mutex_unlock(&w->fmu);
+    return NULL;
+}
+
+/* The flush hook and one synced write of the store, at the same time when the flusher
+ * runs. Both must succeed. */
+static int sync_group(struct sl_writer *w, struct sl_error *err)
+{
+    if (!w->flush)
+        return sl_store_write(w->store, &w->batch, 1, err);
+    if (!w->flusher_started) {
+        int rc = w->flush(w->hook_arg, err);
+        return rc ? rc : sl_store_write(w->store, &w->batch, 1, err);
+    }
+    pthread_mutex_lock(&w->fmu);
+    w->fdone = 0;
+    w->fwant = 1;
+    pthread_cond_broadcast(&w->fcv);
+    pthread_mutex_unlock(&w->fmu);
+    int rc = sl_store_write(w->store, &w->batch, 1, err);
+    pthread_mutex_lock(&w->fmu);
+    while (!w->fdone)
+        pthread_cond_wait(&w->fcv, &w->fmu);
+    if (rc == 0 && w->frc != 0) {
+        rc = w->frc;
+        *err = w->ferr;
+    }
+    pthread_mutex_unlock(&w->fmu);
+    return rc;
+}
 
 static void run_calls(struct sl_writer *w, struct call *c)
 {
@@ -144,9 +202,7 @@ static void run_group(struct sl_writer *w, struct sl_commit *group)
     sl_batch_reset(&w->batch);
     err.code = 0;
     err.msg[0] = 0;
-    int rc = w->flush ? w->flush(w->hook_arg, &err) : 0;
-    if (rc == 0)
-        rc = sl_store_write(w->store, &w->batch, 1, &err);
+    int rc = sync_group(w, &err);
     if (rc != 0)
         sl_err("group commit of %zu requests failed: %s", nok, err.msg);
     w->stats.groups++;
@@ -218,6 +274,9 @@ struct sl_writer *sl_writer_start(struct sl_store *s, size_t max_queue, size_t g
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->wake, NULL);
     pthread_cond_init(&w->called, NULL);
+    pthread_mutex_init(&w->fmu, NULL);
+    pthread_cond_init(&w->fcv, NULL);
+    w->flusher_started = flush && pthread_create(&w->flusher, NULL, flusher_main, w) == 0;
     if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
         sl_error_set(err, SL_EIO, "cannot start the writer thread");
         goto fail;
@@ -277,6 +336,15 @@ void sl_writer_stop(struct sl_writer *w)
         pthread_mutex_unlock(&w->mu);
         pthread_join(w->thread, NULL);
     }
+    if (w->flusher_started) {
+        pthread_mutex_lock(&w->fmu);
+        w->fstop = 1;
+        pthread_cond_broadcast(&w->fcv);
+        pthread_mutex_unlock(&w->fmu);
+        pthread_join(w->flusher, NULL);
+    }
+    pthread_mutex_destroy(&w->fmu);
+    pthread_cond_destroy(&w->fcv);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->wake);
     pthread_cond_destroy(&w->called);

@@ -108,9 +108,11 @@ struct sl_commit {
     struct sl_commit *next; /* queue link, owned by the writer */
 };
 
-/* Called on the writer thread for each group: `flush` makes other state of the group durable
- * (offline segments) before the online store's synced write, failing the group on error;
- * `after` runs once the group is acknowledged (maintenance such as sealing segments). */
+/* Hooks for each group. `flush` makes other state of the group durable (offline segments)
+ * while the writer makes the online store's synced write, failing the group on error; it
+ * runs on a helper thread while the writer thread waits for it, so it may touch what only
+ * the writer thread touches. `after` runs on the writer thread once the group is
+ * acknowledged (maintenance such as sealing segments). */
 typedef int (*sl_writer_flush_fn)(void *arg, struct sl_error *err);
 typedef void (*sl_writer_after_fn)(void *arg);
 
