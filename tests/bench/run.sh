@@ -196,13 +196,12 @@ header="$work/header.md"
     echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$header"
 
-if want ingest || want serve; then
-    start_sluice sluice
+# Each group of phases below has a server of its own on a fresh data directory, so that no
+# phase runs under the LevelDB compaction and segment sealing left by the ones before.
+if want ingest; then
+    start_sluice ingest
     "$sluice" workspace create bench --live >/dev/null
     "$sluice" apply --workspace bench scripts/examples/ads >/dev/null
-fi
-
-if want ingest; then
     # Three workloads on the same records: the (one attribute view, online and
     # offline), the same view with a Lua transformation, and the ads example (an attribute
     # view plus a view of three tiled aggregations with a Lua transformation).
@@ -226,6 +225,10 @@ if want ingest; then
     say "ingest: raw LevelDB, the same shape (100 records of 60 bytes per synced WriteBatch)"
     measure ingest-batched leveldb leveldb - '{}' -- \
         "$work/leveldb_put" -d "$work/leveldb-batch" -b 100 -v 60 -t "$secs" -m batch
+    stop_sluice
+    start_sluice ingest-single
+    "$sluice" workspace create attr --live >/dev/null
+    "$sluice" apply --workspace attr "$bench/repos/ingest" >/dev/null
     say "ingest: single record at $ingest_rate requests/s, attribute view"
     "$py" "$bench/bench.py" ingest-bodies "$work/ingest1.jsonl" 1 20000 s attr
     measure ingest-single sluice loadgen "$sluice_pid" '{"label":"single","workload":"attribute view","metrics":true}' -- \
@@ -234,9 +237,11 @@ if want ingest; then
     say "ingest: raw LevelDB, one synced put per write"
     measure ingest-single leveldb leveldb - '{}' -- \
         "$work/leveldb_put" -d "$work/leveldb-single" -b 1 -v 60 -t "$secs" -m single
+    stop_sluice
 fi
 
 if want serve; then
+    start_sluice serve
     "$sluice" workspace create serve --live >/dev/null
     "$sluice" apply --workspace serve "$bench/repos/serve" >/dev/null
     say "get-features: preloading $keys users (2 views, 10 features, 6 of them aggregations)"
@@ -328,8 +333,6 @@ EOF
             -b "$work/get.jsonl" -H "$auth" -l "nginx@$r"
     done
     stop "$nginx_pid"
-fi
-if want ingest || want serve; then
     stop_sluice
 fi
 
