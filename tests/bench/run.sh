@@ -18,7 +18,8 @@
 #   BENCH_DUCKDB_DIR [npm install here]  BENCH_DUCKDB_PKG [@duckdb/node-api]
 #   BENCH_THREADS [server default]       BENCH_DIR [$TMPDIR or /tmp] where the data dirs go
 #   BENCH_SLUICE_BIN [build this tree]   BENCH_PERF [0] 1: perf record the servers per phase
-#   BENCH_NO_DEPS [0] 1: skip scripts/deps.sh
+#   BENCH_NO_DEPS [0] 1: skip scripts/deps.sh  BENCH_SERVER_ARGS: more `sluice serve` flags
+#                                        (e.g. "--read-cache-mb 0" for uncached reads)
 set -eu
 what=${1:-all}
 case "$what" in
@@ -136,6 +137,8 @@ start_sluice() {
     mkdir -p "$data"
     set -- serve --data-dir "$data" --listen 127.0.0.1:0 --log-level info "$@"
     [ -z "${BENCH_THREADS:-}" ] || set -- "$@" --threads "$BENCH_THREADS"
+    # shellcheck disable=SC2086
+    [ -z "${BENCH_SERVER_ARGS:-}" ] || set -- "$@" $BENCH_SERVER_ARGS
     "$sluice" "$@" >"$sluice_log" 2>&1 &
     sluice_pid=$!
     pids="$pids $sluice_pid"
@@ -188,7 +191,7 @@ header="$work/header.md"
     else
         echo "- sluice: $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$top" diff --quiet HEAD -- core 2>/dev/null || echo ' + uncommitted core changes')"
     fi
-    echo "- sluice --threads ${BENCH_THREADS:-default} (one server per phase group, each on a fresh data directory); data on $(df -P "$work" | awk 'NR == 2 { print $1 }')"
+    echo "- sluice --threads ${BENCH_THREADS:-default} ${BENCH_SERVER_ARGS:-} (one server per phase group, each on a fresh data directory); data on $(df -P "$work" | awk 'NR == 2 { print $1 }')"
     echo "- ${secs} s per phase; saturation: wrk -t$wrk_threads -c$conns (get-features), loadgen" \
          "(ingest); fixed rates: loadgen -c$rate_conns; all on 127.0.0.1, load tools on the same CPUs as the servers"
     echo "- latency in ms; loadgen's fixed-rate latency counts from each request's due time" \
