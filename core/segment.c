@@ -1557,10 +1557,34 @@ int sl_segment_seal_due(const struct sl_segment *seg, int64_t now_ns)
            (uint64_t)now_ns - (uint64_t)seg->active_created_ns >= (uint64_t)seg->o.seal_age_ns;
 }
 
-int sl_segment_seal(struct sl_segment *seg, struct sl_error *err)
+/* After seal_file of the active file gen returned rc >= 0: the sealed file sf (rc 1)
+ * replaces it for readers, or it leaves the list (rc 0: it held no records); then the active
+ * file goes. The sealed file is durable: should the removal fail, the pair is what a crash
+ * at this point leaves, which open resolves, and the seal itself has succeeded. */
+static int seal_install(struct sl_segment *seg, uint64_t gen, const struct seg_file *sf, int rc,
+                        struct sl_error *err)
 {
     char name[NAME_MAX_LEN];
-    struct seg_file sf, *f;
+    struct seg_file *f;
+
+    pthread_mutex_lock(&seg->mu);
+    f = files_find(seg, F_ACTIVE, gen);
+    if (f != NULL) {
+        if (rc == 1)
+            *f = *sf;
+        else
+            files_remove(seg, f);
+    }
+    pthread_mutex_unlock(&seg->mu);
+    name_active(name, gen);
+    if (remove_file(seg, name, err) == 0)
+        fsync_dir(seg->dir, err);
+    return rc;
+}
+
+int sl_segment_seal(struct sl_segment *seg, struct sl_error *err)
+{
+    struct seg_file sf;
     int rc, renamed;
 
     if ((rc = check_writable(seg, err)) != 0 || (rc = sl_segment_sync(seg, err)) != 0)
@@ -1573,25 +1597,11 @@ int sl_segment_seal(struct sl_segment *seg, struct sl_error *err)
         /* A sealed file that is in place but not known durable would, after a crash,
          * supersede the active file, including records appended from now on: stop. */
         return renamed ? poison(seg, err, rc) : rc;
-    pthread_mutex_lock(&seg->mu);
-    f = files_find(seg, F_ACTIVE, seg->active_gen);
-    if (f != NULL) {
-        if (rc == 1)
-            *f = sf;
-        else
-            files_remove(seg, f);
-    }
-    pthread_mutex_unlock(&seg->mu);
     close(seg->active_fd);
     seg->active_fd = -1;
     seg->active_size = 0;
     seg->active_records = 0;
-    name_active(name, seg->active_gen);
-    /* The sealed file is durable. Should removing the active file fail, the pair is what a
-     * crash at this point leaves, which open resolves; the seal itself has succeeded. */
-    if (remove_file(seg, name, err) == 0)
-        fsync_dir(seg->dir, err);
-    return rc;
+    return seal_install(seg, seg->active_gen, &sf, rc, err);
 }
 
 int sl_segment_rotate(struct sl_segment *seg, uint64_t *gen, uint64_t *size, struct sl_error *err)
@@ -1617,27 +1627,14 @@ int sl_segment_rotate(struct sl_segment *seg, uint64_t *gen, uint64_t *size, str
 int sl_segment_seal_rotated(struct sl_segment *seg, uint64_t gen, uint64_t size,
                             struct sl_error *err)
 {
-    char name[NAME_MAX_LEN];
-    struct seg_file sf, *f;
+    struct seg_file sf;
     int renamed;
     int rc = seal_file(seg->dir, gen, size, seg->o.block_bytes, &sf, &renamed, err);
     if (rc < 0)
         /* as in sl_segment_seal: a sealed file possibly in place but not durable would
          * supersede records appended since; stop writes until a reopen sorts it out */
         return renamed ? poison(seg, err, rc) : rc;
-    pthread_mutex_lock(&seg->mu);
-    f = files_find(seg, F_ACTIVE, gen);
-    if (f != NULL) {
-        if (rc == 1)
-            *f = sf;
-        else
-            files_remove(seg, f);
-    }
-    pthread_mutex_unlock(&seg->mu);
-    name_active(name, gen);
-    if (remove_file(seg, name, err) == 0)
-        fsync_dir(seg->dir, err);
-    return rc;
+    return seal_install(seg, gen, &sf, rc, err);
 }
 
 int sl_segment_maybe_seal(struct sl_segment *seg, int64_t now_ns, struct sl_error *err)
