@@ -2,7 +2,7 @@
  * reference over random event streams (one state vs random tiles merged in random order),
  * byte round trips and corrupt input, tiles and read plans, lifetime and continuous windows,
  * spec validation and names, the registry. Fixed seeds: failures reproduce. */
-#include <check.h>
+#include "check_fast.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* Service accounts, keys and roles: the role table, key checks, rotation, deletion,
  * bindings, and that all of it survives a reopen. */
-#include <check.h>
+#include "check_fast.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* Unit tests for core/buf.c and core/error.c. */
-#include <check.h>
+#include "check_fast.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <check.h>
+#include "check_fast.h"
 #include <cJSON.h>
 
 #include "defs.h"

@@ -1,7 +1,7 @@
 /* Unit tests for core/filesrc.c and core/parquet.c: CSV, JSON Lines and Parquet sources,
  * URIs, errors, and resuming from a saved position. Parquet fixtures (tests/data/parquet,
  * made by generate.mjs there) are found under $SL_SRCDIR (default "."). */
-#include <check.h>
+#include "check_fast.h"
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>

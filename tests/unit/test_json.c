@@ -1,5 +1,5 @@
 /* Unit tests for core/json.c. */
-#include <check.h>
+#include "check_fast.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* Workspace snapshots from canonical repository JSON: references, service order, ids,
  * plans, and persistence. */
-#include <check.h>
+#include "check_fast.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

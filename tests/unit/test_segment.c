@@ -8,7 +8,7 @@
 #define _XOPEN_SOURCE 700
 #endif
 
-#include <check.h>
+#include "check_fast.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1373,10 +1373,7 @@ START_TEST(test_concurrent_readers)
     c.seg = open_seg(data, &o, NULL);
     for (int i = 0; i < 2; i++)
         ck_assert_int_eq(pthread_create(&th[i], NULL, reader_main, &c), 0);
-    /* readers scan everything again and again: under valgrind (one thread at a time, 50x
-     * slower) a tenth of the records does */
-    uint64_t total = getenv("SL_VALGRIND") ? 2000 : 20000;
-    for (uint64_t i = 0; i < total; i++) {
+    for (uint64_t i = 0; i < 20000; i++) {
         struct sl_error err = {0, ""};
         mk(&m, "one", (int64_t)(i / 3), i);
         append_m(c.seg, &m);
@@ -1392,7 +1389,7 @@ START_TEST(test_concurrent_readers)
     for (int i = 0; i < 2; i++)
         pthread_join(th[i], NULL);
     ck_assert_int_eq(c.bad, 0);
-    ck_assert_uint_eq(count_iter(c.seg), total);
+    ck_assert_uint_eq(count_iter(c.seg), 20000);
     sl_segment_close(c.seg);
 }
 END_TEST
@@ -1401,9 +1398,7 @@ END_TEST
  * sorted model, with random range and time-bounded reads. */
 START_TEST(test_random_model)
 {
-    /* under valgrind (50x slower) a smaller model, with thresholds scaled to match */
-    const int vg = getenv("SL_VALGRIND") != NULL;
-    const size_t N = vg ? 15000 : 100000;
+    enum { N = 100000 };
     char data[PATH_MAX];
     struct sl_segment_opts o;
     struct sl_segment *seg;
@@ -1416,11 +1411,10 @@ START_TEST(test_random_model)
     ck_assert_ptr_nonnull(sorted);
     new_data_dir(data, "random");
     memset(&o, 0, sizeof(o));
-    o.seal_bytes = vg ? 32 * 1024 : 256 * 1024;
+    o.seal_bytes = 256 * 1024;
     o.block_bytes = 4096;
     o.compact_min_files = 3;
-    o.compact_max_bytes = vg ? 256 << 10 : 2 << 20;
-    o.compact_small_bytes = vg ? 64 << 10 : 0; /* 0: seal_bytes */
+    o.compact_max_bytes = 2 << 20;
     seg = open_seg(data, &o, NULL);
     while (n < N) {
         size_t group = 1 + (size_t)(rnd() % 300);

@@ -1,5 +1,5 @@
 /* The online store and the writer thread: batches, scans, group commit, backpressure. */
-#include <check.h>
+#include "check_fast.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* Unit tests for core/timeutil.c. */
-#include <check.h>
+#include "check_fast.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

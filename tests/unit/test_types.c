@@ -1,5 +1,5 @@
 /* Unit tests for core/types.c. */
-#include <check.h>
+#include "check_fast.h"
 #include <float.h>
 #include <math.h>
 #include <stdint.h>

@@ -1,7 +1,7 @@
 /* Unit tests for core/wcache.c: the writer's value cache never answers with a value other
  * than the last one put under a key, keeps recent entries within its budget, and forgets
  * everything on clear. */
-#include <check.h>
+#include "check_fast.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,8 +102,7 @@ END_TEST
  * recently put keys must hit. */
 START_TEST(test_model)
 {
-    enum { KEYS = 5000 };
-    const int OPS = getenv("SL_VALGRIND") ? 60000 : 400000; /* valgrind: 50x slower */
+    enum { KEYS = 5000, OPS = 400000 };
     static char model[KEYS][32];
     static int present[KEYS];
     struct sl_wcache *c = sl_wcache_new(256 * 1024);
