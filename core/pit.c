@@ -23,6 +23,7 @@ struct event {
     const struct sl_json *row;
     int64_t ts;
     size_t key, klen;     /* entity key of the current view, in keys */
+    const char *kp;       /* keys.p + key, resolved once keys stops growing, for sorting */
     int null_key;
 };
 
@@ -222,12 +223,10 @@ static int read_csv(struct run *r, const char *p, size_t len, struct sl_error *e
 
 /* ---- the join ---- */
 
-static const char *g_keys;
-
 static int cmp_event(const void *a, const void *b)
 {
     const struct event *x = *(const struct event *const *)a, *y = *(const struct event *const *)b;
-    int c = sl_bytes_cmp(g_keys + x->key, x->klen, g_keys + y->key, y->klen);
+    int c = sl_bytes_cmp(x->kp, x->klen, y->kp, y->klen);
     if (c)
         return c;
     return x->ts < y->ts ? -1 : x->ts > y->ts;
@@ -368,9 +367,10 @@ static int join_view(struct run *r, struct sl_offline *off, const struct sl_serv
     order = malloc((r->nev + 1) * sizeof(*order));
     if (!order)
         return sl_error_set(err, SL_ENOMEM, "out of memory");
-    for (size_t i = 0; i < r->nev; i++)
+    for (size_t i = 0; i < r->nev; i++) {
+        r->ev[i].kp = r->keys.p + r->ev[i].key;
         order[i] = &r->ev[i];
-    g_keys = r->keys.p;
+    }
     qsort(order, r->nev, sizeof(*order), cmp_event);
 
     unsigned char hi[9];

@@ -192,15 +192,14 @@ static int decode_values(const char *p, size_t len, size_t n, struct sl_scalar *
 
 struct tile_ref {
     size_t key, klen; /* in keys */
+    const char *kp;   /* keys.p + key, resolved once keys stops growing (qsort has no context) */
     size_t ev;
 };
-
-static const char *g_keys; /* qsort has no context argument */
 
 static int cmp_ref(const void *a, const void *b)
 {
     const struct tile_ref *x = a, *y = b;
-    int c = sl_bytes_cmp(g_keys + x->key, x->klen, g_keys + y->key, y->klen);
+    int c = sl_bytes_cmp(x->kp, x->klen, y->kp, y->klen);
     if (c)
         return c;
     return x->ev < y->ev ? -1 : x->ev > y->ev;
@@ -242,14 +241,15 @@ static int finish_tiles(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg)
             size_t at = keys.len;
             entity_key(&keys, e->vk, acc->bytes.p + e->ent, e->elen);
             sl_agg_tile_key(&keys, &tiles[t]);
-            refs[nrefs++] = (struct tile_ref){at, keys.len - at, i};
+            refs[nrefs++] = (struct tile_ref){at, keys.len - at, NULL, i};
         }
     }
     if (keys.oom) {
         rc = SL_ENOMEM;
         goto out;
     }
-    g_keys = keys.p;
+    for (size_t r = 0; r < nrefs; r++)
+        refs[r].kp = keys.p + refs[r].key;
     if (nrefs > 1)
         qsort(refs, nrefs, sizeof(*refs), cmp_ref);
     st = calloc(maxspecs + 1, sizeof(*st));
