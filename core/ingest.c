@@ -15,6 +15,7 @@
 #include "log.h"
 #include "offline.h"
 #include "registry.h"
+#include "sl_limits.h"
 #include "serve.h"
 #include "server.h"
 #include "store.h"
@@ -298,9 +299,9 @@ static int view_record(struct req *q, const struct origin *o, struct sl_view *v,
         record_error(q, v, o->s, "TectonObjectValidationError", msg);
         return 1;
     }
-    const char *parts[16];
-    size_t lens[16];
-    if (v->nkeys > 16)
+    const char *parts[SL_MAX_JOIN_KEYS];
+    size_t lens[SL_MAX_JOIN_KEYS];
+    if (v->nkeys > SL_MAX_JOIN_KEYS) /* the registry refuses such a view */
         return SL_EINVAL;
     sl_buf_reset(tmp);
     for (size_t k = 0; k < v->nkeys; k++) {
@@ -857,9 +858,13 @@ void sl_ingest_handle(struct sl_node *n, struct sl_http_req *r, int auth_rc,
             if (!view_out(&q, s->views[i]))
                 q.views[q.nviews++].v = s->views[i];
     }
-    for (const struct sl_json *m = records->child; m; m = m->next)
-        if (ingest_source(&q, sl_ws_source(q.ws, m->key), m) != 0)
+    for (const struct sl_json *m = records->child; m; m = m->next) {
+        int rc = ingest_source(&q, sl_ws_source(q.ws, m->key), m);
+        if (rc == SL_ENOMEM)
             FAIL(503, "ResourceExhaustedError", "Out of memory");
+        if (rc != 0)
+            FAIL(500, "InternalError", "ingest failed: %s; nothing was written", sl_strerror(rc));
+    }
 
     if (q.nerrors) {
         struct sl_buf b = SL_BUF_INIT;

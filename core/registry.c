@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "error.h"
 #include "log.h"
+#include "sl_limits.h"
 #include "store.h"
 #include "tiles.h"
 #include "timeutil.h"
@@ -273,6 +274,9 @@ static int build_view(struct sl_ws *ws, struct sl_view *v, cJSON *j, struct sl_e
     rc = parse_fields(jarr(j, "join_keys"), &v->nkeys, &v->join_keys, err);
     if (rc)
         return rc;
+    if (v->nkeys > SL_MAX_JOIN_KEYS)
+        return where(j, err, "feature view `%s` has %zu join keys; at most %d are allowed",
+                     v->name, v->nkeys, SL_MAX_JOIN_KEYS);
 
     if (!v->is_realtime) {
         const char *src = jstr(j, "source");
@@ -306,6 +310,9 @@ static int build_view(struct sl_ws *ws, struct sl_view *v, cJSON *j, struct sl_e
         s->views[s->nviews++] = v;
     } else {
         const cJSON *srcs = jarr(j, "sources"), *it;
+        if (cJSON_GetArraySize(srcs) > SL_MAX_REALTIME_INPUTS)
+            return where(j, err, "realtime feature view `%s` has %d sources; at most %d are allowed",
+                         v->name, cJSON_GetArraySize(srcs), SL_MAX_REALTIME_INPUTS);
         v->rt_sources = calloc((size_t)cJSON_GetArraySize(srcs) + 1, sizeof(char *));
         if (!v->rt_sources)
             return sl_error_set(err, SL_ENOMEM, "out of memory");
@@ -318,6 +325,9 @@ static int build_view(struct sl_ws *ws, struct sl_view *v, cJSON *j, struct sl_e
 
     const cJSON *feats = jarr(j, "features");
     size_t nf = (size_t)cJSON_GetArraySize(feats);
+    if (nf > SL_MAX_VIEW_FEATURES)
+        return where(j, err, "feature view `%s` has %zu features; at most %d are allowed",
+                     v->name, nf, SL_MAX_VIEW_FEATURES);
     v->features = calloc(nf ? nf : 1, sizeof(*v->features));
     if (!v->features)
         return sl_error_set(err, SL_ENOMEM, "out of memory");
@@ -816,7 +826,7 @@ void sl_registry_each(struct sl_registry *reg, void (*fn)(void *arg, struct sl_w
 int sl_registry_valid_name(const char *name)
 {
     size_t n = strlen(name);
-    if (n == 0 || n > 64)
+    if (n == 0 || n > SL_MAX_NAME)
         return 0;
     for (size_t i = 0; i < n; i++) {
         char c = name[i];

@@ -15,6 +15,7 @@
 #include "json.h"
 #include "config.h"
 #include "registry.h"
+#include "sl_limits.h"
 #include "server.h"
 #include "store.h"
 #include "tiles.h"
@@ -221,7 +222,7 @@ static int read_agg(struct serve_req *q, const struct sl_view *v, const char *en
 {
     const struct sl_tiles_view *tv = v->agg;
     struct sl_serve_scratch *sc = q->sc;
-    if (!sc->rcache || tv->continuous || nfeat > 256)
+    if (!sc->rcache || tv->continuous || nfeat > SL_MAX_VIEW_FEATURES)
         return sl_tiles_read(tv, &q->n->store, v->key, ent, elen, now, feat, nfeat, frag, off,
                              len, pres, eff, sc->tiles, err);
     struct sl_buf *ck = &sc->ckey, *cv = &sc->cval;
@@ -229,7 +230,7 @@ static int read_agg(struct serve_req *q, const struct sl_view *v, const char *en
     sl_tiles_entity_key(ck, v->key, ent, elen);
     uint64_t *slot = &q->n->read_gen[sl_wcache_hash(ck->p, ck->len) & (SL_READ_GENS - 1)];
     uint64_t gen = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-    int64_t ends[256];
+    int64_t ends[SL_MAX_VIEW_FEATURES];
     for (size_t f = 0; f < nfeat; f++) {
         int64_t ws;
         sl_agg_window(tv->specs[feat[f]], now, &ws, &ends[f]);
@@ -281,13 +282,13 @@ static int read_view(struct serve_req *q, const struct sl_view *v, const struct 
                      const int *feat, size_t nfeat, int64_t now, struct sl_buf *frag,
                      struct slot *slots, struct row_status *fs, char *msg, size_t cap)
 {
-    const char *parts[16];
-    size_t lens[16];
+    const char *parts[SL_MAX_JOIN_KEYS];
+    size_t lens[SL_MAX_JOIN_KEYS];
     struct sl_buf *key = &q->sc->key, *row = &q->sc->row;
     struct sl_error err = {0};
     sl_buf_reset(key);
     sl_buf_reset(row);
-    int rc = 0, have = v->nkeys <= 16 && nfeat <= 256;
+    int rc = 0, have = v->nkeys <= SL_MAX_JOIN_KEYS && nfeat <= SL_MAX_VIEW_FEATURES;
     for (size_t k = 0; have && k < v->nkeys; k++) {
         size_t idx = 0;
         while (idx < kv->svc->nkeys && strcmp(kv->svc->join_keys[idx].name, v->join_keys[k].name) != 0)
@@ -300,9 +301,9 @@ static int read_view(struct serve_req *q, const struct sl_view *v, const struct 
         }
     }
     if (have && v->agg) {
-        int pres[256];
-        int64_t eff[256];
-        size_t off[256], len[256];
+        int pres[SL_MAX_VIEW_FEATURES];
+        int64_t eff[SL_MAX_VIEW_FEATURES];
+        size_t off[SL_MAX_VIEW_FEATURES], len[SL_MAX_VIEW_FEATURES];
         for (size_t k = 0; k < v->nkeys; k++)
             sl_buf_lenstr(key, parts[k], lens[k]);
         rc = read_agg(q, v, key->p, key->len, now, feat, nfeat, frag, off, len, pres, eff, &err);
@@ -339,9 +340,9 @@ static int read_view(struct serve_req *q, const struct sl_view *v, const struct 
             present_ts = (int64_t)ts;
         }
     }
-    const char *fr[256];
-    size_t fl[256];
-    size_t nf = v->nfeatures < 256 ? v->nfeatures : 256;
+    const char *fr[SL_MAX_VIEW_FEATURES];
+    size_t fl[SL_MAX_VIEW_FEATURES];
+    size_t nf = v->nfeatures < SL_MAX_VIEW_FEATURES ? v->nfeatures : SL_MAX_VIEW_FEATURES;
     for (size_t f = 0; present && f < nf; f++)
         if (sl_cur_lenstr(&c, &fr[f], &fl[f]) != 0)
             present = 0;
@@ -369,7 +370,7 @@ static int realtime_view(struct serve_req *q, const struct sl_service_item *it,
 {
     const struct sl_view *v = it->view;
     const struct sl_source *req = NULL;
-    struct sl_xform_input in[16];
+    struct sl_xform_input in[SL_MAX_REALTIME_INPUTS];
     size_t nin = 0;
     struct sl_buf obj = SL_BUF_INIT;
     struct sl_error err = {0};
@@ -395,11 +396,12 @@ static int realtime_view(struct serve_req *q, const struct sl_service_item *it,
             continue;
         }
         const struct sl_view *iv = sl_ws_view(q->ws, v->rt_sources[k]);
-        if (!iv || iv->is_realtime || nin == 16 || iv->nfeatures > 256)
+        if (!iv || iv->is_realtime || nin == SL_MAX_REALTIME_INPUTS ||
+            iv->nfeatures > SL_MAX_VIEW_FEATURES)
             continue;
-        int all[256];
-        struct slot sl[256];
-        struct row_status st[256];
+        int all[SL_MAX_VIEW_FEATURES];
+        struct slot sl[SL_MAX_VIEW_FEATURES];
+        struct row_status st[SL_MAX_VIEW_FEATURES];
         struct sl_buf vals = SL_BUF_INIT;
         for (size_t f = 0; f < iv->nfeatures; f++)
             all[f] = (int)f;
