@@ -1,4 +1,5 @@
 /* sluice: the server and its command-line client in one binary. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +12,30 @@
 #include "error.h"
 #include "log.h"
 #include "server.h"
+
+/* Writes <data-dir>/listen, "HOST:PORT\n" with the port actually bound (--listen HOST:0
+ * picks a free one), through a temporary file and a rename, so that a reader (the test
+ * harness, a supervisor) sees the whole line or no file. Removed again on a clean stop.
+ * Returns 0 or -1 with a message logged. */
+static int write_listen_file(const char *dir, const char *listen, int port)
+{
+    char path[4096], tmp[4200];
+    const char *colon = strrchr(listen, ':');
+    int hostlen = colon ? (int)(colon - listen) : (int)strlen(listen);
+    snprintf(path, sizeof(path), "%s/listen", dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    int ok = f != NULL;
+    if (f) {
+        ok = fprintf(f, "%.*s:%d\n", hostlen, listen, port) > 0;
+        ok = fclose(f) == 0 && ok;
+    }
+    if (!ok || rename(tmp, path) != 0) {
+        sl_err("cannot write %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
 
 static int serve(int argc, char **argv)
 {
@@ -52,10 +77,14 @@ static int serve(int argc, char **argv)
     }
     sl_info("sluice %s listening on %s (port %d), data in %s", PACKAGE_VERSION, cfg.listen,
             sl_server_port(n), cfg.data_dir);
+    write_listen_file(cfg.data_dir, cfg.listen, sl_server_port(n));
     int sig = 0;
     sigwait(&set, &sig);
     sl_info("stopping on signal %d", sig);
     sl_server_stop(n);
+    char listen_path[4096];
+    snprintf(listen_path, sizeof(listen_path), "%s/listen", cfg.data_dir);
+    unlink(listen_path);
     sl_config_free(&cfg);
     return 0;
 }

@@ -1,4 +1,4 @@
-"""Test harness for integration tests: starts a real `sluice serve` on a free loopback port
+"""Test harness for integration tests: starts a real `sluice serve` on a loopback port 0
 and talks HTTP to it. Each test file calls run(globals()) at the end; every function named
 test_* runs in order, and the file ends with the line `N passed, M failed`."""
 
@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -54,12 +53,6 @@ def validate_response(path, status, body):
             validate(body, "get-features-response.json")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(cond, timeout=10.0, what="condition"):
     """Polls cond() until it returns a truthy value or the deadline passes."""
     deadline = time.monotonic() + timeout
@@ -85,14 +78,29 @@ class Server:
         self.log = None
 
     def start(self):
-        self.port = free_port()
+        """Starts the server on port 0 (the kernel picks a free one, so parallel tests never
+        race for a port) and reads the bound port back from <data-dir>/listen."""
+        listen_file = os.path.join(self.data_dir, "listen")
+        if os.path.exists(listen_file):
+            os.unlink(listen_file)  # left by a killed server: not this one's port
+        self.port = None
         self.log = open(os.path.join(self.data_dir, "server.log"), "ab")
-        cmd = [BIN, "serve", "--data-dir", self.data_dir, "--listen",
-               "127.0.0.1:%d" % self.port, "--log-level", "warn"] + self.args
+        cmd = [BIN, "serve", "--data-dir", self.data_dir, "--listen", "127.0.0.1:0",
+               "--log-level", "warn"] + self.args
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log)
-        def up():
+        def exited():
             if self.proc.poll() is not None:
                 raise AssertionError("server exited with %s: %s" % (self.proc.returncode, self.log_text()))
+        def bound():
+            exited()
+            try:
+                with open(listen_file) as f:
+                    return int(f.read().strip().rsplit(":", 1)[1])
+            except (OSError, ValueError, IndexError):
+                return None
+        self.port = wait_for(bound, 15, "the server to write its listen file")
+        def up():
+            exited()
             try:
                 with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
                     return r.status == 200

@@ -70,6 +70,22 @@ def test_config_file_is_read():
         s.cleanup()
 
 
+def test_listen_file_names_the_bound_port():
+    """--listen HOST:0 binds a free port and <data-dir>/listen names it; a clean stop removes
+    the file."""
+    s = Server().start()
+    try:
+        path = os.path.join(s.data_dir, "listen")
+        with open(path) as f:
+            expect_eq(f.read(), "127.0.0.1:%d\n" % s.port)
+        expect(s.port > 0)
+        expect_eq(s.request("GET", "/healthz", key=None)[0], 200)
+        s.stop()
+        expect(not os.path.exists(path), "listen file left after a clean stop")
+    finally:
+        s.cleanup()
+
+
 def test_a_second_server_cannot_share_the_port():
     """The listeners use SO_REUSEPORT (one socket per loop); that must not let a second
     server bind a port the first one serves."""
