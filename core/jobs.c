@@ -40,6 +40,9 @@ struct sl_jobs {
     struct sched *sched;
     uint64_t counter;
     int64_t last_retention;
+    /* test hook, from $SLUICE_TEST_JOB_PAUSE_ROWS (0: off): see sl_job_should_stop */
+    uint64_t pause_rows, run_start_rows;
+    int paused;
 };
 
 #define RETENTION_EVERY (600 * SL_NS_PER_SEC)
@@ -258,6 +261,18 @@ void sl_jobs_unlock(struct sl_jobs *j)
 int sl_job_should_stop(struct sl_jobs *j, const struct sl_job *job)
 {
     pthread_mutex_lock(&j->mu);
+    /* Test hook: with SLUICE_TEST_JOB_PAUSE_ROWS=N in the server's environment, the first run
+     * (in this process) that started below N rows read and has now read N or more waits here
+     * until it is cancelled or the server stops, so a test can cancel or kill a job mid-run
+     * without racing it. A resumed or retried run past N does not wait. */
+    if (j->pause_rows && !j->paused && j->run_start_rows < j->pause_rows &&
+        job->rows_read >= j->pause_rows) {
+        j->paused = 1;
+        sl_warn("jobs: test hook: job %s holds after %llu rows until cancelled or stopped",
+                job->id, (unsigned long long)job->rows_read);
+        while (!j->stopping && !job->cancel)
+            pthread_cond_wait(&j->cv, &j->mu);
+    }
     int stop = j->stopping || job->cancel;
     pthread_mutex_unlock(&j->mu);
     return stop;
@@ -451,6 +466,7 @@ static void *runner(void *arg)
         free(job->error);
         job->error = NULL;
         persist(j, job, &err);
+        j->run_start_rows = job->rows_read;
         pthread_mutex_unlock(&j->mu);
         sl_info("jobs: running %s job %s (feature view `%s` of workspace `%s`)", job->kind,
                 job->id, job->view, job->ws);
@@ -488,6 +504,8 @@ struct sl_jobs *sl_jobs_start(struct sl_node *n, struct sl_error *err)
     }
     j->n = n;
     j->last_retention = sl_now_ns();
+    const char *pause = getenv("SLUICE_TEST_JOB_PAUSE_ROWS");
+    j->pause_rows = pause ? strtoull(pause, NULL, 10) : 0;
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cv, NULL);
     if (sl_store_scan(&n->store, prefix, 1, load_job, j, err) < 0)
@@ -618,6 +636,7 @@ void sl_jobs_handle(struct sl_node *n, struct sl_http_req *r, const struct sl_pr
             persist(j, job, &err);
         } else if (strcmp(job->state, "running") == 0) {
             job->cancel = 1;
+            pthread_cond_broadcast(&j->cv); /* wakes a run held by the test hook */
         }
         sl_auth_audit(p, "cancelled job %s", job->id);
         reply_job(r, 200, job);

@@ -68,8 +68,9 @@ def wait_for(cond, timeout=10.0, what="condition"):
 class Server:
     """A sluice server process on a temporary data directory."""
 
-    def __init__(self, data_dir=None, args=(), keep=False):
+    def __init__(self, data_dir=None, args=(), keep=False, env=None):
         self.own_dir = data_dir is None
+        self.env = env  # extra environment variables of the server process
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="sluice-test-")
         self.args = list(args)
         self.proc = None
@@ -87,7 +88,8 @@ class Server:
         self.log = open(os.path.join(self.data_dir, "server.log"), "ab")
         cmd = [BIN, "serve", "--data-dir", self.data_dir, "--listen", "127.0.0.1:0",
                "--log-level", "warn"] + self.args
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log)
+        env = dict(os.environ, **self.env) if self.env else None
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=env)
         def exited():
             if self.proc.poll() is not None:
                 raise AssertionError("server exited with %s: %s" % (self.proc.returncode, self.log_text()))

@@ -15,6 +15,7 @@ from harness import (set_clock, SRCDIR, Server, expect, expect_eq, run, wait_for
 REPO = os.path.join(SRCDIR, "tests", "data", "repos", "batch")
 PARQUET = os.path.join(SRCDIR, "tests", "data", "parquet")
 NOW = "2024-01-01T00:00:00Z"
+PAUSE = "SLUICE_TEST_JOB_PAUSE_ROWS"  # test hook of core/jobs.c: hold a job mid-run
 COLS = ["id", "ts", "i64", "f64", "s", "b"]
 servers = []
 
@@ -59,8 +60,8 @@ def as_jsonl(rows):
     return "".join(json.dumps(r) + "\n" for r in rows).encode()
 
 
-def start(repo, ws="b", args=()):
-    srv = Server(args=["--fake-now", NOW] + list(args)).start()
+def start(repo, ws="b", args=(), env=None):
+    srv = Server(args=["--fake-now", NOW] + list(args), env=env).start()
     servers.append(srv)
     rc, out, err = srv.cli("workspace", "create", ws, "--live")
     assert rc == 0, err
@@ -149,10 +150,12 @@ def big_rows(n, seed=3):
 
 def test_resume_after_kill_9_counts_every_row_once():
     rows = big_rows(120000)
-    srv = start(make_repo("csv", {"big.csv": as_csv(rows)}))
-    wait_for(lambda: any(j["state"] == "running" and int(j["rowsRead"]) >= 10000 for j in jobs(srv)),
-             60, "the backfill to be under way")
+    # the test hook holds the first job once it has read 10000 rows (and checkpointed them)
+    srv = start(make_repo("csv", {"big.csv": as_csv(rows)}), env={PAUSE: "10000"})
+    wait_for(lambda: "holds after" in srv.log_text(), 60, "the backfill to hold mid-run")
+    expect(any(j["state"] == "running" and int(j["rowsRead"]) >= 10000 for j in jobs(srv)), jobs(srv))
     srv.kill9()
+    srv.env = None  # the other view's job must not hold after the restart
     srv.start()
     js = wait_jobs(srv, timeout=120)
     expect(all(j["rowsRead"] == "120000" for j in js), js)
@@ -216,8 +219,10 @@ def test_materialization_loads_new_files_once():
 
 def test_cancel_then_retry_gives_the_full_result():
     rows = big_rows(150000, seed=5)
-    srv = start(make_repo("csv", {"big.csv": as_csv(rows)}))
-    job = wait_for(lambda: next((j for j in jobs(srv) if j["state"] == "running"), None), 30, "a running job")
+    srv = start(make_repo("csv", {"big.csv": as_csv(rows)}), env={PAUSE: "4000"})
+    wait_for(lambda: "holds after" in srv.log_text(), 60, "a job to hold mid-run")
+    job = next(j for j in jobs(srv) if j["state"] == "running")
+    expect(4000 <= int(job["rowsRead"]) < 150000, job)
     st, b = srv.request("POST", "/v1/jobs/%s/cancel" % job["id"])
     expect_eq(st, 200, b)
     wait_for(lambda: next(j for j in jobs(srv) if j["id"] == job["id"])["state"] == "cancelled", 30, "cancel")
