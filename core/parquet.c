@@ -12,13 +12,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <snappy-c.h>
 #include <zlib.h>
 #include <zstd.h>
 
 #include "buf.h"
 #include "error.h"
 #include "json.h"
-#include "snappy.h"
 #include "types.h"
 
 /* Physical types, repetitions, codecs, encodings and page types of the format. */
@@ -1000,10 +1000,15 @@ static int decompress(struct sl_parquet *pq, size_t li, int codec, const uint8_t
         if (n)
             memcpy(dst, src, n);
         return 0;
-    case CODEC_SNAPPY:
-        if (sl_snappy_decompress(src, n, dst, cap) != 0)
+    case CODEC_SNAPPY: {
+        /* libsnappy checks every element against both buffers; the stored length must be
+         * the page header's exactly */
+        size_t want = 0, got = cap;
+        if (snappy_uncompressed_length((const char *)src, n, &want) != SNAPPY_OK || want != cap ||
+            snappy_uncompress((const char *)src, n, (char *)dst, &got) != SNAPPY_OK || got != cap)
             return col_err(pq, li, SL_ECORRUPT, "corrupt Snappy data");
         return 0;
+    }
     case CODEC_ZSTD: {
         if (cap == 0 && n == 0)
             return 0;

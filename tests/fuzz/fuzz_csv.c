@@ -3,8 +3,8 @@
  * over through a memfd. Reading must end in rows, the end, or an error naming the file and a
  * line; every CSV row has as many members as the header has columns.
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -Icore tests/fuzz/fuzz_csv.c
- *        core/filesrc.c core/parquet.c core/snappy.c core/json.c core/buf.c core/error.c
- *        core/types.c core/timeutil.c $(pkg-config --cflags --libs libcjson libzstd zlib) -lm */
+ *        core/filesrc.c core/parquet.c core/json.c core/buf.c core/error.c
+ *        core/types.c core/timeutil.c $(pkg-config --cflags --libs libcjson libzstd zlib snappy) -lm */
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <stdio.h>

@@ -2,8 +2,8 @@
  * reading must fail with a message or succeed; every row must be an object with one member
  * per column; a seek to a row and a read from there must agree with the sequential read.
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -Icore tests/fuzz/fuzz_parquet.c
- *        core/parquet.c core/snappy.c core/json.c core/buf.c core/error.c core/types.c
- *        core/timeutil.c $(pkg-config --cflags --libs libcjson libzstd zlib) -lm
+ *        core/parquet.c core/json.c core/buf.c core/error.c core/types.c
+ *        core/timeutil.c $(pkg-config --cflags --libs libcjson libzstd zlib snappy) -lm
  * Seeds: the .parquet files of tests/data/parquet. */
 #include <stdint.h>
 #include <stdio.h>
