@@ -154,9 +154,11 @@ class Server:
             self.log = None
 
     def cleanup(self):
-        self.stop()
-        if self.own_dir:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
+        try:
+            self.stop()
+        finally:
+            if self.own_dir:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def request(self, method, path, body=None, key="admin", raw=None, headers=None):
         """Returns (status, parsed JSON or text). key: "admin", None, or a key string."""

@@ -118,8 +118,14 @@ def check_against(srv, rows, sample):
 
 
 def teardown_module():
-    for s in servers:
-        s.cleanup()
+    errors = []
+    for s in servers:  # every server stops, even after one that exits badly
+        try:
+            s.cleanup()
+        except AssertionError as e:
+            errors.append(e)
+    if errors:
+        raise errors[0]
 
 
 def test_backfill_parquet_csv_jsonl_agree():
