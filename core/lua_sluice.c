@@ -25,98 +25,19 @@
 #include <string.h>
 
 #include <lauxlib.h>
+#include <xxhash.h>
 
 #include "timeutil.h"
 
 #define EXCERPT_MAX 64 /* bytes of a bad argument quoted in a message */
 
 /* ---- XXH64 ----
- * Yann Collet's xxHash, 64-bit variant, per its specification (doc/xxhash_spec.md in the
- * xxHash repository): fixed constants, little-endian reads done byte by byte, so the digest
- * is the same on every platform and never changes. */
-
-#define P64_1 UINT64_C(0x9E3779B185EBCA87)
-#define P64_2 UINT64_C(0xC2B2AE3D27D4EB4F)
-#define P64_3 UINT64_C(0x165667B19E3779F9)
-#define P64_4 UINT64_C(0x85EBCA77C2B2AE63)
-#define P64_5 UINT64_C(0x27D4EB2F165667C5)
-
-static uint64_t rotl64(uint64_t x, int r)
-{
-    return (x << r) | (x >> (64 - r));
-}
-
-static uint64_t read64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint32_t read32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t xxh_round(uint64_t acc, uint64_t input)
-{
-    acc += input * P64_2;
-    acc = rotl64(acc, 31);
-    return acc * P64_1;
-}
-
-static uint64_t xxh_merge(uint64_t acc, uint64_t val)
-{
-    acc ^= xxh_round(0, val);
-    return acc * P64_1 + P64_4;
-}
+ * Yann Collet's xxHash, 64-bit variant, from Debian's libxxhash: the digest is the same on
+ * every platform and never changes (test_lua_sluice pins it against `xxhsum -H64`). */
 
 uint64_t sl_lua_sluice_hash(const void *data, size_t len, uint64_t seed)
 {
-    const unsigned char *p = data, *end = p + len;
-    uint64_t h;
-
-    if (len >= 32) {
-        uint64_t v1 = seed + P64_1 + P64_2, v2 = seed + P64_2, v3 = seed, v4 = seed - P64_1;
-        const unsigned char *limit = end - 32;
-        do {
-            v1 = xxh_round(v1, read64(p));
-            v2 = xxh_round(v2, read64(p + 8));
-            v3 = xxh_round(v3, read64(p + 16));
-            v4 = xxh_round(v4, read64(p + 24));
-            p += 32;
-        } while (p <= limit);
-        h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
-        h = xxh_merge(h, v1);
-        h = xxh_merge(h, v2);
-        h = xxh_merge(h, v3);
-        h = xxh_merge(h, v4);
-    } else {
-        h = seed + P64_5;
-    }
-    h += (uint64_t)len;
-
-    for (; end - p >= 8; p += 8) {
-        h ^= xxh_round(0, read64(p));
-        h = rotl64(h, 27) * P64_1 + P64_4;
-    }
-    if (end - p >= 4) {
-        h ^= (uint64_t)read32(p) * P64_1;
-        h = rotl64(h, 23) * P64_2 + P64_3;
-        p += 4;
-    }
-    for (; p < end; p++) {
-        h ^= *p * P64_5;
-        h = rotl64(h, 11) * P64_1;
-    }
-
-    h ^= h >> 33;
-    h *= P64_2;
-    h ^= h >> 29;
-    h *= P64_3;
-    h ^= h >> 32;
-    return h;
+    return XXH64(data, len, seed);
 }
 
 /* ---- arguments ---- */

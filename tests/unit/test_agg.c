@@ -1914,7 +1914,25 @@ END_TEST
 
 START_TEST(test_hash)
 {
-    /* Stable values (stored registers depend on them) and avalanche sanity. */
+    /* Stable values: stored HyperLogLog registers depend on them, so these digests must never
+     * change (a value hashes as its bytes; an integer as 8 little-endian bytes). */
+    static const struct {
+        const char *s;
+        size_t len;
+        uint64_t seed, want;
+    } pinned[] = {
+        {"", 0, 0, UINT64_C(0xb39362cb946013e3)},
+        {"a", 1, 0, UINT64_C(0xf69c769c7f77f2d2)},
+        {"abc", 3, 0, UINT64_C(0xd88bf90ffe38a4ba)},
+        {"abc", 3, 7, UINT64_C(0x538ba096258c2caa)},
+        {"user_42", 7, 0, UINT64_C(0x0a4e66a323882cb9)},
+        {"0123456789abcdef0123", 20, 0, UINT64_C(0x621211530cff84e1)},
+        {"\x2a\0\0\0\0\0\0\0", 8, 0, UINT64_C(0x647bef8b379f1478)},
+    };
+    for (size_t i = 0; i < sizeof(pinned) / sizeof(pinned[0]); i++)
+        ck_assert_msg(sl_agg_hash64(pinned[i].s, pinned[i].len, pinned[i].seed) == pinned[i].want,
+                      "hash of pinned[%zu] changed", i);
+    /* avalanche sanity */
     uint64_t h0 = 0, h1 = 0;
     h0 = sl_agg_hash64("a", 1, 0);
     h1 = sl_agg_hash64("a\0", 2, 0);
