@@ -457,11 +457,20 @@ int sl_agg_default_name(const char *column, const char *fn_name, const struct sl
     return out->oom ? sl_error_set(err, SL_ENOMEM, "out of memory") : 0;
 }
 
-static const char *fn_list(void)
+/* The registered functions' names, built-ins first (plugins included), for messages. */
+#define FN_LIST_CAP 480
+static const char *fn_list(char *out, size_t cap)
 {
-    return "count, sum, mean, min, max, last, last_n, first_n, last_distinct, first_distinct, "
-           "stddev_pop, stddev_samp, var_pop, var_samp, approx_count_distinct, "
-           "approx_percentile";
+    size_t len = 0;
+    out[0] = 0;
+    sl_plugin_builtins();
+    for (size_t i = 0; i < nfns && len < cap; i++) {
+        int n = snprintf(out + len, cap - len, "%s%s", i ? ", " : "", fns[i]->name);
+        if (n < 0)
+            break;
+        len += (size_t)n;
+    }
+    return out;
 }
 
 int sl_agg_output_type(const char *fn_name, const cJSON *params_json,
@@ -473,7 +482,7 @@ int sl_agg_output_type(const char *fn_name, const cJSON *params_json,
     *out = NULL;
     if (!fn)
         return sl_error_set(err, SL_ESCHEMA, "unknown aggregation function `%s` (known: %s)",
-                            fn_name ? fn_name : "", fn_list());
+                            fn_name ? fn_name : "", fn_list((char[FN_LIST_CAP]){0}, FN_LIST_CAP));
     if ((rc = sl_agg_params_parse(fn, params_json, &p, err)) != 0)
         return rc;
     return fn->cb_check(params_json, &p, in, out, err);
@@ -552,7 +561,7 @@ static int resolve_inner(cJSON *j, int64_t interval, struct resolved *r, struct 
     fname = str_member(j, "function");
     if (!fname)
         return sl_error_set(err, SL_ESCHEMA, "an aggregate needs a function (one of %s)",
-                            fn_list());
+                            fn_list((char[FN_LIST_CAP]){0}, FN_LIST_CAP));
 
     /* Canonical function name. */
     const cJSON *pj = cJSON_GetObjectItemCaseSensitive(j, "params");
@@ -567,7 +576,7 @@ static int resolve_inner(cJSON *j, int64_t interval, struct resolved *r, struct 
         if (strcmp(fname, "first") == 0)
             return sl_error_set(err, SL_ESCHEMA, "first needs parameter n (first(n))");
         return sl_error_set(err, SL_ESCHEMA, "unknown aggregation function `%s` (known: %s)",
-                            fname, fn_list());
+                            fname, fn_list((char[FN_LIST_CAP]){0}, FN_LIST_CAP));
     }
     if (strcmp(fname, r->fn->name) != 0 &&
         set_member(j, "function", cJSON_CreateString(r->fn->name)))

@@ -335,18 +335,30 @@ static int lua_name_taken(const char *s)
     return 0;
 }
 
+/* Every ops table starts with {uint32_t abi_version, struct_size}: present, and the version
+ * this server speaks for the kind. */
+static int ops_head(const struct sl_plugin *d, const char *file, uint32_t want,
+                    struct sl_error *err)
+{
+    const uint32_t *head = d->ops;
+    if (!head)
+        return sl_error_set(err, SL_EINVAL, "plugin %s: no %s ops table", file,
+                            kind_name(d->kind));
+    if (head[0] != want)
+        return sl_error_set(err, SL_EINVAL, "plugin %s: %s ops version %u, this sluice speaks %u",
+                            file, kind_name(d->kind), head[0], want);
+    return 0;
+}
+
 /* Checks the kind's ops table (its version and size first). */
 static int check_ops(const struct sl_plugin *d, const char *file, struct sl_error *err)
 {
     switch (d->kind) {
     case SL_PLUGIN_AGG: {
         const struct sl_agg_fn *f = d->ops;
-        if (!f)
-            return sl_error_set(err, SL_EINVAL, "plugin %s: no aggregation ops table", file);
-        if (f->abi_version != SL_AGG_ABI_VERSION)
-            return sl_error_set(err, SL_EINVAL,
-                                "plugin %s: aggregation ops version %u, this sluice speaks %d",
-                                file, f->abi_version, SL_AGG_ABI_VERSION);
+        int rc = ops_head(d, file, SL_AGG_ABI_VERSION, err);
+        if (rc)
+            return rc;
         if (sl_agg_check_fn(f) != 0)
             return sl_error_set(err, SL_EINVAL,
                                 "plugin %s: aggregation ops table is %u bytes (at least %zu) or "
@@ -360,12 +372,9 @@ static int check_ops(const struct sl_plugin *d, const char *file, struct sl_erro
     }
     case SL_PLUGIN_STORE: {
         const struct sl_store_ops *s = d->ops;
-        if (!s)
-            return sl_error_set(err, SL_EINVAL, "plugin %s: no online-store ops table", file);
-        if (s->abi_version != SL_STORE_ABI_VERSION)
-            return sl_error_set(err, SL_EINVAL,
-                                "plugin %s: online-store ops version %u, this sluice speaks %d",
-                                file, s->abi_version, SL_STORE_ABI_VERSION);
+        int rc = ops_head(d, file, SL_STORE_ABI_VERSION, err);
+        if (rc)
+            return rc;
         if (s->struct_size < STORE_SIZE_1_0 || !s->open || !s->get || !s->write || !s->scan ||
             !s->close)
             return sl_error_set(err, SL_EINVAL,
@@ -382,12 +391,9 @@ static int check_ops(const struct sl_plugin *d, const char *file, struct sl_erro
     }
     case SL_PLUGIN_LUA: {
         const struct sl_lua_lib *l = d->ops;
-        if (!l)
-            return sl_error_set(err, SL_EINVAL, "plugin %s: no lua-library ops table", file);
-        if (l->abi_version != SL_LUA_LIB_ABI_VERSION)
-            return sl_error_set(err, SL_EINVAL,
-                                "plugin %s: lua-library ops version %u, this sluice speaks %d",
-                                file, l->abi_version, SL_LUA_LIB_ABI_VERSION);
+        int rc = ops_head(d, file, SL_LUA_LIB_ABI_VERSION, err);
+        if (rc)
+            return rc;
         if (l->struct_size < LUA_SIZE_1_0 || !l->fns)
             return sl_error_set(err, SL_EINVAL,
                                 "plugin %s: lua-library ops table is %u bytes (at least %zu) or "
