@@ -88,6 +88,14 @@ static void api_log(const struct sl_plugin_handle *self, int level, const char *
     sl_log(l, "plugin %s: %s", self && self->desc->name ? self->desc->name : "?", msg);
 }
 
+static int config_has(const struct sl_plugin *d, const char *key)
+{
+    for (const struct sl_plugin_config *m = d->config_map; m && m->key; m++)
+        if (strcmp(m->key, key) == 0)
+            return 1;
+    return 0;
+}
+
 static const char *api_config_get(const struct sl_plugin_handle *self, const char *key)
 {
     const struct sl_plugin_config *m = self ? self->desc->config_map : NULL;
@@ -467,6 +475,12 @@ static int plugin_add(const struct sl_plugin *d, const char *file, void *dl, str
         return sl_error_set(err, SL_EEXIST, "plugin %s: %s `%s` is already registered by %s",
                             file, kind_name(d->kind), d->name, dup->file);
 
+    for (size_t i = 0; i < nsettings; i++) /* before init: a typo never runs the plugin */
+        if (strcmp(settings[i].plugin, d->name) == 0 && !config_has(d, settings[i].key))
+            return sl_error_set(err, SL_EINVAL,
+                                "plugin-config `%s.%s`: plugin %s has no setting `%s`",
+                                settings[i].plugin, settings[i].key, file, settings[i].key);
+
     struct sl_plugin_handle *h = calloc(1, sizeof *h);
     if (!h || !(h->file = strdup(file))) {
         free(h);
@@ -690,9 +704,6 @@ int sl_plugin_load_config(const char *paths, const char *dirs, const char *setti
         if (!h)
             rc = sl_error_set(err, SL_EINVAL, "plugin-config `%s.%s`: no plugin `%s` is loaded",
                               settings[i].plugin, settings[i].key, settings[i].plugin);
-        else if (!api_config_get(h, settings[i].key))
-            rc = sl_error_set(err, SL_EINVAL, "plugin-config `%s.%s`: plugin %s has no setting `%s`",
-                              settings[i].plugin, settings[i].key, h->file, settings[i].key);
     }
     return rc;
 }

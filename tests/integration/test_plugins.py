@@ -56,6 +56,47 @@ SL_PLUGIN_EXPORT const struct sl_plugin *not_the_entry(void) { return &desc; }
 '''
 
 
+PROBE_SRC = r'''
+#include <string.h>
+#include <sluice/plugin.h>
+static const struct sl_plugin_api *api;
+static struct sl_metric *calls;
+static int greet(void *ctx, const struct sl_scalar *a, int n, struct sl_scalar *ret,
+                 struct sl_buf *out, struct sl_error *err)
+{
+    api->metric_add(calls, 1);
+    const char *g = ctx;
+    api->buf_append(out, g, strlen(g));
+    ret->kind = SL_STRING;
+    return 0;
+}
+static int init(const struct sl_plugin_api *a, const struct sl_plugin_handle *self,
+                void **ctx, struct sl_error *err)
+{
+    api = a;
+    const char *g = api->config_get(self, "greeting");
+    calls = api->counter_new(self, "calls", "greet() calls");
+    struct sl_metric *len = api->gauge_new(self, "greeting_len", "length of the greeting");
+    if (!calls || !len || api->counter_new(self, "Bad-Name", "refused") != NULL)
+        return api->error_set(err, SL_EINVAL, "metrics");
+    api->metric_set(len, (int64_t)strlen(g));
+    api->metric_add(calls, 40);
+    api->log(self, SL_PLUGIN_WARN, "greeting is %s, abi %u.%u", g, api->abi_major, api->abi_minor);
+    *ctx = (void *)g;
+    return 0;
+}
+static const struct sl_lua_fn fns[] = {{"greet", greet}, {NULL, NULL}};
+static const struct sl_lua_lib lib = {SL_LUA_LIB_ABI_VERSION, sizeof lib, "probe", fns};
+static const struct sl_plugin_config cfg[] = {{"greeting", "hello", "what greet() says"},
+                                              {NULL, NULL, NULL}};
+static const struct sl_plugin desc = {
+    SL_PLUGIN_ABI_MAJOR, SL_PLUGIN_ABI_MINOR, sizeof desc, SL_PLUGIN_LUA, "probe", "0.1",
+    "services table probe", cfg, init, NULL, &lib,
+};
+SL_PLUGIN_EXPORT const struct sl_plugin *SL_PLUGIN_ENTRY(void) { return &desc; }
+'''
+
+
 def sh(cmd, env=None, cwd=None):
     p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
     expect(p.returncode == 0, "%s failed (%d):\n%s%s" % (cmd, p.returncode, p.stdout, p.stderr))
@@ -230,6 +271,29 @@ def test_lua_library_in_a_transformation():
     expect_eq(st, 200, b)
     km = b["result"]["features"][0]
     expect(abs(km - 343.5) < 1.0, "London-Paris is about 343.5 km, got %r" % km)
+
+
+def test_services_settings_metrics_and_log():
+    src = os.path.join(tmp, "probe.c")
+    with open(src, "w") as f:
+        f.write(PROBE_SRC)
+    so = build_plugin("probe", src)
+    d = tempfile.mkdtemp(prefix="sluice-probe-", dir=tmp)
+    s2 = Server(data_dir=d, args=["--plugin", so, "--plugin-config", "probe.greeting=hey"]).start()
+    try:
+        st, text = s2.request("GET", "/metrics")
+        expect_eq(st, 200, text)
+        lines = text.splitlines()
+        expect("sluice_plugin_probe_calls 40" in lines, text)
+        expect("# TYPE sluice_plugin_probe_calls counter" in lines, text)
+        expect("sluice_plugin_probe_greeting_len 3" in lines, text)
+        expect("# TYPE sluice_plugin_probe_greeting_len gauge" in lines, text)
+        expect("warn plugin probe: greeting is hey, abi 1.0" in s2.log_text(), s2.log_text())
+    finally:
+        s2.cleanup()
+    expect_eq(refused(["--plugin", so, "--plugin-config", "probe.colour=red"]),
+              "sluice serve: plugin-config `probe.colour`: plugin %s has no setting `colour`\n"
+              % so)
 
 
 def refused(args):
