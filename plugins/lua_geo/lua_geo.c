@@ -10,8 +10,8 @@
  * geo.distance(lat1, lon1, lat2, lon2) → kilometres (haversine, Earth radius 6371.0088 km);
  * geo.cell(lat, lon, size_deg) → "<row>:<col>", the grid cell of size_deg degrees holding the
  * point. Latitudes must lie in [-90, 90], longitudes in [-180, 180]; anything else (or a
- * non-number) raises a Lua error naming the argument. Runs inside the same sandbox and
- * budgets as the code calling it; keeps no state. */
+ * non-number) raises a Lua error naming the argument. Constant time, no allocation beyond
+ * the result, no state: safe on every worker thread at once. */
 #include <math.h>
 #include <stdio.h>
 

@@ -194,7 +194,9 @@ struct sl_store_ops {
 #define SL_LUA_LIB_MAX_ARGS 16   /* most arguments one call passes */
 
 /* One function of a Lua library, called from transformation code as `<table>.<name>(...)`
- * inside the same sandbox and instruction/memory budgets as the code calling it. Arguments
+ * inside the same sandbox as the code calling it. The VM's budgets count Lua instructions and
+ * Lua memory only: time spent and memory allocated inside cb_call are the plugin's to bound
+ * (keep each call short and its allocations freed before it returns). Arguments
  * arrive converted: Lua integer → SL_INT64, float → SL_FLOAT64, string → SL_STRING, boolean →
  * SL_BOOL, nil → null (kind 0); any other type raises a Lua error before the call. The
  * function sets *ret (kind SL_INT64, SL_FLOAT64, SL_BOOL, or null=1 for nil); for a string
