@@ -31,6 +31,7 @@
 /* Sizes of the structures as ABI 1.0 defines them: a descriptor or ops table must be at least
  * this large; members appended in later minors are read only when struct_size covers them. */
 #define DESC_SIZE_1_0 (offsetof(struct sl_plugin, ops) + sizeof(const void *))
+#define AGG_SIZE_1_0 (offsetof(struct sl_agg_fn, cb_free) + sizeof(void (*)(void *)))
 #define STORE_SIZE_1_0 (offsetof(struct sl_store_ops, iter_free) + sizeof(void (*)(void *)))
 #define LUA_SIZE_1_0 (offsetof(struct sl_lua_lib, fns) + sizeof(const void *))
 #define NAME_MAX_LEN 64
@@ -371,7 +372,7 @@ static int check_ops(const struct sl_plugin *d, const char *file, struct sl_erro
             return sl_error_set(err, SL_EINVAL,
                                 "plugin %s: aggregation ops table is %u bytes (at least %zu) or "
                                 "lacks a name or a mandatory callback",
-                                file, f->struct_size, sizeof *f);
+                                file, f->struct_size, AGG_SIZE_1_0);
         if (!f->name || strcmp(f->name, d->name) != 0)
             return sl_error_set(err, SL_EINVAL,
                                 "plugin %s: aggregation function `%s` must be named as its "

@@ -43,6 +43,8 @@ static int call(void *ctx, const struct sl_scalar *a, int n, struct sl_scalar *r
     return 0;
 }
 static const struct sl_lua_fn fns[] = {{"f", call}, {NULL, NULL}};
+UNUSED static const struct sl_agg_fn short_fn = {SL_AGG_ABI_VERSION, 8, "bad", 0};
+UNUSED static const struct sl_agg_fn v2_fn = {SL_AGG_ABI_VERSION + 1, sizeof v2_fn, "bad", 0};
 UNUSED static const struct sl_lua_lib lib = {SL_LUA_LIB_ABI_VERSION, sizeof lib, "bad", fns};
 static const struct sl_plugin desc = {
     MAJOR, MINOR, SIZE, KIND, "bad", "0.1", "a plugin the server must refuse", NULL,
@@ -348,6 +350,13 @@ def test_refuses_a_failing_init_missing_ops_and_a_reserved_kind():
     so = bad_plugin("noops")
     expect_eq(refused(["--plugin", so]),
               "sluice serve: plugin %s: no aggregation ops table\n" % so)
+    so = bad_plugin("shortops", ops="&short_fn")
+    expect_eq(refused(["--plugin", so]),
+              "sluice serve: plugin %s: aggregation ops table is 8 bytes (at least 96) or lacks "
+              "a name or a mandatory callback\n" % so)
+    so = bad_plugin("v2ops", ops="&v2_fn")
+    expect_eq(refused(["--plugin", so]),
+              "sluice serve: plugin %s: aggregation ops version 2, this sluice speaks 1\n" % so)
     so = bad_plugin("source", kind="SL_PLUGIN_SOURCE")
     expect_eq(refused(["--plugin", so]),
               "sluice serve: plugin %s: stream-source plugins are reserved in ABI 1.0 and not "
