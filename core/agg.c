@@ -12,6 +12,7 @@
 #include "agg_sketch.h"
 #include "buf.h"
 #include "error.h"
+#include "plugin.h"
 #include "timeutil.h"
 #include "types.h"
 
@@ -220,16 +221,8 @@ int sl_agg_check_kinds(const char *fn, const struct sl_type *in, unsigned mask,
 
 /* ---- registry ------------------------------------------------------------------------------ */
 
-static const struct sl_agg_fn *const builtins[] = {
-    &sl_agg_fn_count,       &sl_agg_fn_sum,           &sl_agg_fn_mean,
-    &sl_agg_fn_min,         &sl_agg_fn_max,           &sl_agg_fn_last,
-    &sl_agg_fn_last_n,      &sl_agg_fn_first_n,       &sl_agg_fn_last_distinct,
-    &sl_agg_fn_first_distinct, &sl_agg_fn_stddev_pop, &sl_agg_fn_stddev_samp,
-    &sl_agg_fn_var_pop,     &sl_agg_fn_var_samp,      &sl_agg_fn_approx_count_distinct,
-    &sl_agg_fn_approx_percentile,
-};
-#define NBUILTINS (sizeof builtins / sizeof builtins[0])
-
+/* Every function, built-ins first: the built-ins are plugin descriptors too (plugin.c) and
+ * reach this table through sl_agg_add, as a loaded plugin's function does. */
 static const struct {
     const char *alias, *name;
 } aliases[] = {
@@ -237,8 +230,8 @@ static const struct {
     {"stddev", "stddev_samp"},
 };
 
-static const struct sl_agg_fn **plugins;
-static size_t nplugins, capplugins;
+static const struct sl_agg_fn **fns;
+static size_t nfns, capfns, nbuiltin;
 
 static int name_is(const char *name, const char *s, size_t len)
 {
@@ -247,51 +240,83 @@ static int name_is(const char *name, const char *s, size_t len)
 
 static const struct sl_agg_fn *find_exact(const char *s, size_t len)
 {
-    for (size_t i = 0; i < NBUILTINS; i++)
-        if (name_is(builtins[i]->name, s, len))
-            return builtins[i];
-    for (size_t i = 0; i < nplugins; i++)
-        if (name_is(plugins[i]->name, s, len))
-            return plugins[i];
+    for (size_t i = 0; i < nfns; i++)
+        if (name_is(fns[i]->name, s, len))
+            return fns[i];
     return NULL;
 }
 
-const struct sl_agg_fn *sl_agg_fn_find(const char *name, size_t len)
+static const struct sl_agg_fn *find_alias(const char *name, size_t len)
 {
-    if (!name)
-        return NULL;
     for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
         if (name_is(aliases[i].alias, name, len))
             return find_exact(aliases[i].name, strlen(aliases[i].name));
     return find_exact(name, len);
 }
 
-int sl_agg_register(const struct sl_agg_fn *fn)
+const struct sl_agg_fn *sl_agg_fn_find(const char *name, size_t len)
 {
-    if (!fn || fn->abi_version != SL_AGG_ABI_VERSION || fn->struct_size != sizeof *fn ||
+    if (!name)
+        return NULL;
+    sl_plugin_builtins();
+    return find_alias(name, len);
+}
+
+/* The size of struct sl_agg_fn in ABI version 1 (through cb_free). */
+#define AGG_FN_SIZE_V1 (offsetof(struct sl_agg_fn, cb_free) + sizeof(void (*)(void *)))
+
+int sl_agg_check_fn(const struct sl_agg_fn *fn)
+{
+    if (!fn || fn->abi_version != SL_AGG_ABI_VERSION || fn->struct_size < AGG_FN_SIZE_V1 ||
         !fn->name || !*fn->name || !fn->cb_check || !fn->cb_init || !fn->cb_update ||
         !fn->cb_merge || !fn->cb_finalize || !fn->cb_serialize || !fn->cb_deserialize ||
         !fn->cb_free)
         return SL_EINVAL;
-    if (sl_agg_fn_find(fn->name, strlen(fn->name)))
+    return 0;
+}
+
+int sl_agg_add(const struct sl_agg_fn *fn, int builtin)
+{
+    int rc = sl_agg_check_fn(fn);
+    if (rc)
+        return rc;
+    if (find_alias(fn->name, strlen(fn->name)))
         return SL_EEXIST;
-    if (nplugins == capplugins) {
-        size_t cap = capplugins ? capplugins * 2 : 8;
-        const struct sl_agg_fn **p = realloc(plugins, cap * sizeof *p);
+    if (nfns == capfns) {
+        size_t cap = capfns ? capfns * 2 : 32;
+        const struct sl_agg_fn **p = realloc(fns, cap * sizeof *p);
         if (!p)
             return SL_ENOMEM;
-        plugins = p;
-        capplugins = cap;
+        fns = p;
+        capfns = cap;
     }
-    plugins[nplugins++] = fn;
+    fns[nfns++] = fn;
+    if (builtin)
+        nbuiltin = nfns;
     return 0;
+}
+
+int sl_agg_remove(const struct sl_agg_fn *fn)
+{
+    for (size_t i = nbuiltin; i < nfns; i++) {
+        if (fns[i] == fn) {
+            memmove(&fns[i], &fns[i + 1], (nfns - i - 1) * sizeof *fns);
+            nfns--;
+            return 0;
+        }
+    }
+    return SL_ENOTFOUND;
+}
+
+int sl_agg_register(const struct sl_agg_fn *fn)
+{
+    sl_plugin_builtins();
+    return sl_agg_add(fn, 0);
 }
 
 void sl_agg_registry_clear(void)
 {
-    free(plugins);
-    plugins = NULL;
-    nplugins = capplugins = 0;
+    nfns = nbuiltin;
 }
 
 /* ---- parameters, windows, names ------------------------------------------------------------ */
@@ -432,11 +457,20 @@ int sl_agg_default_name(const char *column, const char *fn_name, const struct sl
     return out->oom ? sl_error_set(err, SL_ENOMEM, "out of memory") : 0;
 }
 
-static const char *fn_list(void)
+/* The registered functions' names, built-ins first (plugins included), for messages. */
+#define FN_LIST_CAP 480
+static const char *fn_list(char *out, size_t cap)
 {
-    return "count, sum, mean, min, max, last, last_n, first_n, last_distinct, first_distinct, "
-           "stddev_pop, stddev_samp, var_pop, var_samp, approx_count_distinct, "
-           "approx_percentile";
+    size_t len = 0;
+    out[0] = 0;
+    sl_plugin_builtins();
+    for (size_t i = 0; i < nfns && len < cap; i++) {
+        int n = snprintf(out + len, cap - len, "%s%s", i ? ", " : "", fns[i]->name);
+        if (n < 0)
+            break;
+        len += (size_t)n;
+    }
+    return out;
 }
 
 int sl_agg_output_type(const char *fn_name, const cJSON *params_json,
@@ -448,7 +482,7 @@ int sl_agg_output_type(const char *fn_name, const cJSON *params_json,
     *out = NULL;
     if (!fn)
         return sl_error_set(err, SL_ESCHEMA, "unknown aggregation function `%s` (known: %s)",
-                            fn_name ? fn_name : "", fn_list());
+                            fn_name ? fn_name : "", fn_list((char[FN_LIST_CAP]){0}, FN_LIST_CAP));
     if ((rc = sl_agg_params_parse(fn, params_json, &p, err)) != 0)
         return rc;
     return fn->cb_check(params_json, &p, in, out, err);
@@ -527,7 +561,7 @@ static int resolve_inner(cJSON *j, int64_t interval, struct resolved *r, struct 
     fname = str_member(j, "function");
     if (!fname)
         return sl_error_set(err, SL_ESCHEMA, "an aggregate needs a function (one of %s)",
-                            fn_list());
+                            fn_list((char[FN_LIST_CAP]){0}, FN_LIST_CAP));
 
     /* Canonical function name. */
     const cJSON *pj = cJSON_GetObjectItemCaseSensitive(j, "params");
@@ -542,7 +576,7 @@ static int resolve_inner(cJSON *j, int64_t interval, struct resolved *r, struct 
         if (strcmp(fname, "first") == 0)
             return sl_error_set(err, SL_ESCHEMA, "first needs parameter n (first(n))");
         return sl_error_set(err, SL_ESCHEMA, "unknown aggregation function `%s` (known: %s)",
-                            fname, fn_list());
+                            fname, fn_list((char[FN_LIST_CAP]){0}, FN_LIST_CAP));
     }
     if (strcmp(fname, r->fn->name) != 0 &&
         set_member(j, "function", cJSON_CreateString(r->fn->name)))

@@ -14,12 +14,13 @@
 
 #include <cJSON.h>
 
+#include "sluice/plugin.h"
+
 struct sl_buf;
 struct sl_error;
 struct sl_scalar;
 struct sl_type;
 
-#define SL_AGG_ABI_VERSION 1
 #define SL_AGG_MAX_N 1000        /* bound of n for last_n, first_n, *_distinct */
 #define SL_AGG_MAX_LEVELS 16     /* tile levels of one tiling */
 #define SL_AGG_TILE_RATIO 4      /* each tile level is this many tiles of the level below */
@@ -28,65 +29,31 @@ struct sl_type;
 
 /* ---- Parameters -------------------------------------------------------------------------- */
 
-/* Which parameters a function accepts (struct sl_agg_fn.params). */
-#define SL_AGG_P_N 0x1u          /* "n": 1..1000, required */
-#define SL_AGG_P_PRECISION 0x2u  /* "precision": optional, default per function */
-#define SL_AGG_P_PERCENTILE 0x4u /* "percentile": 0..1, required */
-#define SL_AGG_P_ANY 0x80u       /* any member is passed through (plugins read spec->params_json) */
-
-/* The parsed "params" object. has_* tell which members were present. */
-struct sl_agg_params {
-    int has_n, has_precision, has_percentile;
-    int n;
-    int precision;
-    double percentile;
-};
+/* SL_AGG_P_*, struct sl_agg_params: sluice/plugin.h. */
 
 /* ---- Function registry ------------------------------------------------------------------- */
 
 struct sl_agg_spec;
 
-/* One aggregation function. Built-ins and plugins use the same descriptor; it is borrowed by
- * the registry and must outlive it (a static const object). A state ("ctx") is whatever the
- * function allocates in cb_init; the engine never looks inside.
- *
- * Contract of the callbacks (all return 0 or a negative SL_E* code):
- *   cb_check(params_json, p, in, &out_type, err): validates the parameters and the input type
- *     and sets *out_type to a new output type (caller frees). Failures are SL_ESCHEMA with a
- *     message a user can act on ("sum is not defined for string").
- *   cb_name(p, out): optional; appends the name token used in default feature names
- *     ("last_distinct_10"). NULL means the function's name.
- *   cb_init(spec, &ctx): a new empty state.
- *   cb_update(ctx, spec, v, ts, seq): adds one non-null value observed at event time ts (ns)
- *     with write sequence number seq (larger = written later). Nulls never reach it.
- *   cb_merge(ctx, spec, other): ctx := ctx ⊕ other (other is another ctx of the same spec,
- *     borrowed). Must be associative and commutative.
- *   cb_finalize(ctx, spec, out): appends the value's canonical JSON encoding.
- *   cb_serialize(ctx, spec, out) / cb_deserialize(ctx, spec, p, len): the state's bytes;
- *     cb_deserialize fills a freshly initialised ctx and returns SL_ECORRUPT on bad bytes.
- *   cb_free(ctx): releases a state; accepts NULL. */
-struct sl_agg_fn {
-    uint32_t abi_version; /* SL_AGG_ABI_VERSION */
-    uint32_t struct_size; /* sizeof(struct sl_agg_fn) */
-    const char *name;
-    unsigned params; /* SL_AGG_P_* mask */
-    int (*cb_check)(const cJSON *params_json, const struct sl_agg_params *p,
-                    const struct sl_type *in, struct sl_type **out_type, struct sl_error *err);
-    void (*cb_name)(const struct sl_agg_params *p, struct sl_buf *out);
-    int (*cb_init)(const struct sl_agg_spec *spec, void **ctx);
-    int (*cb_update)(void *ctx, const struct sl_agg_spec *spec, const struct sl_scalar *v,
-                     int64_t ts, uint64_t seq);
-    int (*cb_merge)(void *ctx, const struct sl_agg_spec *spec, const void *other);
-    int (*cb_finalize)(const void *ctx, const struct sl_agg_spec *spec, struct sl_buf *out);
-    int (*cb_serialize)(const void *ctx, const struct sl_agg_spec *spec, struct sl_buf *out);
-    int (*cb_deserialize)(void *ctx, const struct sl_agg_spec *spec, const void *p, size_t len);
-    void (*cb_free)(void *ctx);
-};
+/* struct sl_agg_fn, the aggregation descriptor, is in sluice/plugin.h (with its contract):
+ * built-ins and plugins use the same one. */
 
-/* Adds fn to the registry (borrowed). Returns 0, SL_EINVAL (abi_version or struct_size do not
- * match, missing callback or name), SL_EEXIST (name taken, built-ins included) or SL_ENOMEM.
- * Call at startup before any thread looks functions up; not thread-safe against lookups. */
+/* Adds fn to the registry (borrowed) after the built-ins are registered. Returns 0, SL_EINVAL
+ * (sl_agg_check_fn fails), SL_EEXIST (name taken, built-ins and aliases included) or
+ * SL_ENOMEM. Call at startup before any thread looks functions up; not thread-safe against
+ * lookups. */
 int sl_agg_register(const struct sl_agg_fn *fn);
+
+/* 0 when fn is a usable descriptor: abi_version SL_AGG_ABI_VERSION, struct_size at least the
+ * size of that version's structure, a name and every mandatory callback; else SL_EINVAL. */
+int sl_agg_check_fn(const struct sl_agg_fn *fn);
+
+/* The registry's one way in, for plugin.c (built-ins with builtin = 1, registered first, then
+ * loaded plugins): checks fn like sl_agg_register without first registering the built-ins.
+ * sl_agg_remove takes a non-built-in function out again (rollback of a failed load); 0 or
+ * SL_ENOTFOUND. Start-up only, like sl_agg_register. */
+int sl_agg_add(const struct sl_agg_fn *fn, int builtin);
+int sl_agg_remove(const struct sl_agg_fn *fn);
 
 /* Forgets every function added with sl_agg_register and frees the registry (built-ins stay).
  * For shutdown and tests, when no thread uses the registry or specs of plugin functions. */

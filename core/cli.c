@@ -732,6 +732,35 @@ static int cmd_workspace(int argc, char **argv)
     return usage_error("unknown workspace command `%s`", pos[0]);
 }
 
+static void print_plugins(const cJSON *o)
+{
+    const cJSON *p;
+    printf("%-24s %-14s %-10s %-5s %s\n", "NAME", "KIND", "VERSION", "ABI", "FILE");
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(o, "plugins"))
+    {
+        printf("%-24s %-14s %-10s %-5s %s\n", str_of(p, "name"), str_of(p, "kind"),
+               str_of(p, "version"), str_of(p, "abi"), str_of(p, "file"));
+    }
+}
+
+/* sluice plugins: what the server loaded (GET /v1/plugins), built-ins included. */
+static int cmd_plugins(int argc, char **argv)
+{
+    struct opt opts[] = {{"--url", 1, NULL}, {"--api-key-file", 1, NULL}, {"--help", 0, NULL},
+                         {NULL, 0, NULL}};
+    const char *pos[1];
+    int npos;
+    if (parse_opts(argc, argv, opts, pos, 0, &npos))
+        return 2;
+    if (optv(opts, "--help")) {
+        printf("usage: sluice plugins\n\n"
+               "Lists the plugins the server runs with: name, kind, version, ABI and file\n"
+               "(\"(built-in)\" for the built-in aggregations and the LevelDB store).\n");
+        return 0;
+    }
+    return simple_call(opts, "GET", "/v1/plugins", NULL, 200, print_plugins);
+}
+
 /* An account id from --id or the one positional argument after the command. */
 static const char *account_arg(struct opt *opts, const char **pos, int npos)
 {
@@ -1424,7 +1453,8 @@ void sl_cli_usage(void)
            "  access-control   assign, remove and show workspace roles\n"
            "  get-features-for-events  point-in-time training data from the offline store\n"
            "  get-features-in-range    feature values with their validity intervals\n"
-           "  jobs             list, follow, cancel and retry backfill and materialization jobs\n\n"
+           "  jobs             list, follow, cancel and retry backfill and materialization jobs\n"
+           "  plugins          list the plugins the server loaded (and the built-ins)\n\n"
            "Client commands reach the server at $SLUICE_URL (default http://127.0.0.1:8080,\n"
            "or --url) with the API key in $SLUICE_API_KEY (or --api-key-file F). For an\n"
            "https:// URL the server's certificate must be trusted by the system or by the CA\n"
@@ -1451,5 +1481,7 @@ int sl_cli_main(int argc, char **argv)
         return cmd_jobs(argc - 1, argv + 1);
     if (strcmp(cmd, "get-features-in-range") == 0)
         return cmd_range(argc - 1, argv + 1);
+    if (strcmp(cmd, "plugins") == 0)
+        return cmd_plugins(argc - 1, argv + 1);
     return usage_error("unknown command `%s`", cmd);
 }

@@ -29,6 +29,10 @@ const struct sl_config_entry sl_config_map[] = {
     {"lua-instructions", SL_CFG_LONG, "5000000", OFF(lua_instructions), "instruction budget per user function call"},
     {"lua-memory-mb", SL_CFG_LONG, "64", OFF(lua_memory_mb), "memory cap per Lua VM in MiB"},
     {"fake-now", SL_CFG_TIME, "", OFF(fake_now), "tests only: a fixed current time (RFC 3339)"},
+    {"plugin", SL_CFG_LIST, "", OFF(plugins), "load the plugin .so at PATH at start (repeatable)"},
+    {"plugin-dir", SL_CFG_LIST, "", OFF(plugin_dirs), "load every *.so in DIR at start (repeatable)"},
+    {"plugin-config", SL_CFG_LIST, "", OFF(plugin_config), "a plugin setting: <plugin>.<key>=<value> (repeatable)"},
+    {"online-store", SL_CFG_STRING, "leveldb", OFF(online_store), "online store by name: leveldb or a store plugin's name"},
     {NULL, 0, NULL, 0, NULL},
 };
 
@@ -52,6 +56,22 @@ static int set_entry(struct sl_config *cfg, const struct sl_config_entry *e, con
             return sl_error_set(err, SL_ENOMEM, "out of memory");
         free(*slot);
         *slot = copy;
+        return 0;
+    }
+    case SL_CFG_LIST: {
+        char **slot = (char **)(base + e->offset);
+        if (!*v && *slot) /* the default: an empty list */
+            return 0;
+        size_t ol = *slot ? strlen(*slot) : 0, vl = strlen(v);
+        if (strchr(v, '\n'))
+            return sl_error_set(err, SL_EINVAL, "`%s` wants one value per line", e->key);
+        char *p = realloc(*slot, ol + (ol && vl ? 1 : 0) + vl + 1);
+        if (!p)
+            return sl_error_set(err, SL_ENOMEM, "out of memory");
+        if (ol && vl)
+            p[ol++] = '\n';
+        memcpy(p + ol, v, vl + 1);
+        *slot = p;
         return 0;
     }
     case SL_CFG_LONG: {
@@ -188,7 +208,7 @@ void sl_config_usage(FILE *f)
 void sl_config_free(struct sl_config *cfg)
 {
     for (const struct sl_config_entry *e = sl_config_map; e->key; e++)
-        if (e->type == SL_CFG_STRING) {
+        if (e->type == SL_CFG_STRING || e->type == SL_CFG_LIST) {
             char **slot = (char **)((char *)cfg + e->offset);
             free(*slot);
             *slot = NULL;

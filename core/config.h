@@ -30,9 +30,15 @@ struct sl_config {
     long lua_memory_mb;
     int64_t fake_now;        /* tests: fixed "now" in ns since epoch, 0 = real clock */
     char *config;            /* the file read, if any */
+    char *plugins;           /* `plugin` paths, one a line (repeatable) */
+    char *plugin_dirs;       /* `plugin-dir` folders, one a line (repeatable) */
+    char *plugin_config;     /* `plugin-config` <plugin>.<key>=<value> lines (repeatable) */
+    char *online_store;      /* online store by registered name */
 };
 
-enum sl_config_type { SL_CFG_STRING, SL_CFG_LONG, SL_CFG_BOOL, SL_CFG_DURATION, SL_CFG_TIME };
+/* SL_CFG_LIST: repeatable; each value is appended to the string as its own line. */
+enum sl_config_type { SL_CFG_STRING, SL_CFG_LONG, SL_CFG_BOOL, SL_CFG_DURATION, SL_CFG_TIME,
+                      SL_CFG_LIST };
 
 struct sl_config_entry {
     const char *key;

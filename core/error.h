@@ -4,23 +4,9 @@
 
 #include <stdarg.h>
 
-/* 0 is success; failures are negative. */
-enum {
-    SL_OK = 0,
-    SL_ENOMEM = -1,    /* allocation failed */
-    SL_EINVAL = -2,    /* malformed input */
-    SL_ESCHEMA = -3,   /* input does not match a declared schema */
-    SL_ESCRIPT = -4,   /* user Lua code failed */
-    SL_ESTORE = -5,    /* storage engine failure */
-    SL_EAUTH = -6,     /* missing or invalid credentials */
-    SL_ENOTFOUND = -7, /* named object does not exist */
-    SL_EBUSY = -8,     /* bounded queue full: try again later */
-    SL_EIO = -9,       /* operating system I/O failure */
-    SL_EPERM = -10,    /* authenticated but not allowed */
-    SL_ETOOBIG = -11,  /* request exceeds a configured limit */
-    SL_EEXIST = -12,   /* object already exists */
-    SL_ECORRUPT = -13, /* stored data failed an integrity check */
-};
+/* The status codes (0 success, negative SL_E* failure) are part of the plugin ABI and live
+ * in the public header. */
+#include "sluice/plugin.h"
 
 /* A failure a user must read: a status code and a message. */
 struct sl_error {

@@ -30,6 +30,7 @@
 #include "error.h"
 #include "log.h"
 #include "lua_sluice.h"
+#include "plugin.h"
 
 #define VM_DEFAULT_MEM ((size_t)64 << 20)
 #define VM_DEFAULT_INSNS 5000000L
@@ -373,6 +374,9 @@ static int vm_open(lua_State *L)
     lua_pushcfunction(L, sl_lua_sluice_open);
     lua_call(L, 0, 1);
     lua_setglobal(L, "sluice");
+
+    /* Lua libraries of plugins (plugin.h): read-only global tables, same budgets. */
+    sl_plugin_lua_open(L);
 
     /* Hide the string metatable: getmetatable("") returns false. */
     lua_pushliteral(L, "");

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "offline.h"
 #include "pit.h"
+#include "plugin.h"
 #include "wcache.h"
 #include "lua_vm.h"
 #include "registry.h"
@@ -574,6 +575,7 @@ static void metrics(struct sl_node *n, struct sl_http_req *r)
     COUNTER("sluice_commit_groups_total", "Group commits (one fsync each).", ws.groups);
     COUNTER("sluice_commit_failures_total", "Requests whose commit failed.", ws.failures);
 #undef COUNTER
+    sl_plugin_metrics(&b);
     sl_buf_printf(&b, "# HELP sluice_commit_queue Requests waiting for the writer.\n"
                       "# TYPE sluice_commit_queue gauge\nsluice_commit_queue %llu\n",
                   (unsigned long long)ws.queued);
@@ -682,6 +684,16 @@ static void route(struct sl_http_req *r, void *arg)
         set_clock(n, r, &p);
         return;
     }
+    if (strcmp(path, "/v1/plugins") == 0 && m == SL_HTTP_GET) {
+        struct sl_buf b = SL_BUF_INIT;
+        sl_plugin_list_json(&b);
+        if (b.oom)
+            sl_reply_error(r, 503, 8, "out of memory");
+        else
+            sl_http_reply(r, 200, "application/json", b.p, b.len);
+        sl_buf_free(&b);
+        return;
+    }
     if (strcmp(path, "/metrics") == 0 && m == SL_HTTP_GET) {
         metrics(n, r);
         return;
@@ -782,6 +794,12 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
         return NULL;
     }
     n->cfg = cfg;
+    /* plugins first: before any Lua VM, store or worker thread exists */
+    if (sl_plugin_load_config(cfg->plugins, cfg->plugin_dirs, cfg->plugin_config, err) != 0) {
+        sl_plugin_unload_all();
+        free(n);
+        return NULL;
+    }
     pthread_mutex_init(&n->apply_mu, NULL);
     pthread_mutex_init(&n->bg_mu, NULL);
     pthread_cond_init(&n->bg_cv, NULL);
@@ -808,7 +826,7 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
     if (mkdir_p(cfg->data_dir, err) != 0)
         goto fail;
     snprintf(path, sizeof(path), "%s/online", cfg->data_dir);
-    if (sl_store_leveldb_open(path, (size_t)cfg->cache_mb, &n->store, err) != 0)
+    if (sl_plugin_store_open(cfg->online_store, path, (size_t)cfg->cache_mb, &n->store, err) != 0)
         goto fail;
     n->reg = sl_registry_open(&n->store, err);
     if (!n->reg)
@@ -882,6 +900,7 @@ void sl_server_stop(struct sl_node *n)
     pthread_mutex_destroy(&n->bg_mu);
     pthread_cond_destroy(&n->bg_cv);
     free(n);
+    sl_plugin_unload_all(); /* last: specs and stores above used the plugins' code */
 }
 
 int sl_server_port(const struct sl_node *n)

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "sluice/plugin.h"
 
 struct sl_error;
 
@@ -38,39 +39,21 @@ int sl_batch_each(const struct sl_batch *b,
                   int (*fn)(void *arg, int op, const char *k, size_t kl, const char *v, size_t vl),
                   void *arg);
 
-/* Scan callback: return 0 to go on, 1 to stop, negative to fail the scan with that status. */
-typedef int (*sl_scan_cb)(void *arg, const char *k, size_t klen, const char *v, size_t vlen);
+/* sl_scan_cb and struct sl_store_ops, the online store descriptor, are in sluice/plugin.h:
+ * the built-in LevelDB store and store plugins use the same one. */
 
-/* An online store implementation. All functions are safe to call from any thread
- * concurrently, except that only the writer thread calls write in a running server. */
-struct sl_store_ops {
-    const char *name;
-    /* Appends the value of key to val and returns 0, or SL_ENOTFOUND, or SL_ESTORE. */
-    int (*get)(void *ctx, const char *k, size_t klen, struct sl_buf *val, struct sl_error *err);
-    /* Applies b atomically; with sync, durable before it returns. 0 or SL_ESTORE. */
-    int (*write)(void *ctx, const struct sl_batch *b, int sync, struct sl_error *err);
-    /* Visits keys >= start in order while they begin with prefix. 0 or an error. */
-    int (*scan)(void *ctx, const char *prefix, size_t plen, const char *start, size_t slen,
-                sl_scan_cb cb, void *arg, struct sl_error *err);
-    void (*close)(void *ctx);
-    /* Optional: a positioned iterator for reads of several nearby keys (NULL: not offered).
-     * iter_seek positions at the first key >= k and returns 1 when there is one; iter_next
-     * moves on (1 while valid); iter_key/iter_value borrow until the next move. */
-    void *(*iter_new)(void *ctx);
-    int (*iter_seek)(void *it, const char *k, size_t klen);
-    int (*iter_next)(void *it);
-    const char *(*iter_key)(void *it, size_t *len);
-    const char *(*iter_value)(void *it, size_t *len);
-    void (*iter_free)(void *it);
-};
-
+/* An open store: an implementation and its handle. */
 struct sl_store {
     const struct sl_store_ops *ops;
     void *ctx;
 };
 
+/* The built-in LevelDB store's descriptor (registered as "leveldb" by plugin.c). */
+extern const struct sl_store_ops sl_store_leveldb_ops;
+
 /* Opens (creating if missing) the embedded LevelDB store in dir. cache_mb sizes the block
- * cache. Returns 0 and fills *out, or SL_ESTORE with err. */
+ * cache. Returns 0 and fills *out, or SL_ESTORE with err. A shorthand for tests and tools;
+ * the server opens its store by name (sl_plugin_store_open). */
 int sl_store_leveldb_open(const char *dir, size_t cache_mb, struct sl_store *out,
                           struct sl_error *err);
 

@@ -151,22 +151,8 @@ static void ldb_iter_free(void *it)
         leveldb_iter_destroy(it);
 }
 
-static const struct sl_store_ops leveldb_ops = {
-    .name = "leveldb",
-    .get = ldb_get,
-    .write = ldb_write,
-    .scan = ldb_scan,
-    .close = ldb_close,
-    .iter_new = ldb_iter_new,
-    .iter_seek = ldb_iter_seek,
-    .iter_next = ldb_iter_next,
-    .iter_key = ldb_iter_key,
-    .iter_value = ldb_iter_value,
-    .iter_free = ldb_iter_free,
-};
-
-int sl_store_leveldb_open(const char *dir, size_t cache_mb, struct sl_store *out,
-                          struct sl_error *err)
+static int ldb_open(void *plugin_ctx, const char *dir, size_t cache_mb, void **ctx,
+                    struct sl_error *err)
 {
     struct ldb *l = calloc(1, sizeof(*l));
     char *lerr = NULL;
@@ -188,12 +174,38 @@ int sl_store_leveldb_open(const char *dir, size_t cache_mb, struct sl_store *out
     if (lerr) {
         ldb_fail(err, "open", lerr);
         sl_error_prefix(err, "%s: ", dir);
-        goto fail;
+        ldb_close(l);
+        return SL_ESTORE;
     }
-    out->ops = &leveldb_ops;
-    out->ctx = l;
+    *ctx = l;
     return 0;
-fail:
-    ldb_close(l);
-    return SL_ESTORE;
+}
+
+const struct sl_store_ops sl_store_leveldb_ops = {
+    .abi_version = SL_STORE_ABI_VERSION,
+    .struct_size = sizeof(struct sl_store_ops),
+    .name = "leveldb",
+    .open = ldb_open,
+    .get = ldb_get,
+    .write = ldb_write,
+    .scan = ldb_scan,
+    .close = ldb_close,
+    .iter_new = ldb_iter_new,
+    .iter_seek = ldb_iter_seek,
+    .iter_next = ldb_iter_next,
+    .iter_key = ldb_iter_key,
+    .iter_value = ldb_iter_value,
+    .iter_free = ldb_iter_free,
+};
+
+int sl_store_leveldb_open(const char *dir, size_t cache_mb, struct sl_store *out,
+                          struct sl_error *err)
+{
+    void *ctx = NULL;
+    int rc = ldb_open(NULL, dir, cache_mb, &ctx, err);
+    if (rc)
+        return rc;
+    out->ops = &sl_store_leveldb_ops;
+    out->ctx = ctx;
+    return 0;
 }

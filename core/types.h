@@ -11,22 +11,13 @@
 
 #include <cJSON.h>
 
+#include "sluice/plugin.h"
+
 struct sl_buf;
 struct sl_error;
 struct sl_json;
 
-enum sl_kind {
-    SL_STRING = 1,
-    SL_INT64,
-    SL_INT32,
-    SL_FLOAT64,
-    SL_FLOAT32,
-    SL_BOOL,
-    SL_TIMESTAMP,
-    SL_ARRAY,
-    SL_MAP,
-    SL_STRUCT,
-};
+/* enum sl_kind and struct sl_scalar are part of the plugin ABI (sluice/plugin.h). */
 
 struct sl_field;
 
@@ -95,17 +86,9 @@ int sl_value_encode_field(const struct sl_type *t, const char *name, const struc
 size_t sl_value_format_double(double d, char *out);
 size_t sl_value_format_float(float f, char *out);
 
-/* A scalar input value, for keys and aggregation. Only valid after sl_value_encode accepted
- * the same input. `str`/`len` borrow the input node's bytes. */
-struct sl_scalar {
-    enum sl_kind kind;
-    int null;        /* 1 when the JSON value was null */
-    int64_t i;       /* INT64, INT32, TIMESTAMP (ns), BOOL (0/1) */
-    double f;        /* FLOAT64, FLOAT32; also set for integer kinds */
-    const char *str; /* STRING */
-    size_t len;
-};
-
+/* struct sl_scalar (sluice/plugin.h): a scalar input value, for keys and aggregation. Only
+ * valid after sl_value_encode accepted the same input. `str`/`len` borrow the input node's
+ * bytes. */
 /* Reads a scalar (non-ARRAY/MAP/STRUCT) input value of type kind. Returns 0 or SL_ESCHEMA
  * with a message like sl_value_encode's (SL_EINVAL if kind is not scalar). */
 int sl_value_scalar(enum sl_kind kind, const struct sl_json *in, struct sl_scalar *out,

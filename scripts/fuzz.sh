@@ -11,7 +11,7 @@ mkdir -p "$out"
 sh scripts/embed.sh sl_dsl_lua scripts/lua/dsl.lua "$out/dsl_lua.c"
 secs=${FUZZ_SECONDS:-20}
 san="address,undefined -fno-sanitize-recover=undefined"
-cflags="-std=gnu11 -g -O1 -fsanitize=fuzzer-no-link,$san -Icore -I. $(pkg-config --cflags lua5.4 libcjson)"
+cflags="-std=gnu11 -g -O1 -fsanitize=fuzzer-no-link,$san -Icore -Iplugins -I. $(pkg-config --cflags lua5.4 libcjson)"
 libs="$(pkg-config --libs lua5.4-cjson lua5.4 libcjson libzstd zlib snappy libxxhash) -lm"
 base="core/error.c core/buf.c core/json.c core/timeutil.c core/types.c"
 lua="core/lua_vm.c core/lua_sluice.c core/defs.c $out/dsl_lua.c core/log.c core/agg.c core/agg_fn.c core/agg_sketch.c"
