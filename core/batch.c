@@ -163,7 +163,8 @@ int sl_batch_run(struct sl_node *n, struct sl_jobs *jobs, struct sl_job *job, st
     const struct sl_filesrc_file *files = sl_filesrc_files(src, &nfiles);
     if (job->has_pos && (rc = sl_filesrc_seek(src, &job->pos, err)) != 0)
         goto out;
-    struct sl_vm_limits lim = {(size_t)n->cfg->lua_memory_mb << 20, n->cfg->lua_instructions};
+    struct sl_vm_limits lim = {(size_t)n->cfg->lua_memory_mb << 20, n->cfg->lua_instructions,
+                              n->cfg->lua_time_ms};
     xf = sl_xform_cache_new(&lim);
     g = xf ? sl_ingest_new(n, ws, xf, v) : NULL;
     if (!g) {

@@ -229,7 +229,8 @@ static void apply_run(struct apply_job *j)
         files[nfiles++] = (struct sl_file){fn->valuestring, fc->valuestring, strlen(fc->valuestring)};
     }
     qsort(files, nfiles, sizeof(*files), cmp_file);
-    struct sl_vm_limits lim = {(size_t)n->cfg->lua_memory_mb << 20, n->cfg->lua_instructions};
+    struct sl_vm_limits lim = {(size_t)n->cfg->lua_memory_mb << 20, n->cfg->lua_instructions,
+                              n->cfg->lua_time_ms};
     L = sl_vm_new(&lim, &err);
     if (!L || sl_defs_eval(L, files, nfiles, &repo, &err) != 0)
         goto out;
@@ -785,7 +786,7 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
     pthread_mutex_init(&n->apply_mu, NULL);
     pthread_mutex_init(&n->bg_mu, NULL);
     pthread_cond_init(&n->bg_cv, NULL);
-    struct sl_vm_limits lim = {(size_t)cfg->lua_memory_mb << 20, cfg->lua_instructions};
+    struct sl_vm_limits lim = {(size_t)cfg->lua_memory_mb << 20, cfg->lua_instructions, cfg->lua_time_ms};
     int nthreads = cfg->threads > 0 ? (int)cfg->threads : 1;
     n->xform = calloc((size_t)nthreads, sizeof(*n->xform));
     n->serve_scratch = calloc((size_t)nthreads, sizeof(*n->serve_scratch));

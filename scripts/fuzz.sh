@@ -12,7 +12,7 @@ secs=${FUZZ_SECONDS:-20}
 cflags="-std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icore -I. $(pkg-config --cflags lua5.4 libcjson)"
 libs="$(pkg-config --libs lua5.4-cjson lua5.4 libcjson libzstd zlib) -lm"
 base="core/error.c core/buf.c core/json.c core/timeutil.c core/types.c"
-lua="core/lua_vm.c core/lua_sluice.c core/defs.c $out/dsl_lua.c core/log.c core/agg.c core/agg_fn.c core/agg_sketch.c"
+lua="core/lua_vm.c core/lua_match.c core/lua_sluice.c core/defs.c $out/dsl_lua.c core/log.c core/agg.c core/agg_fn.c core/agg_sketch.c"
 targets=${*:-$(cd tests/fuzz && ls fuzz_*.c | sed 's/\.c$//')}
 status=0
 for t in $targets; do
