@@ -44,6 +44,7 @@
 #define VM_JSON_DEPTH 128  /* cjson nesting limits, fixed: the C parser recurses per level */
 #define VM_BYTES_PER_INSN 64 /* bytes a C library function handles for one instruction */
 #define VM_DEADLINE_ALLOC ((size_t)1 << 20) /* allocations this large check the deadline */
+#define VM_COST_MAX (LONG_MAX / 4) /* costs saturate here: sums of a few never overflow */
 
 /* Why a call's budget is spent for good (vm_ctx.exhausted). */
 enum { VM_LIVE, VM_OUT_OF_INSNS, VM_OUT_OF_MEMORY, VM_OUT_OF_TIME };
@@ -171,7 +172,7 @@ void sl_vm_charge(lua_State *L, long units)
     if (c->depth == 0)
         return;
     if (units > 0)
-        c->executed += units;
+        c->executed = units > c->limit - c->executed ? c->limit + 1 : c->executed + units;
     if (c->exhausted)
         exhaust(L, c->exhausted, NULL);
     if (c->executed > c->limit)
@@ -386,7 +387,7 @@ static long cost_range(lua_Integer i, lua_Integer j)
     if (j < i)
         return 0;
     lua_Unsigned n = (lua_Unsigned)j - (lua_Unsigned)i;
-    return n >= (lua_Unsigned)LONG_MAX ? LONG_MAX : (long)n + 1;
+    return n >= (lua_Unsigned)VM_COST_MAX ? VM_COST_MAX : (long)n + 1;
 }
 
 /* The integer at idx as the library will read it (a float with an integral value too), or
@@ -452,7 +453,7 @@ static long cost_sort(lua_State *L)
     long n = cost_len(L, 1), lg = 1;
     while (lg < 62 && (1L << lg) < n)
         lg++;
-    return 1 + (n > LONG_MAX / lg ? LONG_MAX : n * lg);
+    return 1 + (n > VM_COST_MAX / lg ? VM_COST_MAX : n * lg);
 }
 
 /* Functions scanning their string argument 1. */

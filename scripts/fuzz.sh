@@ -17,7 +17,7 @@ targets=${*:-$(cd tests/fuzz && ls fuzz_*.c | sed 's/\.c$//')}
 status=0
 for t in $targets; do
     case $t in
-        fuzz_defs) srcs="$base $lua" ;;
+        fuzz_defs|fuzz_lua) srcs="$base $lua" ;;
         fuzz_csv|fuzz_parquet) srcs="$base core/filesrc.c core/parquet.c core/snappy.c" ;;
         *) srcs="$base" ;;
     esac
