@@ -29,6 +29,7 @@ const struct sl_config_entry sl_config_map[] = {
     {"lua-instructions", SL_CFG_LONG, "5000000", OFF(lua_instructions), "instruction budget per user function call"},
     {"lua-memory-mb", SL_CFG_LONG, "64", OFF(lua_memory_mb), "memory cap per Lua VM in MiB"},
     {"lua-time-ms", SL_CFG_LONG, "2000", OFF(lua_time_ms), "wall-clock bound per user function call (and per apply), in ms"},
+    {"batch-root", SL_CFG_LIST, "", OFF(batch_roots), "a folder batch files (FileConfig uri) may be read from; repeatable (default: the repository's own folder)"},
     {"fake-now", SL_CFG_TIME, "", OFF(fake_now), "tests only: a fixed current time (RFC 3339)"},
     {NULL, 0, NULL, 0, NULL},
 };
@@ -53,6 +54,22 @@ static int set_entry(struct sl_config *cfg, const struct sl_config_entry *e, con
             return sl_error_set(err, SL_ENOMEM, "out of memory");
         free(*slot);
         *slot = copy;
+        return 0;
+    }
+    case SL_CFG_LIST: {
+        char **slot = (char **)(base + e->offset);
+        if (strchr(v, '\n'))
+            return sl_error_set(err, SL_EINVAL, "--%s: a value cannot contain a newline", e->key);
+        size_t have = *slot ? strlen(*slot) : 0;
+        char *list = malloc(have + strlen(v) + 2);
+        if (!list)
+            return sl_error_set(err, SL_ENOMEM, "out of memory");
+        if (have && *v)
+            sprintf(list, "%s\n%s", *slot, v);
+        else
+            strcpy(list, have ? *slot : v);
+        free(*slot);
+        *slot = list;
         return 0;
     }
     case SL_CFG_LONG: {
@@ -189,7 +206,7 @@ void sl_config_usage(FILE *f)
 void sl_config_free(struct sl_config *cfg)
 {
     for (const struct sl_config_entry *e = sl_config_map; e->key; e++)
-        if (e->type == SL_CFG_STRING) {
+        if (e->type == SL_CFG_STRING || e->type == SL_CFG_LIST) {
             char **slot = (char **)((char *)cfg + e->offset);
             free(*slot);
             *slot = NULL;

@@ -29,11 +29,15 @@ struct sl_config {
     long lua_instructions;
     long lua_memory_mb;
     long lua_time_ms;
+    char *batch_roots;       /* batch-root values, one per line ("" = the repository's root) */
     int64_t fake_now;        /* tests: fixed "now" in ns since epoch, 0 = real clock */
     char *config;            /* the file read, if any */
 };
 
-enum sl_config_type { SL_CFG_STRING, SL_CFG_LONG, SL_CFG_BOOL, SL_CFG_DURATION, SL_CFG_TIME };
+/* SL_CFG_LIST: a string setting that may be given several times; the values are kept in
+ * order, one per line. */
+enum sl_config_type { SL_CFG_STRING, SL_CFG_LONG, SL_CFG_BOOL, SL_CFG_DURATION, SL_CFG_TIME,
+                      SL_CFG_LIST };
 
 struct sl_config_entry {
     const char *key;

@@ -3,12 +3,15 @@
 reproduction gets a clear 4xx naming the limit, the server stays up, and /healthz keeps
 answering while the hostile requests run."""
 
+import json
 import os
+import shutil
+import tempfile
 import threading
 import time
 import urllib.request
 
-from harness import SRCDIR, Server, expect, expect_eq, now_rfc3339, run
+from harness import SRCDIR, Server, expect, expect_eq, now_rfc3339, run, wait_for
 
 srv = None
 REPO = os.path.join(SRCDIR, "tests", "data", "repos", "hostile")
@@ -146,6 +149,160 @@ def test_plan_budget_is_per_apply():
     st, b = srv.request("POST", "/v1/workspaces/h/plan", {"files": files})
     expect(400 <= st < 500, (st, b))
     expect("instruction limit exceeded" in str(b), b)
+
+
+# ---- batch files only from the allowed roots ----
+
+BATCH_REPO = os.path.join(SRCDIR, "tests", "data", "repos", "batch")
+CSV_HEAD = "id,ts,i64,f64,s,b\n"
+tmpdirs = []
+
+
+def tmpdir(prefix):
+    d = tempfile.mkdtemp(prefix=prefix)
+    tmpdirs.append(d)
+    return d
+
+
+def batch_repo(uri, fmt="csv", files=None, links=None):
+    """A copy of the batch repository whose FileConfig reads `uri`; files: data/ name -> text;
+    links: data/ name -> symlink target."""
+    d = tmpdir("sluice-repo-")
+    src = open(os.path.join(BATCH_REPO, "batch.lua")).read()
+    src = src.replace('uri = "data/", file_format = "parquet"',
+                      'uri = %s, file_format = "%s"' % (json.dumps(uri), fmt))
+    with open(os.path.join(d, "batch.lua"), "w") as f:
+        f.write(src)
+    os.mkdir(os.path.join(d, "data"))
+    for name, text in (files or {}).items():
+        with open(os.path.join(d, "data", name), "w") as f:
+            f.write(text)
+    for name, target in (links or {}).items():
+        os.symlink(target, os.path.join(d, "data", name))
+    return d
+
+
+def run_backfill(repo, args=()):
+    """Starts a server, applies repo to live workspace b; returns (server, finished jobs)."""
+    s = Server(args=["--fake-now", "2024-01-01T00:00:00Z"] + list(args)).start()
+    rc, out, err = s.cli("workspace", "create", "b", "--live")
+    assert rc == 0, err
+    rc, out, err = s.cli("apply", "--workspace", "b", repo)
+    assert rc == 0, out + err
+
+    def done():
+        st, b = s.request("GET", "/v1/jobs?workspace=b")
+        js = b.get("jobs") if st == 200 else None
+        return js if js and all(j["state"] not in ("queued", "running") for j in js) else None
+    return s, wait_for(done, 60, "the backfill jobs to finish")
+
+
+def item(s, i):
+    st, b = s.request("POST", "/api/v1/feature-service/get-features", {"params": {
+        "workspace_name": "b", "feature_service_name": "svc", "join_key_map": {"id": i}}})
+    expect_eq(st, 200, b)
+    return dict(zip([f["name"] for f in b["metadata"]["features"]], b["result"]["features"]))
+
+
+def test_batch_absolute_uri_outside_the_repository_is_refused():
+    with open("/etc/passwd") as f:
+        first = f.readline().split(":")[0]
+    s, js = run_backfill(batch_repo("/etc/passwd"))
+    try:
+        for j in js:
+            expect_eq(j["state"], "failed", j)
+            expect("/etc/passwd: outside the folders batch files may be read from" in j["error"], j)
+            expect("line" not in j["error"] and first + ":" not in j["error"], j)
+            expect_eq(j["rowsRead"], "0", j)
+        expect(first + ":" not in s.log_text(), "the log quotes /etc/passwd")
+    finally:
+        s.cleanup()
+
+
+def test_batch_symlink_out_of_the_repository_is_not_followed():
+    secret_dir = tmpdir("sluice-secret-")
+    with open(os.path.join(secret_dir, "secret.csv"), "w") as f:
+        f.write(CSV_HEAD + "666,2023-06-01T00:00:00Z,6,6.0,topsecret,true\n")
+    good = CSV_HEAD + "1,2023-06-01T00:00:00Z,1,1.0,fine,true\n"
+    # a file symlink inside data/ (left out) next to a real file (loaded)
+    repo = batch_repo("data/", files={"a.csv": good},
+                      links={"b.csv": os.path.join(secret_dir, "secret.csv")})
+    s, js = run_backfill(repo)
+    try:
+        for j in js:
+            expect_eq(j["state"], "succeeded", j)
+            expect_eq(j["rowsRead"], "1", j)
+        expect_eq(item(s, 1)["attrs.s"], "fine")
+        expect_eq(item(s, 666)["attrs.s"], None, "a row from outside the repository was loaded")
+        expect("secret" not in s.log_text(), "the log names the file outside")
+    finally:
+        s.cleanup()
+    # the uri itself a symlink (a data folder pointing outside), and a glob through it
+    for uri in ("outside/", "outside/*.csv", "data/../../" + os.path.basename(secret_dir) + "/secret.csv"):
+        repo = batch_repo(uri)
+        os.symlink(secret_dir, os.path.join(repo, "outside"))
+        s, js = run_backfill(repo)
+        try:
+            for j in js:
+                expect_eq(j["rowsRead"], "0", (uri, j))
+                expect(j["state"] in ("failed", "succeeded"), j)
+                if j["state"] == "failed":
+                    expect("outside the folders" in j["error"], j)
+                expect("secret.csv" not in (j["error"] or "") or "secret.csv" in uri, j)
+            expect_eq(item(s, 666)["attrs.s"], None, uri)
+        finally:
+            s.cleanup()
+
+
+def test_batch_root_setting():
+    shared = tmpdir("sluice-shared-")
+    with open(os.path.join(shared, "items.csv"), "w") as f:
+        f.write(CSV_HEAD + "7,2023-06-01T00:00:00Z,7,7.0,shared,true\n")
+    uri = os.path.join(shared, "items.csv")
+    # allowed by --batch-root (repeatable: a second root does not hurt)
+    s, js = run_backfill(batch_repo(uri), args=["--batch-root", "/nonexistent",
+                                                "--batch-root", shared])
+    try:
+        expect(all(j["state"] == "succeeded" for j in js), js)
+        expect_eq(item(s, 7)["attrs.s"], "shared")
+    finally:
+        s.cleanup()
+    # with batch-root set, the repository's own folder is no longer allowed
+    s, js = run_backfill(batch_repo("data/", files={"a.csv": CSV_HEAD}), args=["--batch-root", shared])
+    try:
+        expect(all(j["state"] == "failed" and "outside the folders" in j["error"] for j in js), js)
+    finally:
+        s.cleanup()
+
+
+def test_batch_never_reads_the_data_dir():
+    # even with batch-root /, a glob over the server's data dir reads nothing of it
+    data = tmpdir("sluice-data-")
+    with open(os.path.join(data, "secret.csv"), "w") as f:
+        f.write(CSV_HEAD + "9,2023-06-01T00:00:00Z,9,9.0,datadir,true\n")
+    s = Server(data_dir=data, args=["--fake-now", "2024-01-01T00:00:00Z", "--batch-root", "/"])
+    s.start()
+    try:
+        rc, out, err = s.cli("workspace", "create", "b", "--live")
+        assert rc == 0, err
+        rc, out, err = s.cli("apply", "--workspace", "b", batch_repo(os.path.join(data, "*.csv")))
+        assert rc == 0, out + err
+
+        def done():
+            st, b = s.request("GET", "/v1/jobs?workspace=b")
+            js = b.get("jobs")
+            return js if js and all(j["state"] not in ("queued", "running") for j in js) else None
+        for j in wait_for(done, 60, "jobs"):
+            expect_eq(j["rowsRead"], "0", j)
+            expect("secret" not in (j["error"] or ""), j)
+        expect_eq(item(s, 9)["attrs.s"], None)
+    finally:
+        s.stop()
+
+
+def test_cleanup_batch_dirs():
+    for d in tmpdirs:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_server_still_serves_and_stops():
