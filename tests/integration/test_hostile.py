@@ -6,11 +6,13 @@ answering while the hostile requests run."""
 import json
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
 import urllib.request
 
+import harness
 from harness import SRCDIR, Server, expect, expect_eq, now_rfc3339, run, wait_for
 
 srv = None
@@ -289,6 +291,94 @@ def test_batch_never_reads_the_data_dir():
         expect_eq(item(s, 9)["attrs.s"], None)
     finally:
         s.stop()
+
+
+# ---- HTTP limits ----
+
+def raw_exchange(port, data):
+    """Sends data on a fresh connection; returns the first bytes of the answer."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass  # the server may answer and close before reading everything
+        return s.recv(64)
+    finally:
+        s.close()
+
+
+def test_header_and_request_line_limits():
+    big_header = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (256 << 10) + b"\r\n\r\n"
+    long_line = b"GET /" + b"a" * (1 << 20) + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    many = b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(10000)) + b"\r\n"
+    for name, data in (("a 256 KiB header", big_header), ("a 1 MiB request line", long_line),
+                       ("10000 headers", many)):
+        t0 = time.monotonic()
+        answer = raw_exchange(srv.port, data)
+        expect(answer.startswith(b"HTTP/1.1 400") or answer.startswith(b"HTTP/1.1 413"),
+               "%s: %r" % (name, answer))
+        expect(time.monotonic() - t0 < 5, name)
+    alive()
+
+
+def test_descriptor_limit_sheds_with_503_and_backs_off():
+    wrapper_dir = tmpdir("sluice-prlimit-")
+    wrapper = os.path.join(wrapper_dir, "sluice")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nexec prlimit --nofile=100:100 %s \"$@\"\n" % harness.BIN)
+    os.chmod(wrapper, 0o755)
+    real, harness.BIN = harness.BIN, wrapper
+    try:
+        s = Server().start()
+    finally:
+        harness.BIN = real
+    conns = []
+    try:
+        for _ in range(300):
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+            conns.append(c)
+
+        def cpu():
+            with open("/proc/%d/stat" % s.proc.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        def shed():
+            n = 0
+            for c in conns:
+                c.setblocking(False)
+                try:
+                    if c.recv(16).startswith(b"HTTP/1.1 503"):
+                        n += 1
+                except OSError:
+                    pass
+            return n
+        n503 = wait_for(shed, 10, "clients past the descriptor limit to get 503")
+        c0, t0 = cpu(), time.monotonic()
+        time.sleep(1.0)  # a measurement window, not a synchronisation
+        used = (cpu() - c0) / (time.monotonic() - t0)
+        print("# at the descriptor limit: %d clients got 503, the server used %.0f%% CPU" %
+              (n503, used * 100))
+        expect(used < 0.5, "the server spins at the descriptor limit: %.0f%% CPU" % (used * 100))
+        for c in conns:
+            c.close()
+        conns = []
+
+        def healthy():
+            try:
+                st, b = s.request("GET", "/healthz", key=None)
+                return st == 200
+            except OSError:
+                return False
+        wait_for(healthy, 10, "the server to answer again")
+        log = s.log_text()
+        expect(log.count("accept failed") <= 4, "accept failures logged per try:\n" + log[-2000:])
+        expect(len(log) < 4000, "%d bytes of log" % len(log))
+    finally:
+        for c in conns:
+            c.close()
+        s.cleanup()
 
 
 def test_cleanup_batch_dirs():
