@@ -381,6 +381,40 @@ def test_descriptor_limit_sheds_with_503_and_backs_off():
         s.cleanup()
 
 
+# ---- duplicate backfills ----
+
+def test_duplicate_backfill_is_refused_with_409():
+    rows = "".join("%d,2023-06-01T00:00:00Z,%d,1.0,x,true\n" % (i, i) for i in range(5000))
+    repo = batch_repo("data/", files={"a.csv": CSV_HEAD + rows})
+    with open(os.path.join(repo, "batch.lua")) as f:
+        src = f.read()
+    # a slow transformation keeps the backfill running long enough to ask for another
+    src = src.replace('local attrs = StreamFeatureView {\n',
+                      'local attrs = StreamFeatureView {\n'
+                      '  transformation = function(r) for i = 1, 300000 do end return r end,\n')
+    with open(os.path.join(repo, "batch.lua"), "w") as f:
+        f.write(src)
+    s = Server(args=["--fake-now", "2024-01-01T00:00:00Z"]).start()
+    try:
+        rc, out, err = s.cli("workspace", "create", "b", "--live")
+        assert rc == 0, err
+        rc, out, err = s.cli("apply", "--workspace", "b", repo)
+        assert rc == 0, out + err
+
+        def attrs_job():
+            st, b = s.request("GET", "/v1/jobs?workspace=b")
+            return next((j for j in b["jobs"] if j["featureView"] == "attrs" and
+                         j["state"] in ("queued", "running")), None)
+        job = wait_for(attrs_job, 30, "the attrs backfill")
+        st, b = s.request("POST", "/v1/jobs", {"workspace": "b", "feature_view": "attrs"})
+        expect_eq(st, 409, b)
+        expect("already" in b["message"] and job["id"] in b["message"], b)
+        st, b = s.request("POST", "/v1/jobs/%s/cancel" % job["id"])
+        expect_eq(st, 200, b)
+    finally:
+        s.cleanup()
+
+
 def test_cleanup_batch_dirs():
     for d in tmpdirs:
         shutil.rmtree(d, ignore_errors=True)
