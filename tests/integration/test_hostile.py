@@ -184,13 +184,19 @@ def batch_repo(uri, fmt="csv", files=None, links=None):
     return d
 
 
-def run_backfill(repo, args=(), data_dir=None):
-    """Starts a server, applies repo to live workspace b; returns (server, finished jobs)."""
+def start_applied(repo, args=(), data_dir=None):
+    """Starts a server and applies repo to live workspace b."""
     s = Server(data_dir=data_dir, args=["--fake-now", "2024-01-01T00:00:00Z"] + list(args)).start()
     rc, out, err = s.cli("workspace", "create", "b", "--live")
     assert rc == 0, err
     rc, out, err = s.cli("apply", "--workspace", "b", repo)
     assert rc == 0, out + err
+    return s
+
+
+def run_backfill(repo, args=(), data_dir=None):
+    """Starts a server, applies repo to live workspace b; returns (server, finished jobs)."""
+    s = start_applied(repo, args, data_dir)
 
     def done():
         st, b = s.request("GET", "/v1/jobs?workspace=b")
@@ -394,13 +400,8 @@ def test_duplicate_backfill_is_refused_with_409():
                       '  transformation = function(r) for i = 1, 300000 do end return r end,\n')
     with open(os.path.join(repo, "batch.lua"), "w") as f:
         f.write(src)
-    s = Server(args=["--fake-now", "2024-01-01T00:00:00Z"]).start()
+    s = start_applied(repo)
     try:
-        rc, out, err = s.cli("workspace", "create", "b", "--live")
-        assert rc == 0, err
-        rc, out, err = s.cli("apply", "--workspace", "b", repo)
-        assert rc == 0, out + err
-
         def attrs_job():
             st, b = s.request("GET", "/v1/jobs?workspace=b")
             return next((j for j in b["jobs"] if j["featureView"] == "attrs" and
