@@ -139,10 +139,30 @@ static void workspaces_list(struct sl_node *n, struct sl_http_req *r, const stru
     sl_reply_buf(r, 200, &out);
 }
 
+/* 1 if the JSON text holds a NUL: a raw byte, or a \u0000 escape (cJSON would cut the
+ * string there: "ok\u0000evil" would name workspace "ok"). */
+static int json_has_nul(const char *p, size_t len)
+{
+    if (memchr(p, 0, len) != NULL)
+        return 1;
+    for (size_t i = 0; i + 6 <= len; i++) {
+        if (p[i] != '\\')
+            continue;
+        if (memcmp(p + i + 1, "u0000", 5) == 0)
+            return 1;
+        i++; /* skip the escaped character: "\\u0000" is a backslash and text */
+    }
+    return 0;
+}
+
 cJSON *sl_parse_body(struct sl_http_req *r, struct sl_error *err)
 {
     size_t len;
     const char *body = sl_http_body(r, &len);
+    if (body && json_has_nul(body, len)) {
+        sl_error_set(err, SL_EINVAL, "request body: strings must not contain NUL (\\u0000)");
+        return NULL;
+    }
     cJSON *o = body ? cJSON_ParseWithLength(body, len) : NULL;
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);

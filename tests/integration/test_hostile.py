@@ -416,6 +416,18 @@ def test_duplicate_backfill_is_refused_with_409():
         s.cleanup()
 
 
+def test_nul_in_names_is_refused():
+    for raw in (b'{"name": "ok\\u0000evil", "live": true}', b'{"name": "ok\x00evil"}'):
+        st, b = srv.request("POST", "/v1/workspaces", raw=raw)
+        expect_eq(st, 400, b)
+        expect("NUL" in b["message"], b)
+    st, b = srv.request("GET", "/v1/workspaces")
+    expect("ok" not in [w["name"] for w in b["workspaces"]], b)
+    # an escaped backslash before u0000 is text, not a NUL
+    st, b = srv.request("POST", "/v1/workspaces", raw=b'{"name": "a\\\\u0000"}')
+    expect(st == 400 and "NUL" not in b.get("message", ""), b)
+
+
 def test_cleanup_batch_dirs():
     for d in tmpdirs:
         shutil.rmtree(d, ignore_errors=True)
