@@ -40,10 +40,22 @@
 #define VM_HOOK_GRAIN 1000 /* instructions between two hook calls */
 #define VM_TRACE_FRAMES 8  /* user frames shown in a traceback */
 #define VM_TRACE_LEVELS 64 /* stack levels a message handler looks at (getstack is O(level)) */
-#define VM_DEFAULT_WALL_MS 2000L
+#define VM_DEFAULT_WALL_MS 10000L /* without a configured bound (the server's is 2000) */
+/* Sanitizer builds run user code several times slower: the same code must pass there. */
+#if defined(__SANITIZE_ADDRESS__)
+#define VM_WALL_SCALE 5
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define VM_WALL_SCALE 5
+#endif
+#endif
+#ifndef VM_WALL_SCALE
+#define VM_WALL_SCALE 1
+#endif
 #define VM_JSON_DEPTH 128  /* cjson nesting limits, fixed: the C parser recurses per level */
 #define VM_BYTES_PER_INSN 64 /* bytes a C library function handles for one instruction */
 #define VM_DEADLINE_ALLOC ((size_t)1 << 20) /* allocations this large check the deadline */
+#define VM_REP_PER_INSN 16 /* string.rep copies counted as one instruction */
 #define VM_COST_MAX (LONG_MAX / 4) /* costs saturate here: sums of a few never overflow */
 
 /* Why a call's budget is spent for good (vm_ctx.exhausted). */
@@ -416,7 +428,7 @@ static long cost_rep(lua_State *L)
     struct vm_ctx *c = ctx_of(L);
     if (l + lsep > 0 && (lua_Unsigned)n > (c->cap - c->used) / (l + lsep))
         return 1;
-    return cost_range(1, n) + cost_bytes((size_t)n * (l + lsep));
+    return cost_range(1, n) / VM_REP_PER_INSN + cost_bytes((size_t)n * (l + lsep));
 }
 
 static long cost_len(lua_State *L, int idx)
@@ -782,7 +794,7 @@ lua_State *sl_vm_new(const struct sl_vm_limits *lim, struct sl_error *err)
     c->cap = lim && lim->mem_bytes ? lim->mem_bytes : VM_DEFAULT_MEM;
     c->limit = lim && lim->instructions > 0 ? lim->instructions : VM_DEFAULT_INSNS;
     c->grain = c->limit < VM_HOOK_GRAIN ? (int)c->limit : VM_HOOK_GRAIN;
-    c->wall_ms = lim && lim->wall_ms > 0 ? lim->wall_ms : VM_DEFAULT_WALL_MS;
+    c->wall_ms = (lim && lim->wall_ms > 0 ? lim->wall_ms : VM_DEFAULT_WALL_MS) * VM_WALL_SCALE;
     L = lua_newstate(vm_alloc, c);
     if (L == NULL)
         goto fail;
