@@ -416,6 +416,17 @@ def test_duplicate_backfill_is_refused_with_409():
         s.cleanup()
 
 
+def test_join_key_of_64_kib_is_a_400():
+    for n in (64 << 10, 200 << 10):
+        st, b = srv.ingest({"ev": [{"record": {"user_id": "k" * n, "ts": now_rfc3339(),
+                                               "code": "return 1"}}]}, ws="h")
+        expect_eq(st, 400, b)
+        expect("join key values are %d bytes" % n in str(b), b)
+    st, b = srv.ingest({"ev": [{"record": {"user_id": "k" * 1000, "ts": now_rfc3339(),
+                                           "code": "return 1"}}]}, ws="h")
+    expect_eq(st, 200, b)
+
+
 def test_nul_in_names_is_refused():
     for raw in (b'{"name": "ok\\u0000evil", "live": true}', b'{"name": "ok\x00evil"}'):
         st, b = srv.request("POST", "/v1/workspaces", raw=raw)
