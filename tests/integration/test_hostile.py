@@ -427,6 +427,16 @@ def test_join_key_of_64_kib_is_a_400():
     expect_eq(st, 200, b)
 
 
+def test_unknown_join_key_is_a_400():
+    st, b = srv.request("POST", FS, {"params": {
+        "workspace_name": "h", "feature_service_name": "svc",
+        "join_key_map": {"user_id": "u", "usr_id": "typo"},
+        "request_context_map": {"code": "return 1"}}})
+    expect_eq(st, 400, b)
+    expect_eq(b["code"], 3, b)
+    expect("Unknown join key: usr_id" in b["message"], b)
+
+
 def test_nul_in_names_is_refused():
     for raw in (b'{"name": "ok\\u0000evil", "live": true}', b'{"name": "ok\x00evil"}'):
         st, b = srv.request("POST", "/v1/workspaces", raw=raw)
