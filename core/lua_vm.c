@@ -10,9 +10,13 @@
  * Limits: a custom lua_Alloc counts every byte the state holds and refuses allocations past
  * the cap (Lua then raises its memory error, which sl_vm_pcall reports as "memory limit
  * exceeded"); a count hook adds up executed instructions over every coroutine of the state
- * and raises "instruction limit exceeded" once the per-call budget is spent. After the budget
- * is spent the hook fires on every instruction, so user code that catches the error with
- * pcall cannot keep running.
+ * and raises "instruction limit exceeded" once the per-call budget is spent; a wall-clock
+ * deadline is checked there too. Once spent, the budget stays spent for the call (vm_ctx
+ * .exhausted): the hook fires on every instruction and raises again, the sandbox's pcall,
+ * xpcall and coroutine.resume pass the error on, and xpcall's handler runs as an ordinary
+ * call after the unwinding (a message handler would run with the hook off). C library
+ * functions that loop or copy without returning to the VM are charged by their work before
+ * they run (guards[]); patterns use lua_match.c, which charges every matcher step.
  *
  * Per-state context lives behind lua_getextraspace (memcached proxy): a pointer to
  * struct vm_ctx, shared by every coroutine of the state (Lua copies the extra space into new

@@ -19,8 +19,9 @@ struct sl_vm_limits {
  * os.clock, os.date only; no io, package, require of files, debug. A memory cap enforced by a
  * custom lua_Alloc, an instruction-count hook. Returns NULL with err on failure. Any thread;
  * the state is then used by one thread at a time.
- * Also: lua-cjson as `cjson` (the raising variant: cjson.decode of bad text raises an error
- * that pcall catches; cjson.null is the JSON null); print writes to the debug log, never to
+ * Also: lua-cjson as `cjson`, a table of encode, decode and null only (the raising variant:
+ * cjson.decode of bad text raises an error that pcall catches; cjson.null is the JSON null;
+ * nesting fixed at 128 levels, the library's settings functions are not reachable); print writes to the debug log, never to
  * stdout; collectgarbage takes "collect", "count" and "step" only; setmetatable refuses a
  * metatable with __gc (no user finalizers: no user code runs outside sl_vm_pcall); warn and
  * string.dump are absent. The `sluice` module (lua_sluice.h: time helpers, hashing,
