@@ -1,6 +1,7 @@
 /* Backfill and materialization: batch files through the ingest path, chunk by chunk. */
 #include "batch.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "transform.h"
 
 #define CHUNK_ROWS 2000
+#define SL_BATCH_MAX_ROOTS 16 /* batch-root settings honoured */
 
 /* The source's batch_config members, from the workspace's repository description. */
 static const cJSON *batch_config(const struct sl_ws *ws, const char *source)
@@ -50,6 +52,46 @@ static void resolve(const struct sl_ws *ws, const char *uri, char *out, size_t c
         snprintf(out, cap, "%s", uri);
     else
         snprintf(out, cap, "%s/%s", root, uri);
+}
+
+/* The folders a job may read batch files from (filesrc.h, confine): the batch-root settings,
+ * else the repository's root as given to apply; never the server's data dir. Canonical paths
+ * (realpath) in r->buf; a root that does not exist is left out. */
+struct roots {
+    char buf[SL_BATCH_MAX_ROOTS][PATH_MAX];
+    const char *list[SL_BATCH_MAX_ROOTS];
+    size_t n;
+    char deny[PATH_MAX];
+};
+
+static void add_root(struct roots *r, const char *dir)
+{
+    if (r->n < SL_BATCH_MAX_ROOTS && dir[0] == '/' && realpath(dir, r->buf[r->n]) != NULL) {
+        r->list[r->n] = r->buf[r->n];
+        r->n++;
+    }
+}
+
+static void allowed_roots(const struct sl_node *n, const struct sl_ws *ws, struct roots *r)
+{
+    const char *cfg = n->cfg->batch_roots;
+    r->n = 0;
+    if (cfg && *cfg) {
+        for (const char *p = cfg; *p;) {
+            size_t len = strcspn(p, "\n");
+            char dir[PATH_MAX];
+            if (len < sizeof dir) {
+                memcpy(dir, p, len);
+                dir[len] = '\0';
+                add_root(r, dir);
+            }
+            p += len + (p[len] == '\n');
+        }
+    } else if (member(ws->repo, "root")) {
+        add_root(r, member(ws->repo, "root"));
+    }
+    if (realpath(n->cfg->data_dir, r->deny) == NULL)
+        r->deny[0] = '\0';
 }
 
 /* Key of a loaded file: 'F' + workspace + 0 + view id + 0 + path. */
@@ -129,6 +171,7 @@ int sl_batch_run(struct sl_node *n, struct sl_jobs *jobs, struct sl_job *job, st
 {
     struct sl_ws *ws = sl_registry_get(n->reg, job->ws);
     struct sl_filesrc *src = NULL;
+    struct roots *roots = NULL;
     struct sl_xform_cache *xf = NULL;
     struct sl_ingest *g = NULL;
     struct sl_buf errs = SL_BUF_INIT, key = SL_BUF_INIT, val = SL_BUF_INIT;
@@ -152,6 +195,16 @@ int sl_batch_run(struct sl_node *n, struct sl_jobs *jobs, struct sl_job *job, st
     resolve(ws, uri, path, sizeof(path));
     struct seen_ctx seen = {n, job};
     struct sl_filesrc_opts fo = {0};
+    roots = malloc(sizeof(*roots)); /* borrowed by src until it is closed */
+    if (!roots) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+        goto out;
+    }
+    allowed_roots(n, ws, roots);
+    fo.confine = 1;
+    fo.roots = roots->list;
+    fo.nroots = roots->n;
+    fo.deny = roots->deny[0] ? roots->deny : NULL;
     if (strcmp(job->kind, "materialize") == 0) {
         fo.filter = not_seen;
         fo.filter_ctx = &seen;
@@ -163,7 +216,8 @@ int sl_batch_run(struct sl_node *n, struct sl_jobs *jobs, struct sl_job *job, st
     const struct sl_filesrc_file *files = sl_filesrc_files(src, &nfiles);
     if (job->has_pos && (rc = sl_filesrc_seek(src, &job->pos, err)) != 0)
         goto out;
-    struct sl_vm_limits lim = {(size_t)n->cfg->lua_memory_mb << 20, n->cfg->lua_instructions};
+    struct sl_vm_limits lim = {(size_t)n->cfg->lua_memory_mb << 20, n->cfg->lua_instructions,
+                              n->cfg->lua_time_ms};
     xf = sl_xform_cache_new(&lim);
     g = xf ? sl_ingest_new(n, ws, xf, v) : NULL;
     if (!g) {
@@ -230,6 +284,7 @@ out:
     sl_ingest_free(g);
     sl_xform_cache_free(xf);
     sl_filesrc_close(src);
+    free(roots);
     sl_buf_free(&errs);
     sl_buf_free(&key);
     sl_buf_free(&val);

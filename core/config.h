@@ -28,6 +28,8 @@ struct sl_config {
     long read_cache_mb;       /* per HTTP thread, cached aggregate reads (serve.c) */   /* the writer's value cache (wcache.h) */
     long lua_instructions;
     long lua_memory_mb;
+    long lua_time_ms;
+    char *batch_roots;       /* batch-root values, one per line ("" = the repository's root) */
     int64_t fake_now;        /* tests: fixed "now" in ns since epoch, 0 = real clock */
     char *config;            /* the file read, if any */
     char *plugins;           /* `plugin` paths, one a line (repeatable) */

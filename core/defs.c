@@ -442,19 +442,21 @@ int sl_defs_eval(lua_State *L, const struct sl_file *files, size_t n, cJSON **re
         }
     }
 
+    sl_vm_budget_begin(L); /* one instruction budget and deadline for the whole repository */
     lua_pushcfunction(L, defs_setup);
     rc = sl_vm_pcall(L, 0, 0, err);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         lua_pushcfunction(L, defs_file);
         lua_pushlightuserdata(L, (void *)order[i]);
         rc = sl_vm_pcall(L, 1, 1, err);
-        if (rc == 0) /* the file runs in its own call: its own instruction budget */
+        if (rc == 0)
             rc = sl_vm_pcall(L, 0, 0, err);
     }
     if (rc == 0) {
         lua_pushcfunction(L, defs_finalize);
         rc = sl_vm_pcall(L, 0, 4, err);
     }
+    sl_vm_budget_end(L);
     if (rc == 0) {
         struct conv c = {.L = L, .arr = top + 2, .obj = top + 3, .map = top + 4};
         *repo = to_cjson(&c, top + 1, 0);

@@ -2,6 +2,7 @@
 #include "filesrc.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -149,8 +150,92 @@ static int cmp_files(const void *a, const void *b)
                   ((const struct sl_filesrc_file *)b)->path);
 }
 
+/* ---- allowed roots ---- */
+
+/* 1 if the canonical path real is dir or lies inside it. */
+static int inside(const char *real, const char *dir)
+{
+    size_t n = strlen(dir);
+    if (n == 1 && dir[0] == '/')
+        return 1;
+    return strncmp(real, dir, n) == 0 && (real[n] == '\0' || real[n] == '/');
+}
+
+static int canonical_allowed(const struct sl_filesrc *src, const char *real)
+{
+    if (src->opts.deny && inside(real, src->opts.deny))
+        return 0;
+    for (size_t i = 0; i < src->opts.nroots; i++)
+        if (inside(real, src->opts.roots[i]))
+            return 1;
+    return 0;
+}
+
+/* "a/./b/../c" → "a/c" for an absolute path, without looking at the file system (for a path
+ * that does not exist, so realpath cannot resolve it). */
+static void lexical_clean(const char *path, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (const char *p = path; *p;) {
+        while (*p == '/')
+            p++;
+        size_t len = strcspn(p, "/");
+        if (len == 0)
+            break;
+        if (len == 2 && p[0] == '.' && p[1] == '.') {
+            while (n > 0 && out[n - 1] != '/')
+                n--;
+            if (n > 0)
+                n--;
+        } else if (!(len == 1 && p[0] == '.') && n + len + 2 < cap) {
+            out[n++] = '/';
+            memcpy(out + n, p, len);
+            n += len;
+        }
+        out[n] = '\0';
+        p += len;
+    }
+    if (n == 0 && cap > 1)
+        strcpy(out, "/");
+}
+
+/* Whether path may be read; its canonical path goes into real (PATH_MAX bytes). Without
+ * confinement every path may, and real is a copy. */
+static int path_allowed(const struct sl_filesrc *src, const char *path, char *real)
+{
+    if (!src->opts.confine) {
+        snprintf(real, PATH_MAX, "%s", path);
+        return 1;
+    }
+    return realpath(path, real) != NULL && canonical_allowed(src, real);
+}
+
+/* For a uri naming one path: 0 if it may be listed, else SL_EPERM or SL_ENOTFOUND with err
+ * naming the uri only. A missing path outside the roots reads as outside, not as missing. */
+static int check_uri(const struct sl_filesrc *src, const char *uri, const char *path,
+                     struct sl_error *err)
+{
+    char real[PATH_MAX];
+    if (!src->opts.confine)
+        return 0;
+    if (realpath(path, real) != NULL) {
+        if (canonical_allowed(src, real))
+            return 0;
+    } else if (errno == ENOENT && path[0] == '/') {
+        lexical_clean(path, real, sizeof real);
+        if (canonical_allowed(src, real))
+            return sl_error_set(err, SL_ENOTFOUND, "%s: %s", uri, strerror(ENOENT));
+    }
+    return sl_error_set(err, SL_EPERM,
+                        "%s: outside the folders batch files may be read from (the "
+                        "repository's folder, or the server's batch-root settings)",
+                        uri);
+}
+
 static int list_files(struct sl_filesrc *src, const char *uri, struct sl_error *err)
 {
+    char real[PATH_MAX];
     const char *path = uri;
     size_t cap = 0;
     struct stat st;
@@ -178,10 +263,13 @@ static int list_files(struct sl_filesrc *src, const char *uri, struct sl_error *
         if (gr != 0)
             return sl_error_set(err, SL_EIO, "%s: cannot read a directory of the glob", uri);
         for (size_t i = 0; i < g.gl_pathc && rc == 0; i++)
-            if (strlen(g.gl_pathv[i]) < SL_FILESRC_PATH_MAX && stat(g.gl_pathv[i], &st) == 0 &&
+            if (strlen(g.gl_pathv[i]) < SL_FILESRC_PATH_MAX &&
+                path_allowed(src, g.gl_pathv[i], real) && stat(real, &st) == 0 &&
                 S_ISREG(st.st_mode))
                 rc = add_file(src, &cap, g.gl_pathv[i], &st);
         globfree(&g);
+    } else if ((rc = check_uri(src, uri, path, err)) != 0) {
+        return rc;
     } else if (stat(path, &st) != 0) {
         return sl_error_set(err, errno == ENOENT ? SL_ENOTFOUND : SL_EIO, "%s: %s", uri,
                             strerror(errno));
@@ -200,7 +288,7 @@ static int list_files(struct sl_filesrc *src, const char *uri, struct sl_error *
             if (k < 0 || (size_t)k >= sizeof full)
                 continue;
             struct stat fst;
-            if (stat(full, &fst) == 0 && S_ISREG(fst.st_mode))
+            if (path_allowed(src, full, real) && stat(real, &fst) == 0 && S_ISREG(fst.st_mode))
                 rc = add_file(src, &cap, full, &fst);
         }
         closedir(d);
@@ -211,7 +299,8 @@ static int list_files(struct sl_filesrc *src, const char *uri, struct sl_error *
     }
     if (rc)
         return sl_error_set(err, SL_ENOMEM, "out of memory listing %s", uri);
-    qsort(src->files, src->nfiles, sizeof *src->files, cmp_files);
+    if (src->nfiles > 1) /* none when every match was left out: files is NULL */
+        qsort(src->files, src->nfiles, sizeof *src->files, cmp_files);
     if (src->opts.filter) {
         size_t w = 0;
         for (size_t i = 0; i < src->nfiles; i++) {
@@ -812,7 +901,12 @@ static void close_file(struct sl_filesrc *src)
 /* Opens files[cur]: for CSV reads the header. */
 static int open_file(struct sl_filesrc *src, struct sl_error *err)
 {
-    const char *path = src->files[src->cur].path;
+    char path[PATH_MAX];
+    /* checked again at open, and opened by its canonical path: a symlink swapped in since
+     * the listing does not lead outside */
+    if (!path_allowed(src, src->files[src->cur].path, path))
+        return src_fail(src, err, SL_EPERM, 0,
+                        "outside the folders batch files may be read from");
     src->line = 1;
     src->rec_line = 0;
     if (src->fmt == FMT_PARQUET) {
@@ -827,7 +921,7 @@ static int open_file(struct sl_filesrc *src, struct sl_error *err)
             return src_fail(src, err, SL_ENOMEM, 0, "out of memory");
         src->cap = READ_CHUNK;
     }
-    src->fd = open(path, O_RDONLY | O_CLOEXEC);
+    src->fd = open(path, O_RDONLY | O_CLOEXEC | (src->opts.confine ? O_NOFOLLOW : 0));
     if (src->fd < 0)
         return src_fail(src, err, errno == ENOENT ? SL_ENOTFOUND : SL_EIO, 0, "%s",
                         strerror(errno));

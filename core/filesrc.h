@@ -51,6 +51,15 @@ struct sl_filesrc_opts {
      * e.g. a job skips files it has already loaded. */
     int (*filter)(void *ctx, const struct sl_filesrc_file *f);
     void *filter_ctx;
+    /* With confine set, only files whose canonical path (realpath: symlinks and ".."
+     * resolved) lies inside one of roots[0..nroots) (canonical directories) and not inside
+     * deny (canonical, may be NULL) are read: a glob's or a directory's other matches are
+     * left out without being named, a uri outside is SL_EPERM that names only the uri, and
+     * every file is opened through its checked canonical path. */
+    int confine;
+    const char *const *roots;
+    size_t nroots;
+    const char *deny;
 };
 
 /* Where the next row comes from; plain data a job can store as a checkpoint. */

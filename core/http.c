@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -28,6 +29,16 @@
 
 #include "error.h"
 #include "log.h"
+
+#define HTTP_MAX_HEADERS ((ev_ssize_t)64 << 10) /* request line + headers: 413/400 past it */
+#define ACCEPT_PAUSE_MS 100       /* accepts paused after accept() failed */
+#define ACCEPT_LOG_INTERVAL_S 10  /* accept failures are logged at most this often */
+#define ACCEPT_SHED_MAX 64        /* clients told 503 per accept failure */
+/* Sent on the reserved descriptor to a client accepted while descriptors ran out. */
+static const char busy_reply[] =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    "Retry-After: 1\r\nConnection: close\r\nContent-Length: 80\r\n\r\n"
+    "{\"error\":\"too many connections\",\"code\":14,\"message\":\"too many connections\"}\n";
 
 struct worker;
 
@@ -58,6 +69,11 @@ struct worker {
     struct event_base *base;
     struct evhttp *http;
     struct evconnlistener *listener;
+    struct evconnlistener *accepting; /* the listener (owned by http), for accept pauses */
+    struct event *accept_retry;       /* re-enables accepting after a pause */
+    int spare_fd;                     /* reserved descriptor, given up to answer 503 */
+    time_t accept_logged;             /* when accept failures were last logged */
+    unsigned long accept_errors;      /* failures since then */
     struct event *wake;
     pthread_mutex_t mu;
     struct sl_http_req *done_head, *done_tail;
@@ -236,10 +252,62 @@ static void on_request(struct evhttp_request *ev, void *arg)
     w->h->handler(r, w->h->arg);
 }
 
+/* ---- accept failures ----
+ * At the descriptor limit accept() fails while the client stays in the backlog, so the
+ * listener would fire again at once: a busy loop writing one log line per try. Instead the
+ * reserved descriptor is given up to accept that client and tell it 503, accepting pauses
+ * for ACCEPT_PAUSE_MS, and failures are logged once per ACCEPT_LOG_INTERVAL_S with a count. */
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    (void)fd;
+    (void)what;
+    evconnlistener_enable(w->accepting);
+}
+
+/* The worker whose loop runs on this thread (the error callback's argument is evhttp's). */
+static __thread struct worker *this_worker;
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    struct worker *w = this_worker;
+    int e = EVUTIL_SOCKET_ERROR();
+    (void)arg;
+    if (w == NULL || w->accepting != l)
+        return;
+    time_t now = time(NULL);
+
+    if ((e == EMFILE || e == ENFILE) && w->spare_fd >= 0) {
+        close(w->spare_fd);
+        for (int i = 0; i < ACCEPT_SHED_MAX; i++) { /* the backlog waiting now, bounded */
+            int fd = accept(evconnlistener_get_fd(l), NULL, NULL);
+            if (fd < 0)
+                break;
+            if (!w->h->tls) /* one small write into an empty socket buffer */
+                (void)!send(fd, busy_reply, sizeof(busy_reply) - 1, MSG_NOSIGNAL);
+            close(fd);
+        }
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    w->accept_errors++;
+    if (now - w->accept_logged >= ACCEPT_LOG_INTERVAL_S) {
+        sl_warn("http: accept failed on loop %d: %s (%lu times since the last report); "
+                "accepting pauses for %d ms each time",
+                w->index, strerror(e), w->accept_errors, ACCEPT_PAUSE_MS);
+        w->accept_logged = now;
+        w->accept_errors = 0;
+    }
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    evconnlistener_disable(l);
+    event_add(w->accept_retry, &tv);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct sl_http *h = w->h;
+    this_worker = w;
     w->init_ok = !h->cfg.thread_init || h->cfg.thread_init(w->index, h->cfg.thread_arg) == 0;
     pthread_mutex_lock(&h->ready_mu);
     h->nready++;
@@ -429,10 +497,12 @@ int sl_http_start(const struct sl_http_config *cfg, sl_http_handler handler, voi
         w->base = event_base_new();
         w->http = w->base ? evhttp_new(w->base) : NULL;
         w->wake = w->base ? event_new(w->base, -1, 0, on_wake, w) : NULL;
+        w->accept_retry = w->base ? evtimer_new(w->base, on_accept_retry, w) : NULL;
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         w->listener = w->base ? evconnlistener_new(w->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC,
                                                    0, h->fds[i])
                               : NULL;
-        if (!w->http || !w->wake || !w->listener) {
+        if (!w->http || !w->wake || !w->listener || !w->accept_retry) {
             rc = sl_error_set(err, SL_ENOMEM, "cannot create event loop %d", i);
             goto fail;
         }
@@ -440,7 +510,10 @@ int sl_http_start(const struct sl_http_config *cfg, sl_http_handler handler, voi
             rc = sl_error_set(err, SL_EIO, "cannot attach listener to loop %d", i);
             goto fail;
         }
+        w->accepting = w->listener;
+        evconnlistener_set_error_cb(w->accepting, on_accept_error);
         w->listener = NULL; /* owned by evhttp now */
+        evhttp_set_max_headers_size(w->http, HTTP_MAX_HEADERS);
         evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                                 EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
         if (cfg->max_body)
@@ -500,6 +573,10 @@ void sl_http_stop(struct sl_http *h)
             evconnlistener_free(w->listener);
         if (w->wake)
             event_free(w->wake);
+        if (w->accept_retry)
+            event_free(w->accept_retry);
+        if (w->h && w->spare_fd >= 0)
+            close(w->spare_fd);
         if (w->base)
             event_base_free(w->base);
         if (w->h)

@@ -25,6 +25,8 @@
 #include "types.h"
 #include "wcache.h"
 
+#define SL_INGEST_MAX_KEY (32u * 1024u) /* bytes of a row's join key values together */
+
 #define MAX_RECORD_ERRORS 100
 #define SCRATCH_LIMIT (64u << 20) /* one record's transformation output */
 
@@ -317,6 +319,16 @@ static int view_record(struct req *q, const struct origin *o, struct sl_view *v,
     for (size_t k = 0; k < v->nkeys; k++) /* integer parts live in tmp */
         if (vals[v->key_index[k]].s.kind == SL_INT64 || vals[v->key_index[k]].s.kind == SL_INT32)
             parts[k] = tmp->p + (uintptr_t)parts[k];
+    size_t key_bytes = 0;
+    for (size_t k = 0; k < v->nkeys; k++)
+        key_bytes += lens[k];
+    if (key_bytes > SL_INGEST_MAX_KEY) { /* the stores' keys must stay under 64 KiB */
+        snprintf(msg, sizeof(msg),
+                 "record %zu of source `%s`: the join key values are %zu bytes; at most %u "
+                 "are allowed", o->idx, o->s->name, key_bytes, SL_INGEST_MAX_KEY);
+        record_error(q, v, o->s, "TectonObjectValidationError", msg);
+        return 1;
+    }
     sl_buf_reset(key);
     if (v->agg) { /* aggregate views: the entity part of the key; the caller adds the event */
         for (size_t k = 0; k < v->nkeys; k++)

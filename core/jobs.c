@@ -320,7 +320,20 @@ int sl_jobs_create(struct sl_jobs *j, const char *kind, const struct sl_ws *ws, 
     snprintf(job->id, sizeof(job->id), "%016llx",
              (unsigned long long)((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + j->counter++));
     int rc = 0;
-    if (j->njobs == j->cap) {
+    /* A second backfill of the same definition while one is queued or running would load
+     * the files twice and count every row twice. */
+    for (size_t i = 0; strcmp(kind, "backfill") == 0 && i < j->njobs; i++) {
+        const struct sl_job *o = j->jobs[i];
+        if (strcmp(o->kind, "backfill") == 0 && strcmp(o->ws, job->ws) == 0 &&
+            strcmp(o->view_id, job->view_id) == 0 &&
+            (strcmp(o->state, "queued") == 0 || strcmp(o->state, "running") == 0)) {
+            rc = sl_error_set(err, SL_EEXIST,
+                              "a backfill of feature view `%s` is already %s (job %s)", view,
+                              o->state, o->id);
+            break;
+        }
+    }
+    if (rc == 0 && j->njobs == j->cap) {
         size_t cap = j->cap ? j->cap * 2 : 32;
         struct sl_job **g = realloc(j->jobs, cap * sizeof(*g));
         if (!g)

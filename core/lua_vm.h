@@ -10,6 +10,8 @@ struct sl_error;
 struct sl_vm_limits {
     size_t mem_bytes;      /* cap on the state's total allocation (0 = 64 MiB) */
     long instructions;     /* cap per sl_vm_pcall (0 = 5,000,000) */
+    long wall_ms;          /* wall-clock bound per outermost sl_vm_pcall (0 = 10 s); 5 times
+                              longer in AddressSanitizer builds */
 };
 
 /* Creates a sandboxed state: base library without dofile/loadfile/load of binary chunks
@@ -17,8 +19,9 @@ struct sl_vm_limits {
  * os.clock, os.date only; no io, package, require of files, debug. A memory cap enforced by a
  * custom lua_Alloc, an instruction-count hook. Returns NULL with err on failure. Any thread;
  * the state is then used by one thread at a time.
- * Also: lua-cjson as `cjson` (the raising variant: cjson.decode of bad text raises an error
- * that pcall catches; cjson.null is the JSON null); print writes to the debug log, never to
+ * Also: lua-cjson as `cjson`, a table of encode, decode and null only (the raising variant:
+ * cjson.decode of bad text raises an error that pcall catches; cjson.null is the JSON null;
+ * nesting fixed at 128 levels, the library's settings functions are not reachable); print writes to the debug log, never to
  * stdout; collectgarbage takes "collect", "count" and "step" only; setmetatable refuses a
  * metatable with __gc (no user finalizers: no user code runs outside sl_vm_pcall); warn and
  * string.dump are absent. The `sluice` module (lua_sluice.h: time helpers, hashing,
@@ -55,8 +58,23 @@ int sl_vm_load(lua_State *L, const char *name, const char *src, size_t len,
  * are reported as such (the position of a memory error is the user code the instruction
  * hook saw last, else the called function's definition: approximate).
  * Calls may nest (a C function called from Lua calling back into Lua): the budget covers
- * the outermost call. Lua API calls that allocate outside sl_vm_pcall can hit the memory
+ * the outermost call. Once the instructions, the wall-clock bound or the memory cap are spent,
+ * the call's budget stays spent: the hook raises again at every instruction, pcall/xpcall
+ * and coroutine.resume in the sandbox pass the error on, xpcall's handler never sees it,
+ * and the message is "file:line: instruction limit exceeded" (or "time limit exceeded",
+ * "memory limit exceeded (N MiB)") whatever the unwinding did. Lua API calls that allocate outside sl_vm_pcall can hit the memory
  * cap unprotected, which aborts: do conversions inside a C function run by sl_vm_pcall. */
 int sl_vm_pcall(lua_State *L, int nargs, int nresults, struct sl_error *err);
+
+/* Makes the sl_vm_pcall calls until sl_vm_budget_end share one budget (instructions, wall
+ * clock): e.g. every file of one apply. Pairs nest as sl_vm_pcall does. The state's thread. */
+void sl_vm_budget_begin(lua_State *L);
+void sl_vm_budget_end(lua_State *L);
+
+/* Adds units to the instructions counted for the current call, for work a C function does
+ * without returning to the VM (copying, scanning, matching); raises the budget error when
+ * the budget is spent (also when it was spent before: a caught budget error stays raised).
+ * Outside sl_vm_pcall it does nothing. Call from a C function running in L. */
+void sl_vm_charge(lua_State *L, long units);
 
 #endif

@@ -490,6 +490,17 @@ static int serve_row(struct serve_req *q, const struct sl_json *jkm, const struc
             return jr;
         kv.null[k] = jr == 1;
     }
+    for (const struct sl_json *m = jkm ? jkm->child : NULL; m; m = m->next) {
+        size_t k = 0;
+        while (k < svc->nkeys && (strlen(svc->join_keys[k].name) != m->keylen ||
+                                  memcmp(svc->join_keys[k].name, m->key, m->keylen) != 0))
+            k++;
+        if (k == svc->nkeys) {
+            snprintf(msg, cap, "Unknown join key: %.64s (not a join key of feature service %s)",
+                     m->key, svc->name);
+            return SL_EINVAL;
+        }
+    }
     if (ctx && ctx->kind != SL_JSON_OBJECT) {
         snprintf(msg, cap, "`request_context_map` must be an object");
         return SL_EINVAL;

@@ -140,10 +140,30 @@ static void workspaces_list(struct sl_node *n, struct sl_http_req *r, const stru
     sl_reply_buf(r, 200, &out);
 }
 
+/* 1 if the JSON text holds a NUL: a raw byte, or a \u0000 escape (cJSON would cut the
+ * string there: "ok\u0000evil" would name workspace "ok"). */
+static int json_has_nul(const char *p, size_t len)
+{
+    if (memchr(p, 0, len) != NULL)
+        return 1;
+    for (size_t i = 0; i + 6 <= len; i++) {
+        if (p[i] != '\\')
+            continue;
+        if (memcmp(p + i + 1, "u0000", 5) == 0)
+            return 1;
+        i++; /* skip the escaped character: "\\u0000" is a backslash and text */
+    }
+    return 0;
+}
+
 cJSON *sl_parse_body(struct sl_http_req *r, struct sl_error *err)
 {
     size_t len;
     const char *body = sl_http_body(r, &len);
+    if (body && json_has_nul(body, len)) {
+        sl_error_set(err, SL_EINVAL, "request body: strings must not contain NUL (\\u0000)");
+        return NULL;
+    }
     cJSON *o = body ? cJSON_ParseWithLength(body, len) : NULL;
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
@@ -230,7 +250,8 @@ static void apply_run(struct apply_job *j)
         files[nfiles++] = (struct sl_file){fn->valuestring, fc->valuestring, strlen(fc->valuestring)};
     }
     qsort(files, nfiles, sizeof(*files), cmp_file);
-    struct sl_vm_limits lim = {(size_t)n->cfg->lua_memory_mb << 20, n->cfg->lua_instructions};
+    struct sl_vm_limits lim = {(size_t)n->cfg->lua_memory_mb << 20, n->cfg->lua_instructions,
+                              n->cfg->lua_time_ms};
     L = sl_vm_new(&lim, &err);
     if (!L || sl_defs_eval(L, files, nfiles, &repo, &err) != 0)
         goto out;
@@ -803,7 +824,7 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
     pthread_mutex_init(&n->apply_mu, NULL);
     pthread_mutex_init(&n->bg_mu, NULL);
     pthread_cond_init(&n->bg_cv, NULL);
-    struct sl_vm_limits lim = {(size_t)cfg->lua_memory_mb << 20, cfg->lua_instructions};
+    struct sl_vm_limits lim = {(size_t)cfg->lua_memory_mb << 20, cfg->lua_instructions, cfg->lua_time_ms};
     int nthreads = cfg->threads > 0 ? (int)cfg->threads : 1;
     n->xform = calloc((size_t)nthreads, sizeof(*n->xform));
     n->serve_scratch = calloc((size_t)nthreads, sizeof(*n->serve_scratch));

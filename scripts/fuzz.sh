@@ -14,7 +14,7 @@ san="address,undefined -fno-sanitize-recover=undefined"
 cflags="-std=gnu11 -g -O1 -fsanitize=fuzzer-no-link,$san -Icore -Iplugins -I. $(pkg-config --cflags lua5.4 libcjson)"
 libs="$(pkg-config --libs lua5.4-cjson lua5.4 libcjson libzstd zlib snappy libxxhash) -lm"
 base="core/error.c core/buf.c core/json.c core/timeutil.c core/types.c"
-lua="core/lua_vm.c core/lua_sluice.c core/defs.c $out/dsl_lua.c core/log.c core/agg.c core/agg_fn.c core/agg_sketch.c"
+lua="core/lua_vm.c core/lua_match.c core/lua_sluice.c core/defs.c $out/dsl_lua.c core/log.c core/agg.c core/agg_fn.c core/agg_sketch.c"
 files="core/filesrc.c core/parquet.c"
 targets=${*:-$(cd tests/fuzz && ls fuzz_*.c | sed 's/\.c$//')}
 # each source is compiled once (two at a time), then every target links the objects it needs
@@ -27,7 +27,7 @@ done | xargs -P "$(nproc)" -I{} sh -c {}
 status=0
 for t in $targets; do
     case $t in
-        fuzz_defs) srcs="$base $lua" ;;
+        fuzz_defs|fuzz_lua) srcs="$base $lua" ;;
         fuzz_csv|fuzz_parquet) srcs="$base $files" ;;
         *) srcs="$base" ;;
     esac

@@ -12,6 +12,7 @@
 #include "check_fast.h"
 #include <cJSON.h>
 #include <lauxlib.h>
+#include <lualib.h>
 
 #include "defs.h"
 #include "error.h"
@@ -665,6 +666,271 @@ START_TEST(test_in_definitions)
 }
 END_TEST
 
+
+/* ---- hostile code: issue 17's reproductions, each stopped with a Lua error ---- */
+
+struct hostile_case {
+    const char *src;
+    const char *word; /* expected in the error message */
+};
+
+static const struct hostile_case hostile[] = {
+    /* lua-cjson's depth knobs are not reachable; deep nesting is an error, not a SIGSEGV */
+    {"cjson.decode_max_depth(100000000)", "decode_max_depth"},
+    {"cjson.encode_max_depth(1e8)", "encode_max_depth"},
+    {"sluice.json.decode_max_depth(100000000)", "decode_max_depth"},
+    {"local j = cjson.new() j.decode_max_depth(1e8)", "field 'new'"},
+    {"cjson.decode(string.rep('[', 400000) .. string.rep(']', 400000))", "too many nested"},
+    {"local t = {} local x = t for i = 1, 250000 do x[1] = {} x = x[1] end cjson.encode(t)",
+     "excessive nesting"},
+    /* the budget cannot be caught or outlived */
+    {"xpcall(function() while true do end end, function() while true do end end)",
+     "instruction limit exceeded"},
+    {"while true do xpcall(function() while true do end end, function(e) return e end) end",
+     "instruction limit exceeded"},
+    {"local ok, e = pcall(function() while true do end end) error('caught: ' .. tostring(e))",
+     "instruction limit exceeded"},
+    {"while true do coroutine.resume(coroutine.create(function() while true do end end)) end",
+     "instruction limit exceeded"},
+    {"local t = {} local ok = pcall(function() for i = 1, 1e9 do t[i] = {i} end end)\n"
+     "while true do end",
+     "memory limit exceeded"},
+    {"local x <close> = setmetatable({}, {__close = function() while true do end end})\n"
+     "while true do end",
+     "instruction limit exceeded"},
+    /* C library functions that loop without returning to the VM */
+    {"string.rep('', 2^40)", "instruction limit exceeded"},
+    {"string.rep('', '1099511627776')", "instruction limit exceeded"},
+    {"string.rep('', 2^40, '')", "instruction limit exceeded"},
+    {"table.move({}, 1, 2^40, 2)", "instruction limit exceeded"},
+    {"table.move({}, math.mininteger, math.maxinteger, 2)", "instruction limit exceeded"},
+    {"table.move({}, 1, 10, math.maxinteger)", "destination wrap around"},
+    {"table.concat({}, '', 1, 2^40)", "instruction limit exceeded"},
+    {"table.unpack({}, 1, 2^40)", "instruction limit exceeded"},
+    {"table.unpack({}, 1, 2e6)", "too many results"},
+    {"local t = {} for i = 1, 1e5 do t[i] = '' end while true do table.concat(t) end",
+     "instruction limit exceeded"},
+    {"local s = string.rep('x', 1 << 22) while true do utf8.len(s) end",
+     "instruction limit exceeded"},
+    {"local s = string.rep('x', 1 << 22) while true do s:find('y', 1, true) end",
+     "instruction limit exceeded"},
+    {"local t = {} for i = 1, 1e5 do t[i] = i end while true do table.insert(t, 1, 0) end",
+     "instruction limit exceeded"},
+    {"while true do collectgarbage() end", "instruction limit exceeded"},
+    {"string.format('%999999999d', 1)", "invalid conversion"},
+    {"string.format('%99.99999f', 1)", "invalid conversion"},
+    /* patterns: backtracking is charged step by step */
+    {"string.find(string.rep('x', 100000), '.-.-.-.-.-y')", "instruction limit exceeded"},
+    {"string.find(('a'):rep(26), ('a?'):rep(26) .. ('a'):rep(26))",
+     "instruction limit exceeded"},
+    {"string.match(string.rep('a', 5000), '(.*)(.*)(.*)(.*)b')", "instruction limit exceeded"},
+    {"string.gsub(string.rep('(', 100000), '%b()', '')", "instruction limit exceeded"},
+    {"for w in string.gmatch(string.rep('a', 100000), 'a*a*a*b') do end",
+     "instruction limit exceeded"},
+    {"string.find('x', string.rep('(', 40))", "too many captures"},
+    {"string.find(string.rep('a', 300), string.rep('a?', 300))", "pattern too complex"},
+    /* deep recursion: a plain error, found quickly */
+    {"local function f(n) return f(n + 1) + 1 end f(1)", "memory limit exceeded"},
+    {"local function f(n) return f(n + 1) + 1 end\n"
+     "for i = 1, 1e9 do pcall(f, 1) end", "memory limit exceeded"},
+};
+
+START_TEST(test_hostile)
+{
+    const struct hostile_case *c = &hostile[_i];
+    struct sl_error err;
+    lua_State *L = vm();
+
+    int rc = run(L, c->src, 0, &err);
+    ck_assert_msg(rc == SL_ESCRIPT, "case %d: not stopped:\n%s", _i, c->src);
+    ck_assert_msg(strstr(err.msg, c->word) != NULL, "case %d: want \"%s\" in: %s", _i, c->word,
+                  err.msg);
+    ck_assert_msg(strlen(err.msg) < 2048, "case %d: message of %zu bytes", _i, strlen(err.msg));
+    ck_assert_int_eq(lua_gettop(L), 0);
+    /* the next call has a fresh budget and the state works */
+    ck_assert_int_eq(integer(L, "local n = 0 for i = 1, 1000 do n = n + i end return n"), 500500);
+    ck_assert_str_eq(string(L, "return (('a,b'):gsub(',', ';'))"), "a;b");
+    sl_vm_close(L);
+}
+END_TEST
+
+/* The wall clock bounds a call whose instructions are cheap but whose C work is not. */
+START_TEST(test_time_limit)
+{
+    struct sl_error err = {0};
+    struct sl_vm_limits lim = {.mem_bytes = 64u << 20, .instructions = 1L << 60, .wall_ms = 100};
+    lua_State *L = sl_vm_new(&lim, &err);
+    ck_assert_ptr_nonnull(L);
+
+    int rc = run(L, "local s = string.rep('x', 1 << 22)\n"
+                    "while true do local t = s .. 'y' end\n",
+                 0, &err);
+    ck_assert_int_eq(rc, SL_ESCRIPT);
+    ck_assert_msg(strstr(err.msg, "time limit exceeded") != NULL, "%s", err.msg);
+    rc = run(L, "while true do pcall(function() while true do end end) end", 0, &err);
+    ck_assert_int_eq(rc, SL_ESCRIPT);
+    ck_assert_msg(strcmp(err.msg, "t.lua:1: time limit exceeded") == 0, "%s", err.msg);
+    ck_assert_int_eq(integer(L, "return 6 * 7"), 42);
+    sl_vm_close(L);
+}
+END_TEST
+
+/* One budget for a whole repository: many files that each fit the budget together do not. */
+START_TEST(test_budget_per_apply)
+{
+    struct sl_error err = {0};
+    struct sl_vm_limits lim = {.mem_bytes = 32u << 20, .instructions = 2000000};
+    static const char spin[] = "for i = 1, 600000 do end\n"; /* > 600k instructions */
+    struct sl_file files[4] = {
+        {"a.lua", spin, sizeof(spin) - 1},
+        {"b.lua", spin, sizeof(spin) - 1},
+        {"c.lua", spin, sizeof(spin) - 1},
+        {"d.lua", spin, sizeof(spin) - 1},
+    };
+    cJSON *repo = NULL;
+    lua_State *L = sl_vm_new(&lim, &err);
+    ck_assert_ptr_nonnull(L);
+
+    ck_assert_msg(sl_defs_eval(L, files, 1, &repo, &err) == 0, "%s", err.msg);
+    cJSON_Delete(repo);
+    ck_assert_int_eq(sl_defs_eval(L, files, 4, &repo, &err), SL_ESCRIPT);
+    ck_assert_msg(strstr(err.msg, "instruction limit exceeded") != NULL, "%s", err.msg);
+    ck_assert_ptr_null(repo);
+    sl_vm_close(L);
+}
+END_TEST
+
+/* The bounded matcher answers as Lua's own string library does. Every expression below runs
+ * in a plain state (the standard lstrlib) and in the sandbox; the results must be equal. */
+static const char *const pattern_exprs[] = {
+    "string.find('hello world', 'o w')",
+    "string.find('hello world', 'o', 6)",
+    "string.find('hello world', 'l+')",
+    "string.find('hello', '')",
+    "string.find('hello', '', 10)",
+    "string.find('hello', '', 6)",
+    "string.find('a.b', '.', 1, true)",
+    "string.find('abc', 'b', -1)",
+    "string.find('abc', 'b', -10)",
+    "string.find('  key = value  ', '^%s*(%w+)%s*=%s*(%w+)%s*$')",
+    "string.match('2024-05-01', '(%d+)-(%d+)-(%d+)')",
+    "string.match('hello', '()ll()')",
+    "string.match('[[x]]', '%[(.-)%]')",
+    "string.match('f(a(b)c)d', '%b()')",
+    "string.match('THE (quick) fox', '%f[%a]%a+')",
+    "string.match('hello', '^(h)(e)')",
+    "string.match('abcabc', '(abc)%1')",
+    "string.match('x = 10', '(%a+)%s*=%s*(%d+)')",
+    "string.match('aaa', 'a-b')",
+    "string.match('aaab', 'a-b')",
+    "string.match('aaa', '^a-$')",
+    "string.match('key]', '[]]')",
+    "string.match('a-z', '[a%-z]+')",
+    "string.match('Hello123', '[^%d]+')",
+    "string.match('x^y', 'x^y')",
+    "string.match('abc', 'b$c')",
+    "string.match('a.b', '%.')",
+    "string.match('abc', '.?.?.?.?')",
+    "string.match('', '.*')",
+    "string.match('hello', '%u')",
+    "string.match('caps LOCK', '%u+')",
+    "string.match('tab\\there', '%c')",
+    "string.match('x1_y', '[%w_]+')",
+    "string.match('0x1F', '0x(%x+)')",
+    "string.match('a,b,,c', '([^,]*),([^,]*),([^,]*)')",
+    "string.gsub('hello world', 'o', '0')",
+    "string.gsub('hello world', 'o', '0', 1)",
+    "string.gsub('hello world', '(%w+)', '<%1>')",
+    "string.gsub('hello world', '%w+', '%0 %0')",
+    "string.gsub('hello', '', '-')",
+    "string.gsub('abc', '%w', '%%')",
+    "string.gsub('abc', '^a', 'x')",
+    "string.gsub('$name is $age', '%$(%w+)', {name = 'ann', age = 7})",
+    "string.gsub('$name is $x', '%$(%w+)', {name = 'ann'})",
+    "string.gsub('a b c', '%a', function(c) return c:upper() end)",
+    "string.gsub('a b c', '%a', function(c) if c == 'b' then return false end return 'z' end)",
+    "string.gsub('abc', '()', '%1')",
+    "string.gsub('one two', '(%w+) (%w+)', '%2 %1')",
+    "string.gsub('x', 'x', 5)",
+    "(function() local t = {} for k, v in string.gmatch('a=1, b=2', '(%w+)=(%w+)') do "
+    "t[#t + 1] = k .. v end return table.concat(t, ';') end)()",
+    "(function() local t = {} for w in string.gmatch('one two  three', '%a+') do "
+    "t[#t + 1] = w end return table.concat(t, ';') end)()",
+    "(function() local t = {} for p in string.gmatch('abc', '()') do "
+    "t[#t + 1] = p end return table.concat(t, ';') end)()",
+    "(function() local t = {} for w in string.gmatch('abc', '') do "
+    "t[#t + 1] = '[' .. w .. ']' end return table.concat(t) end)()",
+    "(function() local t = {} for w in string.gmatch('hello world', '%a+', 3) do "
+    "t[#t + 1] = w end return table.concat(t, ';') end)()",
+    "(function() local t = {} for w in string.gmatch('^a^b', '^%a') do "
+    "t[#t + 1] = w end return table.concat(t, ';') end)()",
+    "('x'):rep(3):find('xx', 2)",
+    "select('#', string.find('abc', '(a)(b)(c)'))",
+    "pcall(string.find, 'a', '%')",
+    "pcall(string.find, 'a', '[a')",
+    "pcall(string.find, 'a', '(a')",
+    "pcall(string.find, 'a', 'a)')",
+    "pcall(string.find, 'a', '%1')",
+    "pcall(string.find, 'a', '%f')",
+    "pcall(string.find, 'a', '%b')",
+    "pcall(string.gsub, 'a', 'a', '%2')",
+    "pcall(string.gsub, 'a', 'a', '%x')",
+    "pcall(string.gsub, 'a', 'a', {a = {}})",
+    "pcall(string.gsub, 'a', 'a', true)",
+};
+
+/* Runs "return <expr>" in L and describes the results as text into out. */
+static void describe(lua_State *L, const char *expr, char *out, size_t size)
+{
+    char src[1024];
+    int top = lua_gettop(L);
+    size_t used = 0;
+
+    snprintf(src, sizeof src, "return %s", expr);
+    if (luaL_loadstring(L, src) != LUA_OK || lua_pcall(L, 0, LUA_MULTRET, 0) != LUA_OK) {
+        snprintf(out, size, "error: %s", lua_tostring(L, -1));
+        lua_settop(L, top);
+        return;
+    }
+    out[0] = '\0';
+    for (int i = top + 1; i <= lua_gettop(L) && used < size; i++) {
+        const char *v = luaL_tolstring(L, i, NULL);
+        used += (size_t)snprintf(out + used, size - used, "%s%s:%s", i > top + 1 ? " " : "",
+                                 luaL_typename(L, i), v);
+        lua_pop(L, 1);
+    }
+    lua_settop(L, top);
+}
+
+/* The message of a library error without its "file:line:" prefix, which differs. */
+static const char *strip_position(const char *s)
+{
+    const char *p = strstr(s, "string:1: ");
+    return p ? p + 10 : s;
+}
+
+START_TEST(test_pattern_compat)
+{
+    lua_State *ref = luaL_newstate();
+    lua_State *L = vm();
+    char want[1024], got[1024];
+
+    ck_assert_ptr_nonnull(ref);
+    luaL_openlibs(ref);
+    /* run the sandbox's expressions under its budget, as user code runs */
+    sl_vm_budget_begin(L);
+    for (size_t i = 0; i < sizeof pattern_exprs / sizeof pattern_exprs[0]; i++) {
+        describe(ref, pattern_exprs[i], want, sizeof want);
+        describe(L, pattern_exprs[i], got, sizeof got);
+        ck_assert_msg(strcmp(strip_position(want), strip_position(got)) == 0,
+                      "%s\n  lua:     %s\n  sandbox: %s", pattern_exprs[i], want, got);
+    }
+    sl_vm_budget_end(L);
+    lua_close(ref);
+    sl_vm_close(L);
+}
+END_TEST
+
 static Suite *sluice_suite(void)
 {
     Suite *s = suite_create("lua_sluice");
@@ -689,6 +955,14 @@ static Suite *sluice_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_errors, 0, (int)(sizeof(errors) / sizeof(errors[0])));
     tcase_add_test(tc, test_error_position);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("hostile");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_hostile, 0, (int)(sizeof(hostile) / sizeof(hostile[0])));
+    tcase_add_test(tc, test_time_limit);
+    tcase_add_test(tc, test_budget_per_apply);
+    tcase_add_test(tc, test_pattern_compat);
     suite_add_tcase(s, tc);
     return s;
 }

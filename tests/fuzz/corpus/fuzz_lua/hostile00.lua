@@ -1,0 +1,1 @@
+cjson.decode_max_depth(100000000)

@@ -1,0 +1,1 @@
+cjson.encode_max_depth(1e8)

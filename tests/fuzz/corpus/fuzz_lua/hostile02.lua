@@ -1,0 +1,1 @@
+sluice.json.decode_max_depth(100000000)

@@ -1,0 +1,1 @@
+cjson.decode(string.rep('[', 400000) .. string.rep(']', 400000))

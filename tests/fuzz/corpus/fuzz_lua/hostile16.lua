@@ -1,0 +1,1 @@
+table.move({}, math.mininteger, math.maxinteger, 2)

@@ -1,0 +1,1 @@
+string.format('%99.99999f', 1)

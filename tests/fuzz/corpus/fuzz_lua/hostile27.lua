@@ -1,0 +1,1 @@
+string.find(string.rep('x', 100000), '.-.-.-.-.-y')

@@ -1,0 +1,1 @@
+string.find(('a'):rep(26), ('a?'):rep(26) .. ('a'):rep(26))

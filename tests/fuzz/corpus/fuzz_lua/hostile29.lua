@@ -1,0 +1,1 @@
+string.match(string.rep('a', 5000), '(.*)(.*)(.*)(.*)b')

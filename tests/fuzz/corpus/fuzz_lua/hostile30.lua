@@ -1,0 +1,1 @@
+string.gsub(string.rep('(', 100000), '%b()', '')

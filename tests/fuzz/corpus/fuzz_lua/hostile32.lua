@@ -1,0 +1,1 @@
+string.find('x', string.rep('(', 40))

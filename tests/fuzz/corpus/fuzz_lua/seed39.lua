@@ -1,0 +1,1 @@
+return function(r) return (r.user_id:gsub('(%w)(%w)', '%2%1')) end
