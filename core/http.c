@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -43,6 +44,7 @@ struct sl_http_req {
     char *body;
     size_t len;
     struct header *headers; /* added to the reply */
+    struct sl_http_note note;
     struct sl_http_req *next;
 };
 
@@ -99,6 +101,8 @@ static void send_now(struct sl_http_req *r, int status, const char *ctype, const
 {
     struct evhttp_request *ev = r->ev;
     struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
+    if (r->w->h->cfg.on_reply)
+        r->w->h->cfg.on_reply(r, status, body, len);
     evhttp_add_header(out, "Content-Type", ctype ? ctype : "application/json");
     for (const struct header *h = r->headers; h; h = h->next)
         evhttp_add_header(out, h->name, h->value);
@@ -210,6 +214,21 @@ const char *sl_http_body(struct sl_http_req *r, size_t *len)
     return (const char *)evbuffer_pullup(in, -1);
 }
 
+const char *sl_http_peer(struct sl_http_req *r)
+{
+    struct evhttp_connection *c = evhttp_request_get_connection(r->ev);
+    const char *addr = NULL;
+    ev_uint16_t port;
+    if (c)
+        evhttp_connection_get_peer(c, (char **)&addr, &port);
+    return addr ? addr : "";
+}
+
+struct sl_http_note *sl_http_note(struct sl_http_req *r)
+{
+    return &r->note;
+}
+
 int sl_http_worker(struct sl_http_req *r)
 {
     return r->w->index;
@@ -226,6 +245,9 @@ static void on_request(struct evhttp_request *ev, void *arg)
     }
     r->ev = ev;
     r->w = w;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    r->note.start_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     size_t n = strcspn(uri, "?");
     r->path = strndup(uri, n);
     if (!r->path) {

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <string.h>
 
+#include "accesslog.h"
 #include "auth.h"
 #include "buf.h"
 #include "error.h"
@@ -686,6 +687,7 @@ static void commit_done(struct sl_commit *c, int status, const struct sl_error *
     }
     if (status == 0) {
         __atomic_add_fetch(&ic->n->ingest_records, ic->nrecords, __ATOMIC_RELAXED);
+        sl_accesslog_records(ic->r, ic->nrecords);
         size_t len;
         char *body = sl_buf_detach(&ic->reply, &len);
         sl_http_reply_async(ic->r, 200, "application/json", body, len);
@@ -807,6 +809,7 @@ void sl_ingest_handle(struct sl_node *n, struct sl_http_req *r, int auth_rc,
     if (check_top(root, top, sizeof(top)))
         FAIL(400, "RequestValidationError", "%s", top);
     q.ws_name = sl_json_get(root, "workspace_name")->str;
+    sl_accesslog_workspace(r, q.ws_name);
     q.dry_run = sl_json_get(root, "dry_run")->kind == SL_JSON_TRUE;
     const struct sl_json *records = sl_json_get(root, "records");
 

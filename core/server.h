@@ -37,6 +37,7 @@ struct sl_node {
     pthread_cond_t bg_cv;
     int nbg;                    /* running; stop waits for them */
     int stopping;
+    int ready;                  /* atomic: serving (for /readyz), 0 while starting/draining */
     struct sl_xform_cache **xform; /* per HTTP worker: Lua VMs for transformations */
     struct sl_serve_scratch **serve_scratch; /* per HTTP worker: buffers of reads */
     uint64_t seq;               /* write sequence of aggregate events (atomic); starts at the
