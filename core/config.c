@@ -273,12 +273,14 @@ int sl_config_validate(const struct sl_config *cfg, struct sl_error *err)
     if (strcmp(cfg->log_format, "text") != 0 && strcmp(cfg->log_format, "json") != 0)
         return sl_error_set(err, SL_EINVAL, "`log-format` wants text or json, not `%s`", cfg->log_format);
     if (!*cfg->tls_cert != !*cfg->tls_key)
-        return sl_error_set(err, SL_EINVAL, "`tls-cert` and `tls-key` go together: set both or neither");
+        return sl_error_set(err, SL_EINVAL, "`tls-cert` and `tls-key` go together: TLS needs both "
+                            "tls-cert and tls-key, or neither");
     const char *tls[] = {cfg->tls_cert, cfg->tls_key};
     for (size_t i = 0; i < 2; i++)
         if (*tls[i] && access(tls[i], R_OK) != 0)
-            return sl_error_set(err, SL_EINVAL, "`%s` %s: %s", i ? "tls-key" : "tls-cert", tls[i],
-                                strerror(errno));
+            return sl_error_set(err, SL_EINVAL, "`%s`: TLS: cannot load the %s %s: %s",
+                                i ? "tls-key" : "tls-cert", i ? "private key" : "certificate",
+                                tls[i], strerror(errno));
     char list[1024];
     if (strlen(cfg->metrics_allow) >= sizeof(list))
         return sl_error_set(err, SL_EINVAL, "`metrics-allow` is too long");

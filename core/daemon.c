@@ -14,6 +14,7 @@
 #include "config.h"
 #include "error.h"
 #include "log.h"
+#include "server.h"
 
 void sl_daemon_notify(const char *state)
 {
@@ -41,7 +42,7 @@ int sl_daemon_logging(const struct sl_config *cfg, struct sl_error *err)
 /* Settings that take effect while running. Strings here are read by the main thread only. */
 static const char *const reloadable[] = {"log-level", "log-file", "log-format", "access-log",
                                          "max-body", "max-events-body", "max-records",
-                                         "future-skew", NULL};
+                                         "future-skew", "tls-cert", "tls-key", NULL};
 
 static int is_reloadable(const char *key)
 {
@@ -63,7 +64,8 @@ static void render(const struct sl_config *cfg, const struct sl_config_entry *e,
     }
 }
 
-int sl_daemon_reload(struct sl_config *live, int argc, char **argv, struct sl_error *err)
+int sl_daemon_reload(struct sl_config *live, struct sl_node *n, int argc, char **argv,
+                     struct sl_error *err)
 {
     struct sl_config next;
     if (sl_config_defaults(&next, err) != 0 || sl_config_args(&next, argc, argv, err) != 0 ||
@@ -76,6 +78,22 @@ int sl_daemon_reload(struct sl_config *live, int argc, char **argv, struct sl_er
         sl_daemon_logging(live, NULL);
         sl_config_free(&next);
         return rc;
+    }
+    /* a renewed certificate keeps its file name: load it again whenever TLS is on */
+    if (*live->tls_cert && *next.tls_cert) {
+        if (sl_server_reload_tls(n, next.tls_cert, next.tls_key, err) != 0) {
+            sl_daemon_logging(live, NULL);
+            sl_config_free(&next);
+            return err->code;
+        }
+        sl_info("reload: TLS certificate %s loaded", next.tls_cert);
+    } else if (!*live->tls_cert != !*next.tls_cert) {
+        sl_warn("reload: turning TLS %s takes effect after a restart", *next.tls_cert ? "on" : "off");
+        for (int i = 0; i < 2; i++) { /* keep the strings as they are: nothing to swap in */
+            char **slot = i ? &next.tls_key : &next.tls_cert;
+            free(*slot);
+            *slot = strdup(i ? live->tls_key : live->tls_cert);
+        }
     }
     char was[1024], now[1024];
     int changes = 0;
@@ -123,7 +141,8 @@ void sl_daemon_signals(sigset_t *set)
     sigaddset(set, SIGHUP);
 }
 
-int sl_daemon_wait(const sigset_t *set, struct sl_config *live, int argc, char **argv)
+int sl_daemon_wait(const sigset_t *set, struct sl_config *live, struct sl_node *n, int argc,
+                   char **argv)
 {
     for (;;) {
         int sig = 0;
@@ -133,7 +152,7 @@ int sl_daemon_wait(const sigset_t *set, struct sl_config *live, int argc, char *
             return sig;
         sl_daemon_notify("RELOADING=1");
         struct sl_error err = {0};
-        if (sl_daemon_reload(live, argc, argv, &err) != 0)
+        if (sl_daemon_reload(live, n, argc, argv, &err) != 0)
             sl_err("reload: %s; the settings in use stay", err.msg);
         sl_daemon_notify("READY=1");
     }

@@ -8,6 +8,7 @@
 
 struct sl_config;
 struct sl_error;
+struct sl_node;
 
 /* Sends state ("READY=1", "RELOADING=1", "STOPPING=1", "STATUS=...") to the service
  * manager when it asked for it ($NOTIFY_SOCKET); nothing otherwise, or when built
@@ -19,12 +20,15 @@ int sl_daemon_logging(const struct sl_config *cfg, struct sl_error *err);
 /* Reads the settings again (argv as given to `sluice serve`, which names the --config file)
  * and puts those that can change while running into live: log-level, log-file, log-format,
  * access-log, max-body, max-events-body, max-records, future-skew; the log file is reopened
- * in any case. Logs each change, and each other setting that differs as needing a restart.
- * Invalid settings change nothing. Returns 0 or SL_EINVAL with err. Main thread. */
-int sl_daemon_reload(struct sl_config *live, int argc, char **argv, struct sl_error *err);
+ * and, on a TLS listener, the certificate and key (tls-cert, tls-key) loaded again in any
+ * case. Logs each change, and each other setting that differs as needing a restart. Invalid
+ * settings change nothing. Returns 0 or an error with err. Main thread. */
+int sl_daemon_reload(struct sl_config *live, struct sl_node *n, int argc, char **argv,
+                     struct sl_error *err);
 /* The signals the main thread waits for (block them before starting threads). */
 void sl_daemon_signals(sigset_t *set);
 /* Waits for signals in set: reloads on SIGHUP, returns the stopping signal. Main thread. */
-int sl_daemon_wait(const sigset_t *set, struct sl_config *live, int argc, char **argv);
+int sl_daemon_wait(const sigset_t *set, struct sl_config *live, struct sl_node *n, int argc,
+                   char **argv);
 
 #endif

@@ -73,7 +73,9 @@ struct sl_http {
     void *arg;
     int *fds;  /* one listening socket per worker */
     int port;
-    SSL_CTX *tls;         /* NULL: plain HTTP */
+    SSL_CTX *tls;         /* NULL: plain HTTP; swapped atomically by sl_http_reload_tls */
+    SSL_CTX **retired;    /* contexts replaced by a reload, freed at stop */
+    size_t nretired;
     int nworkers;
     struct worker *workers;
     pthread_mutex_t ready_mu;
@@ -363,7 +365,7 @@ static int open_listener(struct sl_http *h, int i, struct sl_error *err)
 static struct bufferevent *tls_bev(struct event_base *base, void *arg)
 {
     struct sl_http *h = arg;
-    SSL *ssl = SSL_new(h->tls);
+    SSL *ssl = SSL_new(__atomic_load_n(&h->tls, __ATOMIC_ACQUIRE));
     if (!ssl)
         return NULL;
     struct bufferevent *bev = bufferevent_openssl_socket_new(base, -1, ssl,
@@ -388,6 +390,30 @@ static int tls_fail(struct sl_error *err, const char *what, const char *path)
                         e ? buf : "unknown error");
 }
 
+/* A server context for cert (chain) and key, checked to match. Returns 0 and *out, or
+ * SL_EINVAL with err. */
+static int tls_ctx_new(const char *cert, const char *key, SSL_CTX **out, struct sl_error *err)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    int rc = 0;
+    if (!ctx)
+        return tls_fail(err, "cannot create a context", NULL);
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+        rc = tls_fail(err, "cannot load the certificate", cert);
+    else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+        rc = tls_fail(err, "cannot load the private key", key);
+    else if (SSL_CTX_check_private_key(ctx) != 1)
+        rc = tls_fail(err, "the private key does not match the certificate", key);
+    if (rc) {
+        SSL_CTX_free(ctx);
+        return rc;
+    }
+    *out = ctx;
+    return 0;
+}
+
 static int tls_open(struct sl_http *h, struct sl_error *err)
 {
     const char *cert = h->cfg.tls_cert, *key = h->cfg.tls_key;
@@ -395,18 +421,26 @@ static int tls_open(struct sl_http *h, struct sl_error *err)
         return 0;
     if (!cert || !*cert || !key || !*key)
         return sl_error_set(err, SL_EINVAL, "TLS needs both tls-cert and tls-key");
-    h->tls = SSL_CTX_new(TLS_server_method());
+    int rc = tls_ctx_new(cert, key, &h->tls, err);
+    if (rc == 0)
+        sl_info("http: TLS with certificate %s", cert);
+    return rc;
+}
+
+int sl_http_reload_tls(struct sl_http *h, const char *cert, const char *key, struct sl_error *err)
+{
     if (!h->tls)
-        return tls_fail(err, "cannot create a context", NULL);
-    SSL_CTX_set_min_proto_version(h->tls, TLS1_2_VERSION);
-    SSL_CTX_set_options(h->tls, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    if (SSL_CTX_use_certificate_chain_file(h->tls, cert) != 1)
-        return tls_fail(err, "cannot load the certificate", cert);
-    if (SSL_CTX_use_PrivateKey_file(h->tls, key, SSL_FILETYPE_PEM) != 1)
-        return tls_fail(err, "cannot load the private key", key);
-    if (SSL_CTX_check_private_key(h->tls) != 1)
-        return tls_fail(err, "the private key does not match the certificate", key);
-    sl_info("http: TLS with certificate %s", cert);
+        return sl_error_set(err, SL_EINVAL, "the listener started without TLS; turning it on needs a restart");
+    SSL_CTX *ctx, **retired = realloc(h->retired, (h->nretired + 1) * sizeof(*retired));
+    if (!retired)
+        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    h->retired = retired;
+    int rc = tls_ctx_new(cert, key, &ctx, err);
+    if (rc)
+        return rc;
+    /* connections accepted from now on use ctx; the old context may still be read by a loop
+     * that loaded the pointer just before, so it is freed only at stop */
+    h->retired[h->nretired++] = __atomic_exchange_n(&h->tls, ctx, __ATOMIC_ACQ_REL);
     return 0;
 }
 
@@ -534,6 +568,9 @@ void sl_http_stop(struct sl_http *h)
     pthread_mutex_destroy(&h->ready_mu);
     pthread_cond_destroy(&h->ready_cv);
     SSL_CTX_free(h->tls);
+    for (size_t i = 0; i < h->nretired; i++)
+        SSL_CTX_free(h->retired[i]);
+    free(h->retired);
     free(h->workers);
     free(h);
 }

@@ -53,6 +53,11 @@ struct sl_http_config {
  * for TLS files that cannot be read or do not match). */
 int sl_http_start(const struct sl_http_config *cfg, sl_http_handler h, void *arg,
                   struct sl_http **out, struct sl_error *err);
+/* Loads a new certificate (chain) and key for the connections accepted from now on (a
+ * renewed certificate); open connections keep theirs. Only for a listener that started with
+ * TLS. Returns 0, or SL_EINVAL / SL_ENOMEM with err and the old certificate stays. Main
+ * thread. */
+int sl_http_reload_tls(struct sl_http *h, const char *cert, const char *key, struct sl_error *err);
 /* The bound TCP port (useful with port 0). */
 int sl_http_port(const struct sl_http *h);
 /* Stops accepting, finishes the loops and joins the threads. Accepts NULL. */

@@ -57,7 +57,7 @@ static int serve(int argc, char **argv)
     char status[128];
     snprintf(status, sizeof(status), "READY=1\nSTATUS=listening on port %d", sl_server_port(n));
     sl_daemon_notify(status);
-    int sig = sl_daemon_wait(&set, &cfg, argc, argv);
+    int sig = sl_daemon_wait(&set, &cfg, n, argc, argv);
     sl_daemon_notify("STOPPING=1");
     sl_info("stopping on signal %d", sig);
     sl_server_stop(n);

@@ -942,6 +942,11 @@ void sl_server_stop(struct sl_node *n)
     free(n);
 }
 
+int sl_server_reload_tls(struct sl_node *n, const char *cert, const char *key, struct sl_error *err)
+{
+    return sl_http_reload_tls(n->http, cert, key, err);
+}
+
 int sl_server_port(const struct sl_node *n)
 {
     return sl_http_port(n->http);

@@ -52,6 +52,10 @@ struct sl_node {
 struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err);
 /* Stops HTTP, drains the writer, closes everything. Accepts NULL. Main thread. */
 void sl_server_stop(struct sl_node *n);
+/* Loads the TLS certificate and key again (a renewed certificate) for new connections.
+ * Returns 0 or an error (the listener started without TLS, unreadable or mismatched files).
+ * Main thread. */
+int sl_server_reload_tls(struct sl_node *n, const char *cert, const char *key, struct sl_error *err);
 /* The bound port. */
 int sl_server_port(const struct sl_node *n);
 

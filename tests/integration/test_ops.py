@@ -7,12 +7,14 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import threading
 import urllib.request
 
-from harness import (BIN, Server, expect, expect_eq, now_rfc3339, run, setup_workspace, wait_for)
+from harness import (BIN, Server, expect, expect_eq, free_port, now_rfc3339, run, setup_workspace,
+                     wait_for)
 
 
 def sluice(*args):
@@ -152,6 +154,46 @@ def test_sighup_under_load_reopens_log_and_reloads_settings():
         expect("stopping on signal 15" in open(log).read())
     finally:
         stop.set()
+        srv.cleanup()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def cert_subject(port):
+    """The CN of the certificate a TLS server on port presents."""
+    pem = ssl.get_server_certificate(("127.0.0.1", port))
+    p = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=pem, capture_output=True,
+                       text=True, check=True)
+    return p.stdout.strip().rsplit("=", 1)[-1].strip()
+
+
+def test_sighup_loads_a_renewed_tls_certificate():
+    d = tempfile.mkdtemp(prefix="sluice-tls-")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    def make(cn):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                        "-out", cert, "-days", "2", "-subj", "/CN=" + cn], check=True, capture_output=True)
+    make("first")
+    log = os.path.join(d, "log")
+    srv = Server(data_dir=os.path.join(d, "data"), args=["--tls-cert", cert, "--tls-key", key,
+                                                           "--log-file", log, "--log-level", "info"])
+    os.mkdir(srv.data_dir)
+    # the harness probes /healthz over plain HTTP: start by hand
+    srv.port = free_port()
+    srv.proc = subprocess.Popen([BIN, "serve", "--data-dir", srv.data_dir, "--listen",
+                                 "127.0.0.1:%d" % srv.port] + srv.args)
+    try:
+        wait_for(lambda: os.path.exists(log) and "listening on" in open(log).read(), 15, "start")
+        expect_eq(cert_subject(srv.port), "first")
+        make("second")  # renewed in place, as certbot does
+        srv.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload: TLS certificate" in open(log).read(), 10, "the reload")
+        expect_eq(cert_subject(srv.port), "second")
+        with open(key, "w") as f:  # a broken key: the old certificate stays
+            f.write("junk\n")
+        srv.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "the settings in use stay" in open(log).read(), 10, "the refused reload")
+        expect_eq(cert_subject(srv.port), "second")
+    finally:
         srv.cleanup()
         shutil.rmtree(d, ignore_errors=True)
 
