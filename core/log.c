@@ -67,12 +67,19 @@ int sl_log_open(const char *path, struct sl_error *err)
 
 static void put_time(struct sl_buf *b)
 {
+    /* the date and time of the last second this thread formatted: gmtime_r takes a lock */
+    static __thread time_t sec = -1;
+    static __thread char day[24];
     struct timespec ts;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    sl_buf_printf(b, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    if (ts.tv_sec != sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        snprintf(day, sizeof(day), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        sec = ts.tv_sec;
+    }
+    sl_buf_printf(b, "%s.%03ldZ", day, ts.tv_nsec / 1000000);
 }
 
 static void begin(struct sl_buf *b, enum sl_log_level level, const char *msg, size_t len)
