@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -195,6 +196,37 @@ def test_sighup_loads_a_renewed_tls_certificate():
         expect_eq(cert_subject(srv.port), "second")
     finally:
         srv.cleanup()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_sd_notify_ready_reloading_stopping():
+    """What systemd (Type=notify) hears on $NOTIFY_SOCKET: READY once serving, RELOADING and
+    READY around a SIGHUP, STOPPING on SIGTERM."""
+    d = tempfile.mkdtemp(prefix="sluice-notify-")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = os.path.join(d, "notify")
+    sock.bind(path)
+    sock.settimeout(30)
+    port = free_port()
+    p = subprocess.Popen([BIN, "serve", "--data-dir", os.path.join(d, "data"), "--listen",
+                          "127.0.0.1:%d" % port, "--log-level", "warn"],
+                         env=dict(os.environ, NOTIFY_SOCKET=path))
+    try:
+        msg = sock.recv(4096).decode()
+        expect(msg.startswith("READY=1\n") and "STATUS=listening on port %d" % port in msg, msg)
+        with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % port, timeout=10) as r:
+            expect_eq(r.status, 200)  # ready means ready: it already answers
+        p.send_signal(signal.SIGHUP)
+        expect_eq(sock.recv(4096).decode(), "RELOADING=1")
+        expect_eq(sock.recv(4096).decode(), "READY=1")
+        p.send_signal(signal.SIGTERM)
+        expect_eq(sock.recv(4096).decode(), "STOPPING=1")
+        expect_eq(p.wait(60), 0)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        sock.close()
         shutil.rmtree(d, ignore_errors=True)
 
 
