@@ -4,7 +4,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -184,6 +186,38 @@ void sl_metrics_read_cache(int hit)
     ADD(hit ? &reg.cache_hits : &reg.cache_misses, 1);
 }
 
+static uint64_t dir_bytes_at(int dirfd, int depth)
+{
+    DIR *d = fdopendir(dirfd);
+    if (!d) {
+        close(dirfd);
+        return 0;
+    }
+    uint64_t sum = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        struct stat st;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+            fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        if (S_ISREG(st.st_mode)) {
+            sum += (uint64_t)st.st_size;
+        } else if (S_ISDIR(st.st_mode) && depth < 8) {
+            int fd = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (fd >= 0)
+                sum += dir_bytes_at(fd, depth + 1);
+        }
+    }
+    closedir(d);
+    return sum;
+}
+
+uint64_t sl_metrics_dir_bytes(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return fd < 0 ? 0 : dir_bytes_at(fd, 0);
+}
+
 /* ---- rendering ---- */
 
 static void header(struct sl_buf *b, const char *name, const char *type, const char *help)
@@ -329,6 +363,11 @@ void sl_metrics_render(struct sl_buf *b, const struct sl_metrics_gauges *g)
     hist_render(b, "sluice_commit_fsync_seconds", "", &reg.fsync, seconds_le, NB_SECONDS, 1e-9);
     header(b, "sluice_commit_queue_depth", "gauge", "Ingest requests waiting for the writer.");
     sl_buf_printf(b, "sluice_commit_queue_depth %llu\n", (unsigned long long)g->queue_depth);
+
+    header(b, "sluice_online_store_bytes", "gauge", "Size of the online store's files.");
+    sl_buf_printf(b, "sluice_online_store_bytes %llu\n", (unsigned long long)g->online_bytes);
+    header(b, "sluice_offline_store_bytes", "gauge", "Size of the offline segment files.");
+    sl_buf_printf(b, "sluice_offline_store_bytes %llu\n", (unsigned long long)g->offline_bytes);
 
     static const char *const states[5] = {"queued", "running", "succeeded", "failed", "cancelled"};
     header(b, "sluice_jobs", "gauge", "Jobs by state.");

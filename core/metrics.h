@@ -53,11 +53,16 @@ struct sl_metrics_gauges {
     uint64_t queue_depth;      /* ingest requests waiting for the writer */
     uint64_t jobs[5];          /* queued running succeeded failed cancelled */
     int ready;                 /* 1 once serving */
+    uint64_t online_bytes;     /* size of the online store's files */
+    uint64_t offline_bytes;    /* size of the offline segment files */
 };
 /* Appends every metric of the registry, the gauges, sluice_build_info and process_* in the
  * text exposition format 0.0.4. Any thread. */
 void sl_metrics_render(struct sl_buf *b, const struct sl_metrics_gauges *g);
 
+/* The total size of the regular files below dir (subfolders up to 8 deep), 0 when it cannot
+ * be read. Any thread. */
+uint64_t sl_metrics_dir_bytes(const char *dir);
 /* Monotonic nanoseconds (CLOCK_MONOTONIC). */
 uint64_t sl_metrics_now_ns(void);
 

@@ -586,6 +586,11 @@ static void metrics(struct sl_node *n, struct sl_http_req *r)
                                   .ready = __atomic_load_n(&n->ready, __ATOMIC_ACQUIRE)};
     static const char *const states[5] = {"queued", "running", "succeeded", "failed", "cancelled"};
     sl_jobs_count(n->jobs, states, g.jobs, 5);
+    char dir[4200];
+    snprintf(dir, sizeof(dir), "%s/online", n->cfg->data_dir);
+    g.online_bytes = sl_metrics_dir_bytes(dir);
+    snprintf(dir, sizeof(dir), "%s/offline", n->cfg->data_dir);
+    g.offline_bytes = sl_metrics_dir_bytes(dir);
     sl_metrics_render(&b, &g);
     if (b.oom) {
         sl_buf_free(&b);

@@ -289,6 +289,9 @@ def test_metrics_bearer_promtool_and_histograms():
                      'process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_open_fds',
                      'process_start_time_seconds'):
             expect(want in text, want)
+        for name in ("sluice_online_store_bytes", "sluice_offline_store_bytes"):
+            v = int(re.search(r"^%s (\d+)$" % name, text, re.M).group(1))
+            expect(v > 0, name)
         groups = int(re.search(r'^sluice_commit_group_size_count (\d+)$', text, re.M).group(1))
         expect(groups >= 3, groups)  # the three ingests, and the apply's registry writes
     finally:
