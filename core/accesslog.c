@@ -1,14 +1,27 @@
 #include "accesslog.h"
 
 #include <cJSON.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+#include "buf.h"
 
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
 
 static volatile int enabled = 1;
+
+struct recent {
+    time_t time;
+    int status;
+    char id[40], method[8], path[128], workspace[72], account[48], error[256];
+};
+static pthread_mutex_t recent_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct recent recent[SL_ACCESSLOG_RECENT];
+static size_t nrecent; /* ever recorded; the ring holds the last SL_ACCESSLOG_RECENT */
 static uint64_t next_id; /* atomic */
 
 void sl_accesslog_enable(int on) { enabled = on; }
@@ -59,7 +72,7 @@ const char *sl_accesslog_id(struct sl_http_req *r)
 static void error_message(const void *body, size_t len, char *out, size_t cap)
 {
     out[0] = 0;
-    if (!body || len == 0 || len > 65536)
+    if (!body || len == 0 || len > 8192) /* the message of a large record error list is left out */
         return;
     cJSON *o = cJSON_ParseWithLength(body, len);
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "message");
@@ -86,6 +99,39 @@ static const char *method_name(struct sl_http_req *r)
     }
 }
 
+static void remember(const struct recent *e)
+{
+    pthread_mutex_lock(&recent_mu);
+    recent[nrecent++ % SL_ACCESSLOG_RECENT] = *e;
+    pthread_mutex_unlock(&recent_mu);
+}
+
+void sl_accesslog_recent(struct sl_buf *out)
+{
+    pthread_mutex_lock(&recent_mu);
+    size_t n = nrecent < SL_ACCESSLOG_RECENT ? nrecent : SL_ACCESSLOG_RECENT;
+    sl_buf_putc(out, '[');
+    for (size_t i = 0; i < n; i++) {
+        const struct recent *e = &recent[(nrecent - 1 - i) % SL_ACCESSLOG_RECENT];
+        struct tm tm;
+        char t[32];
+        gmtime_r(&e->time, &tm);
+        strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        const char *kv[] = {"time", t, "id", e->id, "method", e->method, "path", e->path,
+                            "workspace", e->workspace, "account", e->account, "error", e->error};
+        sl_buf_puts(out, i ? ",{" : "{");
+        for (size_t k = 0; k < sizeof(kv) / sizeof(kv[0]); k += 2) {
+            sl_buf_json_str(out, kv[k], strlen(kv[k]));
+            sl_buf_putc(out, ':');
+            sl_buf_json_str(out, kv[k + 1], strlen(kv[k + 1]));
+            sl_buf_putc(out, ',');
+        }
+        sl_buf_printf(out, "\"status\":%d}", e->status);
+    }
+    sl_buf_putc(out, ']');
+    pthread_mutex_unlock(&recent_mu);
+}
+
 void sl_accesslog_reply(struct sl_http_req *r, int status, const void *body, size_t len)
 {
     struct sl_http_note *n = sl_http_note(r);
@@ -99,10 +145,22 @@ void sl_accesslog_reply(struct sl_http_req *r, int status, const void *body, siz
     sl_http_set_header(r, "X-Request-Id", id); /* out of memory: the reply goes without it */
 
     enum sl_log_level lvl = status >= 500 ? SL_LOG_ERROR : status >= 400 ? SL_LOG_DEBUG : SL_LOG_INFO;
+    char st[8], bytes[24], dur[32], msg[512];
+    msg[0] = 0;
+    if (status >= 400) {
+        struct recent e = {.time = time(NULL), .status = status};
+        error_message(body, len, msg, sizeof(msg));
+        snprintf(e.id, sizeof(e.id), "%s", id);
+        snprintf(e.method, sizeof(e.method), "%s", method_name(r));
+        snprintf(e.path, sizeof(e.path), "%s", path);
+        snprintf(e.workspace, sizeof(e.workspace), "%s", n->workspace);
+        snprintf(e.account, sizeof(e.account), "%s", n->account);
+        snprintf(e.error, sizeof(e.error), "%s", msg);
+        remember(&e);
+    }
     int access = enabled && sl_log_enabled(SL_LOG_INFO);
     if (!access && !(status >= 400 && sl_log_enabled(lvl)))
         return;
-    char st[8], bytes[24], dur[32], msg[512];
     snprintf(st, sizeof(st), "%d", status);
     snprintf(bytes, sizeof(bytes), "%zu", len);
     snprintf(dur, sizeof(dur), "%.6f", (double)ns / 1e9);
@@ -111,8 +169,6 @@ void sl_accesslog_reply(struct sl_http_req *r, int status, const void *body, siz
                         "account", n->account, "error", msg};
     if (access)
         sl_log_kv(SL_LOG_INFO, "request", kv, 8);
-    if (status >= 400 && sl_log_enabled(lvl)) {
-        error_message(body, len, msg, sizeof(msg));
+    if (status >= 400 && sl_log_enabled(lvl))
         sl_log_kv(lvl, "request failed", kv, 9);
-    }
 }

@@ -20,6 +20,12 @@ void sl_accesslog_workspace(struct sl_http_req *r, const char *ws);
 void sl_accesslog_account(struct sl_http_req *r, const char *account);
 /* Notes records written by an ingest request. */
 void sl_accesslog_records(struct sl_http_req *r, uint64_t n);
+/* The last SL_ACCESSLOG_RECENT requests answered with a 4xx or 5xx, newest first, as a JSON
+ * array of {"time","id","status","method","path","workspace","account","error"} appended to
+ * out. Any thread. */
+#define SL_ACCESSLOG_RECENT 32
+struct sl_buf;
+void sl_accesslog_recent(struct sl_buf *out);
 /* The on_reply hook: records the request's metrics, adds X-Request-Id, writes the access
  * line and the error line. Loop thread. */
 void sl_accesslog_reply(struct sl_http_req *r, int status, const void *body, size_t len);

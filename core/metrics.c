@@ -49,7 +49,7 @@ static size_t seconds_bucket(uint64_t ns)
 
 /* ---- the registry ---- */
 
-static const int status_codes[] = {200, 201, 400, 401, 403, 404, 405, 409, 413, 429, 500, 503};
+static const int status_codes[] = {200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 429, 500, 503};
 #define NSTATUS (sizeof(status_codes) / sizeof(status_codes[0]) + 1) /* + "other" */
 
 struct ws_series {

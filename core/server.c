@@ -745,6 +745,18 @@ static void route(struct sl_http_req *r, void *arg)
         metrics(n, r);
         return;
     }
+    if (strcmp(path, "/v1/recent-errors") == 0 && m == SL_HTTP_GET) {
+        struct sl_buf b = SL_BUF_INIT;
+        if (!sl_auth_allowed(n->auth, &p, NULL, SL_ACT_ADMIN)) {
+            sl_reply_forbidden(r, &p, "read the recent errors");
+            return;
+        }
+        sl_buf_puts(&b, "{\"errors\":");
+        sl_accesslog_recent(&b);
+        sl_buf_putc(&b, '}');
+        sl_reply_buf(r, 200, &b);
+        return;
+    }
     if (strcmp(path, "/v1/workspaces") == 0) {
         if (m == SL_HTTP_GET) {
             workspaces_list(n, r, &p);

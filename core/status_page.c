@@ -10,7 +10,8 @@ extern const size_t sl_status_html_len;
 
 int sl_status_page_path(const char *path)
 {
-    return strcmp(path, "/") == 0 || strcmp(path, "/ui") == 0 || strcmp(path, "/ui/") == 0;
+    return strcmp(path, "/") == 0 || strcmp(path, "/ui") == 0 || strcmp(path, "/ui/") == 0 ||
+           strcmp(path, "/favicon.ico") == 0;
 }
 
 void sl_status_page_handle(struct sl_http_req *r)
@@ -19,6 +20,10 @@ void sl_status_page_handle(struct sl_http_req *r)
     if (m != SL_HTTP_GET && m != SL_HTTP_HEAD) {
         static const char body[] = "{\"error\":\"method not allowed\",\"code\":12,\"message\":\"method not allowed\"}";
         sl_http_reply(r, 405, "application/json", body, sizeof(body) - 1);
+        return;
+    }
+    if (strcmp(sl_http_path(r), "/favicon.ico") == 0) { /* browsers ask; there is none */
+        sl_http_reply(r, 204, "image/x-icon", NULL, 0);
         return;
     }
     /* the page loads nothing from elsewhere and frames nowhere */

@@ -7,7 +7,7 @@
 
 struct sl_http_req;
 
-/* Whether path is the status page's ("/", "/ui", "/ui/"). */
+/* Whether path is the status page's ("/", "/ui", "/ui/", and "/favicon.ico", answered 204). */
 int sl_status_page_path(const char *path);
 /* Replies with the page (200 text/html; 405 for methods other than GET/HEAD). Loop thread. */
 void sl_status_page_handle(struct sl_http_req *r);

@@ -38,15 +38,24 @@ def test_status_page_shows_live_numbers_after_ingest():
                    for i in range(7)]
         st, b = srv.ingest({"impressions_event_source": records})
         expect_eq(st, 200, b)
+        st, b = srv.ingest({"nope": records})  # a recent error
+        expect_eq(st, 404, b)
         url = srv.url + "/ui#key=" + srv.key
         rc, dom, err = chromium(os.path.join(d, "profile"), "--dump-dom", url)
         expect_eq(rc, 0, err[-2000:])
         expect('data-loaded="1"' in dom, dom[:3000])
         expect('<span id="state" class="ready">ready</span>' in dom, dom[:3000])
         expect(re.search(r'<span id="version">\d+\.\d+\.\d+ \(', dom), dom[:3000])
-        expect_eq(cell_rows(dom, "ingest"), [["ads", "7", "0", "0"]])
+        expect_eq(cell_rows(dom, "ingest"), [["ads", "7", "0", "1"]])  # 7 records, 1 error
         ws = cell_rows(dom, "workspaces")
         expect_eq([r[:3] for r in ws], [["ads", "yes", "1"]])
+        views = {r[1]: r for r in cell_rows(dom, "views")}
+        expect_eq(sorted(views), ["click_events_fv", "user_click_counts"])
+        expect_eq(views["user_click_counts"][:5], ["ads", "user_click_counts", "time_interval", "yes", "yes"])
+        expect_eq([r[:2] for r in cell_rows(dom, "services")], [["ads", "ad_ctr_feature_service"]])
+        errors = cell_rows(dom, "errors")
+        expect(errors and errors[0][1] == "404" and "POST /ingest" == errors[0][2]
+               and "nope" in errors[0][4], errors)
         reqs = {(r[0], r[1]): r[2] for r in cell_rows(dom, "requests")}
         expect_eq(reqs.get(("ingest", "200")), "1", reqs)
         expect('<span id="err"></span>' in dom, dom[:3000])
