@@ -52,10 +52,47 @@ static size_t seconds_bucket(uint64_t ns)
 static const int status_codes[] = {200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 429, 500, 503};
 #define NSTATUS (sizeof(status_codes) / sizeof(status_codes[0]) + 1) /* + "other" */
 
-struct ws_series {
-    char name[72];
-    uint64_t records, errors;
+/* Series with labels made at run time (workspaces, views): a fixed table that only grows;
+ * a lookup reads the published count (acquire) and scans, an insert takes the mutex. The
+ * key is the label values joined by a tab. */
+struct series {
+    char key[144];
+    uint64_t a, b;              /* ingest: records, errors; views: rows, newest event (ns) */
 };
+
+struct series_tab {
+    pthread_mutex_t mu;
+    size_t n;                   /* published with release after the key is written */
+    size_t cap;
+    struct series *s;
+};
+
+/* The series of key, or NULL when the table is full or the key too long. */
+static struct series *series_get(struct series_tab *t, const char *key)
+{
+    size_t n = __atomic_load_n(&t->n, __ATOMIC_ACQUIRE);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(t->s[i].key, key) == 0)
+            return &t->s[i];
+    if (strlen(key) >= sizeof(t->s[0].key))
+        return NULL;
+    pthread_mutex_lock(&t->mu);
+    struct series *s = NULL;
+    n = t->n;
+    for (size_t i = 0; i < n && !s; i++)
+        if (strcmp(t->s[i].key, key) == 0)
+            s = &t->s[i];
+    if (!s && n < t->cap) {
+        s = &t->s[n];
+        strcpy(s->key, key);
+        __atomic_store_n(&t->n, n + 1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return s;
+}
+
+static struct series ws_store[SL_METRICS_MAX_WORKSPACES + 1]; /* the last is "other" */
+static struct series view_store[SL_METRICS_MAX_VIEWS];
 
 static struct {
     struct hist req[SL_EP_COUNT][NSTATUS];
@@ -63,11 +100,10 @@ static struct {
     struct hist group_size;
     struct hist fsync;
     uint64_t cache_hits, cache_misses;
-    pthread_mutex_t ws_mu;          /* adding a workspace series */
-    size_t nws;                     /* published with release after the name is written */
-    struct ws_series ws[SL_METRICS_MAX_WORKSPACES + 1]; /* the last is "other" */
+    struct series_tab ws, views;
     double start_time;
-} reg = {.ws_mu = PTHREAD_MUTEX_INITIALIZER};
+} reg = {.ws = {PTHREAD_MUTEX_INITIALIZER, 0, SL_METRICS_MAX_WORKSPACES, ws_store},
+         .views = {PTHREAD_MUTEX_INITIALIZER, 0, SL_METRICS_MAX_VIEWS, view_store}};
 
 static const char *const ep_names[SL_EP_COUNT] = {
     "ingest", "get-features", "get-features-batch", "metadata", "get-features-for-events",
@@ -140,36 +176,29 @@ void sl_metrics_request(enum sl_endpoint ep, int status, uint64_t ns, size_t byt
     ADD(&reg.resp_bytes[ep], bytes);
 }
 
-static struct ws_series *ws_series(const char *name)
-{
-    size_t n = __atomic_load_n(&reg.nws, __ATOMIC_ACQUIRE);
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(reg.ws[i].name, name) == 0)
-            return &reg.ws[i];
-    if (strlen(name) >= sizeof(reg.ws[0].name))
-        return &reg.ws[SL_METRICS_MAX_WORKSPACES];
-    pthread_mutex_lock(&reg.ws_mu);
-    struct ws_series *s = NULL;
-    n = reg.nws;
-    for (size_t i = 0; i < n && !s; i++)
-        if (strcmp(reg.ws[i].name, name) == 0)
-            s = &reg.ws[i];
-    if (!s && n < SL_METRICS_MAX_WORKSPACES) {
-        s = &reg.ws[n];
-        strcpy(s->name, name);
-        __atomic_store_n(&reg.nws, n + 1, __ATOMIC_RELEASE);
-    }
-    pthread_mutex_unlock(&reg.ws_mu);
-    return s ? s : &reg.ws[SL_METRICS_MAX_WORKSPACES];
-}
-
 void sl_metrics_ingest(const char *workspace, uint64_t records, int error)
 {
-    struct ws_series *s = ws_series(workspace ? workspace : "");
-    if (error)
-        ADD(&s->errors, 1);
-    else
-        ADD(&s->records, records);
+    struct series *s = series_get(&reg.ws, workspace && !strchr(workspace, '\t') ? workspace : "");
+    if (!s)
+        s = &ws_store[SL_METRICS_MAX_WORKSPACES];
+    ADD(error ? &s->b : &s->a, error ? 1 : records);
+}
+
+void sl_metrics_view(const char *workspace, const char *view, uint64_t rows, int64_t newest_ns)
+{
+    char key[160];
+    if (!rows || strchr(workspace, '\t') || strchr(view, '\t') ||
+        (size_t)snprintf(key, sizeof(key), "%s\t%s", workspace, view) >= sizeof(key))
+        return;
+    struct series *s = series_get(&reg.views, key);
+    if (!s)
+        return;
+    ADD(&s->a, rows);
+    uint64_t cur = LOAD(&s->b);
+    while ((int64_t)cur < newest_ns &&
+           !__atomic_compare_exchange_n(&s->b, &cur, (uint64_t)newest_ns, 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+        ;
 }
 
 void sl_metrics_group_commit(size_t n, uint64_t fsync_ns)
@@ -337,7 +366,7 @@ void sl_metrics_render(struct sl_buf *b, const struct sl_metrics_gauges *g)
                           (unsigned long long)v);
     }
 
-    size_t nws = __atomic_load_n(&reg.nws, __ATOMIC_ACQUIRE);
+    size_t nws = __atomic_load_n(&reg.ws.n, __ATOMIC_ACQUIRE);
     static const char *const wsm[2][2] = {
         {"sluice_ingest_workspace_records_total", "Records written by ingest, by workspace."},
         {"sluice_ingest_workspace_errors_total", "Ingest requests answered with an error, by workspace."}};
@@ -346,13 +375,34 @@ void sl_metrics_render(struct sl_buf *b, const struct sl_metrics_gauges *g)
         for (size_t i = 0; i <= SL_METRICS_MAX_WORKSPACES; i++) {
             if (i >= nws && i < SL_METRICS_MAX_WORKSPACES)
                 continue;
-            const struct ws_series *s = &reg.ws[i];
-            uint64_t v = LOAD(k ? &s->errors : &s->records);
+            const struct series *s = &ws_store[i];
+            uint64_t v = LOAD(k ? &s->b : &s->a);
             if (i == SL_METRICS_MAX_WORKSPACES && !v)
                 continue;
             sl_buf_printf(b, "%s{workspace=\"", wsm[k][0]);
-            label_value(b, i == SL_METRICS_MAX_WORKSPACES ? "other" : s->name);
+            label_value(b, i == SL_METRICS_MAX_WORKSPACES ? "other" : s->key);
             sl_buf_printf(b, "\"} %llu\n", (unsigned long long)v);
+        }
+    }
+    size_t nviews = __atomic_load_n(&reg.views.n, __ATOMIC_ACQUIRE);
+    static const char *const vm[2][3] = {
+        {"sluice_ingest_view_rows_total", "counter", "Rows written to a feature view by ingest."},
+        {"sluice_view_newest_event_timestamp_seconds", "gauge",
+         "Event time of the newest row ingest wrote to a view (freshness: time() minus this)."}};
+    for (int k = 0; k < 2; k++) {
+        header(b, vm[k][0], vm[k][1], vm[k][2]);
+        for (size_t i = 0; i < nviews; i++) {
+            const struct series *s = &view_store[i];
+            const char *tab = strchr(s->key, '\t');
+            uint64_t v = LOAD(k ? &s->b : &s->a);
+            if (!tab || (k && !LOAD(&s->a)))
+                continue;
+            sl_buf_printf(b, "%s{workspace=\"%.*s\",view=\"", vm[k][0], (int)(tab - s->key), s->key);
+            label_value(b, tab + 1);
+            if (k)
+                sl_buf_printf(b, "\"} %.3f\n", (double)(int64_t)v / 1e9);
+            else
+                sl_buf_printf(b, "\"} %llu\n", (unsigned long long)v);
         }
     }
 

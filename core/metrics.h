@@ -43,6 +43,11 @@ void sl_metrics_request(enum sl_endpoint ep, int status, uint64_t ns, size_t byt
  * workspace="other". Any thread. */
 #define SL_METRICS_MAX_WORKSPACES 256
 void sl_metrics_ingest(const char *workspace, uint64_t records, int error);
+/* An acknowledged ingest wrote rows to view of workspace, the newest event at newest_ns.
+ * Up to SL_METRICS_MAX_VIEWS views get their own series (later ones are not counted).
+ * Any thread. */
+#define SL_METRICS_MAX_VIEWS 1024
+void sl_metrics_view(const char *workspace, const char *view, uint64_t rows, int64_t newest_ns);
 /* One group commit of n requests whose durability step (fsync) took ns. Writer thread. */
 void sl_metrics_group_commit(size_t n, uint64_t fsync_ns);
 /* One cached aggregate read: hit or miss. Any thread. */

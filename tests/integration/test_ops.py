@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import tempfile
 import threading
+import time
 import urllib.request
 
 from harness import (BIN, Server, expect, expect_eq, free_port, now_rfc3339, run, setup_workspace,
@@ -289,6 +290,11 @@ def test_metrics_bearer_promtool_and_histograms():
                      'process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_open_fds',
                      'process_start_time_seconds'):
             expect(want in text, want)
+        for view in ("click_events_fv", "user_click_counts"):
+            expect('sluice_ingest_view_rows_total{workspace="ads",view="%s"} 6' % view in text, view)
+            newest = float(re.search(r'^sluice_view_newest_event_timestamp_seconds\{workspace="ads",'
+                                     r'view="%s"\} ([0-9.]+)$' % view, text, re.M).group(1))
+            expect(time.time() - 60 < newest < time.time(), newest)  # the records were 5 s old
         for name in ("sluice_online_store_bytes", "sluice_offline_store_bytes"):
             v = int(re.search(r"^%s (\d+)$" % name, text, re.M).group(1))
             expect(v > 0, name)

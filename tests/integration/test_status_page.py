@@ -52,6 +52,9 @@ def test_status_page_shows_live_numbers_after_ingest():
         views = {r[1]: r for r in cell_rows(dom, "views")}
         expect_eq(sorted(views), ["click_events_fv", "user_click_counts"])
         expect_eq(views["user_click_counts"][:5], ["ads", "user_click_counts", "time_interval", "yes", "yes"])
+        expect_eq(views["user_click_counts"][7], "7")  # rows ingested
+        age = re.match(r"^(\d+) s ago$", views["user_click_counts"][9])  # freshness: events 5 s old
+        expect(age and 5 <= int(age.group(1)) < 120, views["user_click_counts"])
         expect_eq([r[:2] for r in cell_rows(dom, "services")], [["ads", "ad_ctr_feature_service"]])
         errors = cell_rows(dom, "errors")
         expect(errors and errors[0][1] == "404" and "POST /ingest" == errors[0][2]
