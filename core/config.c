@@ -1,16 +1,22 @@
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "timeutil.h"
 
 #define OFF(f) offsetof(struct sl_config, f)
 
+#ifndef SL_DATA_DIR
+#define SL_DATA_DIR "/var/lib/sluice"
+#endif
+
 const struct sl_config_entry sl_config_map[] = {
-    {"data-dir", SL_CFG_STRING, "./sluice-data", OFF(data_dir), "directory for all state"},
+    {"data-dir", SL_CFG_STRING, SL_DATA_DIR, OFF(data_dir), "directory for all state"},
     {"listen", SL_CFG_STRING, "127.0.0.1:8080", OFF(listen), "HTTP listen address HOST:PORT"},
     {"tls-cert", SL_CFG_STRING, "", OFF(tls_cert), "TLS certificate chain (PEM); with tls-key the listener speaks HTTPS"},
     {"tls-key", SL_CFG_STRING, "", OFF(tls_key), "TLS private key (PEM) for tls-cert"},
@@ -23,6 +29,10 @@ const struct sl_config_entry sl_config_map[] = {
     {"future-skew", SL_CFG_DURATION, "1h", OFF(future_skew), "how far in the future an event time may be"},
     {"no-auth", SL_CFG_BOOL, "false", OFF(no_auth), "disable authentication (local experiments only)"},
     {"log-level", SL_CFG_STRING, "info", OFF(log_level), "debug, info, warn or error"},
+    {"log-file", SL_CFG_STRING, "", OFF(log_file), "append the log to this file instead of stderr (reopened on SIGHUP)"},
+    {"log-format", SL_CFG_STRING, "text", OFF(log_format), "text, or json for one JSON object per line"},
+    {"access-log", SL_CFG_BOOL, "true", OFF(access_log), "log one line per request at info level"},
+    {"metrics-allow", SL_CFG_STRING, "", OFF(metrics_allow), "comma-separated addresses or CIDRs that may read /metrics without a key"},
     {"cache-mb", SL_CFG_LONG, "64", OFF(cache_mb), "online store block cache in MiB"},
     {"read-cache-mb", SL_CFG_LONG, "64", OFF(read_cache_mb), "per HTTP thread: cached aggregate feature values, in MiB (0: none)"},
     {"writer-cache-mb", SL_CFG_LONG, "256", OFF(writer_cache_mb), "the writer's cache of the aggregation states and rows it wrote, in MiB (0: none)"},
@@ -194,6 +204,115 @@ int sl_config_args(struct sl_config *cfg, int argc, char **argv, struct sl_error
                     return rc;
             }
         }
+    }
+    return 0;
+}
+
+/* HOST:PORT with an IPv4 address, [IPv6] or nothing (every address), port 0-65535. */
+static int valid_listen(const char *spec)
+{
+    char host[64];
+    const char *colon = strrchr(spec, ':');
+    if (!colon || (size_t)(colon - spec) >= sizeof(host))
+        return 0;
+    size_t hl = (size_t)(colon - spec);
+    memcpy(host, spec, hl);
+    host[hl] = 0;
+    char *end;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (errno || *end || end == colon + 1 || port < 0 || port > 65535)
+        return 0;
+    unsigned char a[16];
+    if (hl == 0)
+        return 1;
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        host[hl - 1] = 0;
+        return inet_pton(AF_INET6, host + 1, a) == 1;
+    }
+    return inet_pton(AF_INET, host, a) == 1;
+}
+
+int sl_config_cidr_parse(const char *s, unsigned char addr[16], int *family, int *bits)
+{
+    char host[64];
+    const char *slash = strchr(s, '/');
+    size_t hl = slash ? (size_t)(slash - s) : strlen(s);
+    if (hl == 0 || hl >= sizeof(host))
+        return SL_EINVAL;
+    memcpy(host, s, hl);
+    host[hl] = 0;
+    *family = strchr(host, ':') ? AF_INET6 : AF_INET;
+    int max = *family == AF_INET6 ? 128 : 32;
+    if (inet_pton(*family, host, addr) != 1)
+        return SL_EINVAL;
+    *bits = max;
+    if (slash) {
+        char *end;
+        long b = strtol(slash + 1, &end, 10);
+        if (end == slash + 1 || *end || b < 0 || b > max)
+            return SL_EINVAL;
+        *bits = (int)b;
+    }
+    return 0;
+}
+
+int sl_config_addr_allowed(const char *list, const char *addr)
+{
+    unsigned char a[16], net[16];
+    int fam, bits, nfam, nbits;
+    if (!addr || !*addr || sl_config_cidr_parse(addr, a, &fam, &bits) != 0)
+        return 0;
+    char copy[1024];
+    snprintf(copy, sizeof(copy), "%s", list);
+    for (char *save, *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+        if (sl_config_cidr_parse(t, net, &nfam, &nbits) != 0 || nfam != fam)
+            continue;
+        int full = nbits / 8, rest = nbits % 8;
+        if (memcmp(a, net, (size_t)full) == 0 &&
+            (!rest || ((a[full] ^ net[full]) & (0xff << (8 - rest))) == 0))
+            return 1;
+    }
+    return 0;
+}
+
+int sl_config_validate(const struct sl_config *cfg, struct sl_error *err)
+{
+    if (!*cfg->data_dir)
+        return sl_error_set(err, SL_EINVAL, "`data-dir` must not be empty");
+    if (!valid_listen(cfg->listen))
+        return sl_error_set(err, SL_EINVAL, "`listen` wants HOST:PORT with an IP address and a port "
+                            "0-65535 (127.0.0.1:8080, [::1]:8080, :8080), not `%s`", cfg->listen);
+    if (cfg->threads < 1 || cfg->threads > 1024)
+        return sl_error_set(err, SL_EINVAL, "`threads` wants 1-1024, not %ld", cfg->threads);
+    const char *lv[] = {"debug", "info", "warn", "error"};
+    int ok = 0;
+    for (size_t i = 0; i < 4; i++)
+        ok |= strcmp(cfg->log_level, lv[i]) == 0;
+    if (!ok)
+        return sl_error_set(err, SL_EINVAL, "`log-level` wants debug, info, warn or error, not `%s`",
+                            cfg->log_level);
+    if (strcmp(cfg->log_format, "text") != 0 && strcmp(cfg->log_format, "json") != 0)
+        return sl_error_set(err, SL_EINVAL, "`log-format` wants text or json, not `%s`", cfg->log_format);
+    if (!*cfg->tls_cert != !*cfg->tls_key)
+        return sl_error_set(err, SL_EINVAL, "`tls-cert` and `tls-key` go together: TLS needs both "
+                            "tls-cert and tls-key, or neither");
+    const char *tls[] = {cfg->tls_cert, cfg->tls_key};
+    for (size_t i = 0; i < 2; i++)
+        if (*tls[i] && access(tls[i], R_OK) != 0)
+            return sl_error_set(err, SL_EINVAL, "`%s`: TLS: cannot load the %s %s: %s",
+                                i ? "tls-key" : "tls-cert", i ? "private key" : "certificate",
+                                tls[i], strerror(errno));
+    char list[1024];
+    if (strlen(cfg->metrics_allow) >= sizeof(list))
+        return sl_error_set(err, SL_EINVAL, "`metrics-allow` is too long");
+    strcpy(list, cfg->metrics_allow);
+    for (char *save, *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+        unsigned char a[16];
+        int fam, bits;
+        if (sl_config_cidr_parse(t, a, &fam, &bits) != 0)
+            return sl_error_set(err, SL_EINVAL, "`metrics-allow` wants IP addresses or CIDRs "
+                                "(127.0.0.1, 10.0.0.0/8, ::1), not `%s`", t);
     }
     return 0;
 }

@@ -23,6 +23,10 @@ struct sl_config {
     int64_t future_skew;     /* ns an event may lie in the future */
     int no_auth;
     char *log_level;
+    char *log_file;          /* "" = stderr; reopened on SIGHUP */
+    char *log_format;        /* text or json */
+    int access_log;          /* one line per request at info */
+    char *metrics_allow;     /* addresses/CIDRs that may scrape /metrics without a key */
     long cache_mb;
     long writer_cache_mb;
     long read_cache_mb;       /* per HTTP thread, cached aggregate reads (serve.c) */   /* the writer's value cache (wcache.h) */
@@ -63,6 +67,16 @@ int sl_config_load(struct sl_config *cfg, const char *path, struct sl_error *err
 /* Applies argv flags `--key value`, `--key=value`, bare `--flag` for booleans; `--config F`
  * is read first so flags override the file. Returns 0 or SL_EINVAL. */
 int sl_config_args(struct sl_config *cfg, int argc, char **argv, struct sl_error *err);
+/* Checks the values together, before anything is opened or written: the listen address,
+ * log level and format, the TLS pair, thread count, metrics-allow. Returns 0 or SL_EINVAL
+ * naming the setting. */
+int sl_config_validate(const struct sl_config *cfg, struct sl_error *err);
+/* Parses "10.0.0.0/8", "127.0.0.1", "::1" or "fd00::/8": the address in network order (4 or
+ * 16 bytes used), AF_INET or AF_INET6, and the prefix length. Returns 0 or SL_EINVAL. */
+int sl_config_cidr_parse(const char *s, unsigned char addr[16], int *family, int *bits);
+/* Whether the address text addr lies in one of the comma-separated addresses/CIDRs of
+ * list (the metrics-allow setting). */
+int sl_config_addr_allowed(const char *list, const char *addr);
 /* Prints every key with its default and help. */
 void sl_config_usage(FILE *f);
 void sl_config_free(struct sl_config *cfg);

@@ -54,6 +54,7 @@ struct sl_http_req {
     char *body;
     size_t len;
     struct header *headers; /* added to the reply */
+    struct sl_http_note note;
     struct sl_http_req *next;
 };
 
@@ -87,7 +88,9 @@ struct sl_http {
     void *arg;
     int *fds;  /* one listening socket per worker */
     int port;
-    SSL_CTX *tls;         /* NULL: plain HTTP */
+    SSL_CTX *tls;         /* NULL: plain HTTP; swapped atomically by sl_http_reload_tls */
+    SSL_CTX **retired;    /* contexts replaced by a reload, freed at stop */
+    size_t nretired;
     int nworkers;
     struct worker *workers;
     pthread_mutex_t ready_mu;
@@ -115,6 +118,8 @@ static void send_now(struct sl_http_req *r, int status, const char *ctype, const
 {
     struct evhttp_request *ev = r->ev;
     struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
+    if (r->w->h->cfg.on_reply)
+        r->w->h->cfg.on_reply(r, status, body, len);
     evhttp_add_header(out, "Content-Type", ctype ? ctype : "application/json");
     for (const struct header *h = r->headers; h; h = h->next)
         evhttp_add_header(out, h->name, h->value);
@@ -226,6 +231,21 @@ const char *sl_http_body(struct sl_http_req *r, size_t *len)
     return (const char *)evbuffer_pullup(in, -1);
 }
 
+const char *sl_http_peer(struct sl_http_req *r)
+{
+    struct evhttp_connection *c = evhttp_request_get_connection(r->ev);
+    const char *addr = NULL;
+    ev_uint16_t port;
+    if (c)
+        evhttp_connection_get_peer(c, (char **)&addr, &port);
+    return addr ? addr : "";
+}
+
+struct sl_http_note *sl_http_note(struct sl_http_req *r)
+{
+    return &r->note;
+}
+
 int sl_http_worker(struct sl_http_req *r)
 {
     return r->w->index;
@@ -242,6 +262,9 @@ static void on_request(struct evhttp_request *ev, void *arg)
     }
     r->ev = ev;
     r->w = w;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    r->note.start_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     size_t n = strcspn(uri, "?");
     r->path = strndup(uri, n);
     if (!r->path) {
@@ -409,7 +432,7 @@ static int open_listener(struct sl_http *h, int i, struct sl_error *err)
 static struct bufferevent *tls_bev(struct event_base *base, void *arg)
 {
     struct sl_http *h = arg;
-    SSL *ssl = SSL_new(h->tls);
+    SSL *ssl = SSL_new(__atomic_load_n(&h->tls, __ATOMIC_ACQUIRE));
     if (!ssl)
         return NULL;
     struct bufferevent *bev = bufferevent_openssl_socket_new(base, -1, ssl,
@@ -434,6 +457,30 @@ static int tls_fail(struct sl_error *err, const char *what, const char *path)
                         e ? buf : "unknown error");
 }
 
+/* A server context for cert (chain) and key, checked to match. Returns 0 and *out, or
+ * SL_EINVAL with err. */
+static int tls_ctx_new(const char *cert, const char *key, SSL_CTX **out, struct sl_error *err)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    int rc = 0;
+    if (!ctx)
+        return tls_fail(err, "cannot create a context", NULL);
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+        rc = tls_fail(err, "cannot load the certificate", cert);
+    else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+        rc = tls_fail(err, "cannot load the private key", key);
+    else if (SSL_CTX_check_private_key(ctx) != 1)
+        rc = tls_fail(err, "the private key does not match the certificate", key);
+    if (rc) {
+        SSL_CTX_free(ctx);
+        return rc;
+    }
+    *out = ctx;
+    return 0;
+}
+
 static int tls_open(struct sl_http *h, struct sl_error *err)
 {
     const char *cert = h->cfg.tls_cert, *key = h->cfg.tls_key;
@@ -441,18 +488,26 @@ static int tls_open(struct sl_http *h, struct sl_error *err)
         return 0;
     if (!cert || !*cert || !key || !*key)
         return sl_error_set(err, SL_EINVAL, "TLS needs both tls-cert and tls-key");
-    h->tls = SSL_CTX_new(TLS_server_method());
+    int rc = tls_ctx_new(cert, key, &h->tls, err);
+    if (rc == 0)
+        sl_info("http: TLS with certificate %s", cert);
+    return rc;
+}
+
+int sl_http_reload_tls(struct sl_http *h, const char *cert, const char *key, struct sl_error *err)
+{
     if (!h->tls)
-        return tls_fail(err, "cannot create a context", NULL);
-    SSL_CTX_set_min_proto_version(h->tls, TLS1_2_VERSION);
-    SSL_CTX_set_options(h->tls, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    if (SSL_CTX_use_certificate_chain_file(h->tls, cert) != 1)
-        return tls_fail(err, "cannot load the certificate", cert);
-    if (SSL_CTX_use_PrivateKey_file(h->tls, key, SSL_FILETYPE_PEM) != 1)
-        return tls_fail(err, "cannot load the private key", key);
-    if (SSL_CTX_check_private_key(h->tls) != 1)
-        return tls_fail(err, "the private key does not match the certificate", key);
-    sl_info("http: TLS with certificate %s", cert);
+        return sl_error_set(err, SL_EINVAL, "the listener started without TLS; turning it on needs a restart");
+    SSL_CTX *ctx, **retired = realloc(h->retired, (h->nretired + 1) * sizeof(*retired));
+    if (!retired)
+        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    h->retired = retired;
+    int rc = tls_ctx_new(cert, key, &ctx, err);
+    if (rc)
+        return rc;
+    /* connections accepted from now on use ctx; the old context may still be read by a loop
+     * that loaded the pointer just before, so it is freed only at stop */
+    h->retired[h->nretired++] = __atomic_exchange_n(&h->tls, ctx, __ATOMIC_ACQ_REL);
     return 0;
 }
 
@@ -589,6 +644,9 @@ void sl_http_stop(struct sl_http *h)
     pthread_mutex_destroy(&h->ready_mu);
     pthread_cond_destroy(&h->ready_cv);
     SSL_CTX_free(h->tls);
+    for (size_t i = 0; i < h->nretired; i++)
+        SSL_CTX_free(h->retired[i]);
+    free(h->retired);
     free(h->workers);
     free(h);
 }

@@ -4,6 +4,7 @@
 #define SL_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct sl_error;
 struct sl_http;
@@ -22,6 +23,16 @@ enum sl_http_method {
  * before returning (sl_http_reply) or later from any thread (sl_http_reply_async). */
 typedef void (*sl_http_handler)(struct sl_http_req *r, void *arg);
 
+/* What the access log and the metrics learn about a request while it is handled
+ * (accesslog.h fills it). */
+struct sl_http_note {
+    uint64_t start_ns;    /* arrival, CLOCK_MONOTONIC */
+    char id[40];          /* request id: the client's X-Request-Id or one made up */
+    char workspace[72];
+    char account[48];     /* service account id, never a key */
+    uint64_t records;     /* ingest: records written */
+};
+
 struct sl_http_config {
     const char *listen;   /* "127.0.0.1:8080", "[::1]:0", ":8080" */
     int threads;          /* event-loop threads, >= 1 */
@@ -34,12 +45,19 @@ struct sl_http_config {
     int (*thread_init)(int worker, void *arg);
     void (*thread_exit)(int worker, void *arg);
     void *thread_arg;
+    /* Optional, run on the loop thread just before each reply is sent (may add headers). */
+    void (*on_reply)(struct sl_http_req *r, int status, const void *body, size_t len);
 };
 
 /* Binds and starts the workers. Returns 0 and *out, or SL_EIO / SL_EINVAL with err (also
  * for TLS files that cannot be read or do not match). */
 int sl_http_start(const struct sl_http_config *cfg, sl_http_handler h, void *arg,
                   struct sl_http **out, struct sl_error *err);
+/* Loads a new certificate (chain) and key for the connections accepted from now on (a
+ * renewed certificate); open connections keep theirs. Only for a listener that started with
+ * TLS. Returns 0, or SL_EINVAL / SL_ENOMEM with err and the old certificate stays. Main
+ * thread. */
+int sl_http_reload_tls(struct sl_http *h, const char *cert, const char *key, struct sl_error *err);
 /* The bound TCP port (useful with port 0). */
 int sl_http_port(const struct sl_http *h);
 /* Stops accepting, finishes the loops and joins the threads. Accepts NULL. */
@@ -56,6 +74,10 @@ const char *sl_http_query(struct sl_http_req *r, const char *key);
 const char *sl_http_header(struct sl_http_req *r, const char *name);
 /* The whole body made contiguous (not NUL-terminated); *len set. NULL when empty. */
 const char *sl_http_body(struct sl_http_req *r, size_t *len);
+/* The client's address ("127.0.0.1", "::1"), or "" when not known. */
+const char *sl_http_peer(struct sl_http_req *r);
+/* The request's note (see struct sl_http_note). */
+struct sl_http_note *sl_http_note(struct sl_http_req *r);
 /* Index of the worker thread serving r, 0..threads-1. */
 int sl_http_worker(struct sl_http_req *r);
 

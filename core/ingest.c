@@ -7,12 +7,14 @@
 #include <time.h>
 #include <string.h>
 
+#include "accesslog.h"
 #include "auth.h"
 #include "buf.h"
 #include "error.h"
 #include "http.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "offline.h"
 #include "registry.h"
 #include "sl_limits.h"
@@ -56,6 +58,8 @@ struct ingest_commit {
     size_t nrecords;
     struct sl_batch extra;     /* written in the same atomic batch (job checkpoints) */
     struct waiter *w;          /* synchronous commits (no HTTP request) */
+    struct view_out *views;    /* rows per view, for the metrics once acknowledged */
+    size_t nviews;
 };
 
 struct waiter {
@@ -69,6 +73,7 @@ struct waiter {
 struct view_out {
     struct sl_view *v;
     size_t online, offline;
+    int64_t newest;            /* the newest event time written, ns */
 };
 
 struct field_val {
@@ -447,6 +452,8 @@ static int fan_out(struct req *q, struct origin *o, const struct sl_json *rec,
             if (q->dry_run)
                 continue;
             int64_t ts = rv[v->ts_index].s.i;
+            if (ts > vo->newest)
+                vo->newest = ts;
             uint64_t seq = __atomic_fetch_add(&q->n->seq, 1, __ATOMIC_RELAXED);
             struct sl_scalar *sc = NULL;
             if (v->agg) {
@@ -665,6 +672,7 @@ static void commit_free(struct ingest_commit *ic)
     if (!ic)
         return;
     sl_ws_release(ic->ws);
+    free(ic->views);
     free(ic->mut);
     sl_buf_free(&ic->keys);
     sl_buf_free(&ic->rows);
@@ -699,6 +707,12 @@ static void commit_done(struct sl_commit *c, int status, const struct sl_error *
     }
     if (status == 0) {
         __atomic_add_fetch(&ic->n->ingest_records, ic->nrecords, __ATOMIC_RELAXED);
+        sl_accesslog_records(ic->r, ic->nrecords);
+        for (size_t i = 0; i < ic->nviews; i++) {
+            const struct view_out *vo = &ic->views[i];
+            sl_metrics_view(ic->ws->name, vo->v->name, vo->online > vo->offline ? vo->online : vo->offline,
+                            vo->newest);
+        }
         size_t len;
         char *body = sl_buf_detach(&ic->reply, &len);
         sl_http_reply_async(ic->r, 200, "application/json", body, len);
@@ -820,6 +834,7 @@ void sl_ingest_handle(struct sl_node *n, struct sl_http_req *r, int auth_rc,
     if (check_top(root, top, sizeof(top)))
         FAIL(400, "RequestValidationError", "%s", top);
     q.ws_name = sl_json_get(root, "workspace_name")->str;
+    sl_accesslog_workspace(r, q.ws_name);
     q.dry_run = sl_json_get(root, "dry_run")->kind == SL_JSON_TRUE;
     const struct sl_json *records = sl_json_get(root, "records");
 
@@ -908,6 +923,10 @@ void sl_ingest_handle(struct sl_node *n, struct sl_http_req *r, int auth_rc,
     ic->r = r;
     ic->n = n;
     ic->nrecords = total;
+    if (q.nviews && (ic->views = malloc(q.nviews * sizeof(*ic->views))) != NULL) {
+        memcpy(ic->views, q.views, q.nviews * sizeof(*ic->views));
+        ic->nviews = q.nviews; /* out of memory: the metrics miss this request's views */
+    }
     ic->ws = q.ws;
     q.ws = NULL;
     int rc = sl_writer_submit(n->writer, &ic->c);

@@ -672,3 +672,16 @@ void sl_jobs_handle(struct sl_node *n, struct sl_http_req *r, const struct sl_pr
     }
     pthread_mutex_unlock(&j->mu);
 }
+
+void sl_jobs_count(struct sl_jobs *j, const char *const *states, uint64_t *counts, size_t n)
+{
+    memset(counts, 0, n * sizeof(*counts));
+    if (!j)
+        return;
+    pthread_mutex_lock(&j->mu);
+    for (size_t i = 0; i < j->njobs; i++)
+        for (size_t s = 0; s < n; s++)
+            if (strcmp(j->jobs[i]->state, states[s]) == 0)
+                counts[s]++;
+    pthread_mutex_unlock(&j->mu);
+}

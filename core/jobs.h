@@ -70,6 +70,8 @@ void sl_job_record(const struct sl_job *job, struct sl_buf *key, struct sl_buf *
 /* Executors update a job's counters and checkpoint under this lock (readers serve them). */
 void sl_jobs_lock(struct sl_jobs *j);
 void sl_jobs_unlock(struct sl_jobs *j);
+/* Counts the jobs in each state of states[0..n-1] into counts. Any thread. Accepts NULL j. */
+void sl_jobs_count(struct sl_jobs *j, const char *const *states, uint64_t *counts, size_t n);
 /* Whether the job was cancelled or the server is stopping. Executor thread only; may hold
  * the run under the SLUICE_TEST_JOB_PAUSE_ROWS test hook (jobs.c). */
 int sl_job_should_stop(struct sl_jobs *j, const struct sl_job *job);

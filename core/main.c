@@ -6,11 +6,14 @@
 #include <unistd.h>
 
 #include "sluice_config.h"
+#include "sl_version.h"
 
 #include "cli.h"
 #include "config.h"
+#include "daemon.h"
 #include "error.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 
 /* Writes <data-dir>/listen, "HOST:PORT\n" with the port actually bound (--listen HOST:0
@@ -49,23 +52,22 @@ static int serve(int argc, char **argv)
             return 0;
         }
     }
-    if (sl_config_defaults(&cfg, &err) != 0 || sl_config_args(&cfg, argc, argv, &err) != 0) {
+    /* every setting is checked before anything is opened or written */
+    if (sl_config_defaults(&cfg, &err) != 0 || sl_config_args(&cfg, argc, argv, &err) != 0 ||
+        sl_config_validate(&cfg, &err) != 0) {
         fprintf(stderr, "sluice serve: %s\n", err.msg);
         sl_config_free(&cfg);
         return 2;
     }
-    enum sl_log_level lvl;
-    if (sl_log_parse_level(cfg.log_level, &lvl) != 0) {
-        fprintf(stderr, "sluice serve: bad log-level `%s`\n", cfg.log_level);
+    if (sl_daemon_logging(&cfg, &err) != 0) {
+        fprintf(stderr, "sluice serve: %s\n", err.msg);
         sl_config_free(&cfg);
         return 2;
     }
-    sl_log_set_level(lvl);
+    sl_metrics_init();
 
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
+    sl_daemon_signals(&set);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* threads inherit the mask; main waits below */
     signal(SIGPIPE, SIG_IGN);
 
@@ -75,11 +77,14 @@ static int serve(int argc, char **argv)
         sl_config_free(&cfg);
         return 1;
     }
-    sl_info("sluice %s listening on %s (port %d), data in %s", PACKAGE_VERSION, cfg.listen,
-            sl_server_port(n), cfg.data_dir);
+    sl_info("sluice %s (%s) listening on %s (port %d), data in %s", SL_VERSION, SL_COMMIT,
+            cfg.listen, sl_server_port(n), cfg.data_dir);
+    char status[128];
+    snprintf(status, sizeof(status), "READY=1\nSTATUS=listening on port %d", sl_server_port(n));
     write_listen_file(cfg.data_dir, cfg.listen, sl_server_port(n));
-    int sig = 0;
-    sigwait(&set, &sig);
+    sl_daemon_notify(status);
+    int sig = sl_daemon_wait(&set, &cfg, n, argc, argv);
+    sl_daemon_notify("STOPPING=1");
     sl_info("stopping on signal %d", sig);
     sl_server_stop(n);
     char listen_path[4096];
@@ -98,7 +103,7 @@ int main(int argc, char **argv)
     }
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--version") == 0 || (i == 1 && strcmp(argv[i], "version") == 0)) {
-            printf("sluice %s\n", PACKAGE_VERSION);
+            printf("sluice %s (commit %s)\n", SL_VERSION, SL_COMMIT);
             return 0;
         }
     }

@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accesslog.h"
 #include "auth.h"
 #include "buf.h"
 #include "error.h"
 #include "http.h"
 #include "json.h"
+#include "metrics.h"
 #include "config.h"
 #include "registry.h"
 #include "sl_limits.h"
@@ -256,9 +258,12 @@ static int read_agg(struct serve_req *q, const struct sl_view *v, const char *en
                 eff[f] = (int64_t)ef;
             }
         }
+        sl_metrics_read_cache(ok);
         if (ok)
             return frag->oom ? sl_error_set(err, SL_ENOMEM, "out of memory") : 0;
         frag->len = at; /* stale: read the store */
+    } else if (!ck->oom) {
+        sl_metrics_read_cache(0);
     }
     int rc = sl_tiles_read(tv, &q->n->store, v->key, ent, elen, now, feat, nfeat, frag, off, len,
                            pres, eff, sc->tiles, err);
@@ -677,6 +682,7 @@ void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_cal
         fail(r, SL_EINVAL, "Required field `workspace_name` is missing");
         goto out;
     }
+    sl_accesslog_workspace(r, wsn->str);
     if ((!fsn || fsn->kind != SL_JSON_STRING) && (!fsid || fsid->kind != SL_JSON_STRING)) {
         fail(r, SL_EINVAL, "Required field `feature_service_name` is missing");
         goto out;

@@ -5,12 +5,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include <cJSON.h>
 
 #include "access.h"
+#include "accesslog.h"
 #include "buf.h"
 #include "defs.h"
 #include "error.h"
@@ -18,6 +20,7 @@
 #include "ingest.h"
 #include "jobs.h"
 #include "log.h"
+#include "metrics.h"
 #include "offline.h"
 #include "pit.h"
 #include "plugin.h"
@@ -25,6 +28,8 @@
 #include "lua_vm.h"
 #include "registry.h"
 #include "serve.h"
+#include "sl_version.h"
+#include "status_page.h"
 #include "timeutil.h"
 #include "transform.h"
 
@@ -600,6 +605,16 @@ static void metrics(struct sl_node *n, struct sl_http_req *r)
     sl_buf_printf(&b, "# HELP sluice_commit_queue Requests waiting for the writer.\n"
                       "# TYPE sluice_commit_queue gauge\nsluice_commit_queue %llu\n",
                   (unsigned long long)ws.queued);
+    struct sl_metrics_gauges g = {.queue_depth = ws.queued,
+                                  .ready = __atomic_load_n(&n->ready, __ATOMIC_ACQUIRE)};
+    static const char *const states[5] = {"queued", "running", "succeeded", "failed", "cancelled"};
+    sl_jobs_count(n->jobs, states, g.jobs, 5);
+    char dir[4200];
+    snprintf(dir, sizeof(dir), "%s/online", n->cfg->data_dir);
+    g.online_bytes = sl_metrics_dir_bytes(dir);
+    snprintf(dir, sizeof(dir), "%s/offline", n->cfg->data_dir);
+    g.offline_bytes = sl_metrics_dir_bytes(dir);
+    sl_metrics_render(&b, &g);
     if (b.oom) {
         sl_buf_free(&b);
         sl_reply_error(r, 503, 8, "out of memory");
@@ -638,6 +653,34 @@ static void set_clock(struct sl_node *n, struct sl_http_req *r, const struct sl_
 
 /* ---- routing ---- */
 
+/* GET /readyz: 200 once the store is open and jobs resumed, 503 while starting or draining;
+ * the body names the state and the version. */
+static void readyz(struct sl_node *n, struct sl_http_req *r)
+{
+    int ready = __atomic_load_n(&n->ready, __ATOMIC_ACQUIRE);
+    const char *state = ready ? "ready" : __atomic_load_n(&n->stopping, __ATOMIC_RELAXED) ? "draining" : "starting";
+    struct sl_buf b = SL_BUF_INIT;
+    sl_buf_printf(&b, "{\"status\":\"%s\",\"version\":", state);
+    sl_buf_json_str(&b, SL_VERSION, strlen(SL_VERSION));
+    sl_buf_puts(&b, ",\"commit\":");
+    sl_buf_json_str(&b, SL_COMMIT, strlen(SL_COMMIT));
+    sl_buf_putc(&b, '}');
+    sl_reply_buf(r, ready ? 200 : 503, &b);
+}
+
+/* The Authorization header; for /metrics, `Bearer <key>` (what Prometheus sends) stands for
+ * `Sluice-key <key>`. */
+static const char *auth_header(struct sl_http_req *r, const char *path)
+{
+    const char *h = sl_http_header(r, "Authorization");
+    if (h && strcmp(path, "/metrics") == 0 && strncasecmp(h, "Bearer ", 7) == 0) {
+        static __thread char buf[512];
+        snprintf(buf, sizeof(buf), "Sluice-key %s", h + 7);
+        return buf;
+    }
+    return h;
+}
+
 /* Matches "/v1/workspaces/<name>/<rest>"; copies name. */
 static int ws_route(const char *path, char *name, size_t cap, const char **rest)
 {
@@ -665,12 +708,28 @@ static void route(struct sl_http_req *r, void *arg)
         sl_http_reply(r, 200, "application/json", ok, sizeof(ok) - 1);
         return;
     }
+    if (strcmp(path, "/readyz") == 0) {
+        readyz(n, r);
+        return;
+    }
+    if (sl_status_page_path(path)) {
+        sl_status_page_handle(r);
+        return;
+    }
+    if (strcmp(path, "/metrics") == 0 && m == SL_HTTP_GET &&
+        sl_config_addr_allowed(n->cfg->metrics_allow, sl_http_peer(r))) {
+        metrics(n, r);
+        return;
+    }
 
     struct sl_principal p;
     struct sl_error aerr = {0};
-    int arc = sl_auth_check(n->auth, sl_http_header(r, "Authorization"), &p, &aerr);
+    int arc = sl_auth_check(n->auth, auth_header(r, path), &p, &aerr);
     if (arc != 0)
         sl_auth_audit_denied(NULL, 401, path, NULL, aerr.msg);
+    else
+        sl_accesslog_account(r, p.id);
+    sl_accesslog_workspace(r, sl_http_query(r, "workspace_name"));
 
     if (strcmp(path, "/ingest") == 0 && m == SL_HTTP_POST) {
         sl_ingest_handle(n, r, arc, aerr.msg, &p);
@@ -719,6 +778,18 @@ static void route(struct sl_http_req *r, void *arg)
         metrics(n, r);
         return;
     }
+    if (strcmp(path, "/v1/recent-errors") == 0 && m == SL_HTTP_GET) {
+        struct sl_buf b = SL_BUF_INIT;
+        if (!sl_auth_allowed(n->auth, &p, NULL, SL_ACT_ADMIN)) {
+            sl_reply_forbidden(r, &p, "read the recent errors");
+            return;
+        }
+        sl_buf_puts(&b, "{\"errors\":");
+        sl_accesslog_recent(&b);
+        sl_buf_putc(&b, '}');
+        sl_reply_buf(r, 200, &b);
+        return;
+    }
     if (strcmp(path, "/v1/workspaces") == 0) {
         if (m == SL_HTTP_GET) {
             workspaces_list(n, r, &p);
@@ -739,6 +810,7 @@ static void route(struct sl_http_req *r, void *arg)
     char ws[72];
     const char *rest;
     if (ws_route(path, ws, sizeof(ws), &rest)) {
+        sl_accesslog_workspace(r, ws);
         int any = sl_auth_any_role(n->auth, &p, ws);
         if (strcmp(rest, "/plan") == 0 && m == SL_HTTP_POST) {
             if (!sl_auth_allowed(n->auth, &p, ws, SL_ACT_PLAN))
@@ -883,9 +955,11 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
         /* the loop's own limit is the largest any endpoint takes; each checks its own */
         .max_body = (size_t)(cfg->max_body > cfg->max_events_body ? cfg->max_body
                                                                    : cfg->max_events_body),
+        .on_reply = sl_accesslog_reply,
     };
     if (sl_http_start(&hc, route, n, &n->http, err) != 0)
         goto fail;
+    __atomic_store_n(&n->ready, 1, __ATOMIC_RELEASE);
     return n;
 fail:
     sl_server_stop(n);
@@ -896,6 +970,7 @@ void sl_server_stop(struct sl_node *n)
 {
     if (!n)
         return;
+    __atomic_store_n(&n->ready, 0, __ATOMIC_RELEASE); /* /readyz: draining */
     /* Background requests and commits reply through the HTTP loops, so they finish first. */
     pthread_mutex_lock(&n->bg_mu);
     n->stopping = 1;
@@ -922,6 +997,11 @@ void sl_server_stop(struct sl_node *n)
     pthread_cond_destroy(&n->bg_cv);
     free(n);
     sl_plugin_unload_all(); /* last: specs and stores above used the plugins' code */
+}
+
+int sl_server_reload_tls(struct sl_node *n, const char *cert, const char *key, struct sl_error *err)
+{
+    return sl_http_reload_tls(n->http, cert, key, err);
 }
 
 int sl_server_port(const struct sl_node *n)

@@ -37,6 +37,7 @@ struct sl_node {
     pthread_cond_t bg_cv;
     int nbg;                    /* running; stop waits for them */
     int stopping;
+    int ready;                  /* atomic: serving (for /readyz), 0 while starting/draining */
     struct sl_xform_cache **xform; /* per HTTP worker: Lua VMs for transformations */
     struct sl_serve_scratch **serve_scratch; /* per HTTP worker: buffers of reads */
     uint64_t seq;               /* write sequence of aggregate events (atomic); starts at the
@@ -51,6 +52,10 @@ struct sl_node {
 struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err);
 /* Stops HTTP, drains the writer, closes everything. Accepts NULL. Main thread. */
 void sl_server_stop(struct sl_node *n);
+/* Loads the TLS certificate and key again (a renewed certificate) for new connections.
+ * Returns 0 or an error (the listener started without TLS, unreadable or mismatched files).
+ * Main thread. */
+int sl_server_reload_tls(struct sl_node *n, const char *cert, const char *key, struct sl_error *err);
 /* The bound port. */
 int sl_server_port(const struct sl_node *n);
 

@@ -7,6 +7,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "metrics.h"
 
 void sl_batch_put(struct sl_batch *b, const void *k, size_t klen, const void *v, size_t vlen)
 {
@@ -202,7 +203,9 @@ static void run_group(struct sl_writer *w, struct sl_commit *group)
     sl_batch_reset(&w->batch);
     err.code = 0;
     err.msg[0] = 0;
+    uint64_t t0 = sl_metrics_now_ns();
     int rc = sync_group(w, &err);
+    sl_metrics_group_commit(nok, sl_metrics_now_ns() - t0);
     if (rc != 0)
         sl_err("group commit of %zu requests failed: %s", nok, err.msg);
     w->stats.groups++;

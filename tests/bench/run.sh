@@ -135,7 +135,9 @@ start_sluice() {
     data="$work/$sluice_name"
     sluice_log="$work/$sluice_name.log"
     mkdir -p "$data"
-    set -- serve --data-dir "$data" --listen 127.0.0.1:0 --log-level info "$@"
+    # no access log: one line per request would measure the log file, not the engine
+    # (BENCH_SERVER_ARGS=--access-log=true measures it)
+    set -- serve --data-dir "$data" --listen 127.0.0.1:0 --log-level info --access-log=false "$@"
     [ -z "${BENCH_THREADS:-}" ] || set -- "$@" --threads "$BENCH_THREADS"
     # shellcheck disable=SC2086
     [ -z "${BENCH_SERVER_ARGS:-}" ] || set -- "$@" $BENCH_SERVER_ARGS
