@@ -28,6 +28,7 @@ const struct sl_config_entry sl_config_map[] = {
     {"writer-cache-mb", SL_CFG_LONG, "256", OFF(writer_cache_mb), "the writer's cache of the aggregation states and rows it wrote, in MiB (0: none)"},
     {"lua-instructions", SL_CFG_LONG, "5000000", OFF(lua_instructions), "instruction budget per user function call"},
     {"lua-memory-mb", SL_CFG_LONG, "64", OFF(lua_memory_mb), "memory cap per Lua VM in MiB"},
+    {"delete-chunk-keys", SL_CFG_LONG, "10000", OFF(delete_chunk_keys), "keys a delete job removes per step (and checkpoint)"},
     {"fake-now", SL_CFG_TIME, "", OFF(fake_now), "tests only: a fixed current time (RFC 3339)"},
     {NULL, 0, NULL, 0, NULL},
 };

@@ -28,6 +28,7 @@ struct sl_config {
     long read_cache_mb;       /* per HTTP thread, cached aggregate reads (serve.c) */   /* the writer's value cache (wcache.h) */
     long lua_instructions;
     long lua_memory_mb;
+    long delete_chunk_keys;  /* keys per step of a delete job (lifecycle.h) */
     int64_t fake_now;        /* tests: fixed "now" in ns since epoch, 0 = real clock */
     char *config;            /* the file read, if any */
 };

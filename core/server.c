@@ -17,6 +17,7 @@
 #include "http.h"
 #include "ingest.h"
 #include "jobs.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "offline.h"
 #include "pit.h"
@@ -239,7 +240,7 @@ static void apply_run(struct apply_job *j)
     struct sl_buf plan = SL_BUF_INIT, jobs = SL_BUF_INIT;
     size_t nchanges = sl_registry_plan(cur->repo, repo, &plan);
     /* Build the snapshot even for a plan: it is the last validation. */
-    struct sl_ws *next = sl_ws_build(j->ws, cur->live, cur->version + 1, repo, files, nfiles, &err);
+    struct sl_ws *next = sl_ws_build_next(cur, repo, files, nfiles, &err);
     repo = NULL;
     if (!next) {
         sl_buf_free(&plan);
@@ -728,13 +729,17 @@ static void route(struct sl_http_req *r, void *arg)
             struct sl_error err = {0};
             if (!sl_auth_allowed(n->auth, &p, ws, SL_ACT_MANAGE)) {
                 sl_reply_forbidden(r, &p, "delete this workspace");
-            } else if (sl_registry_delete(n->reg, ws, &err) != 0 ||
-                       sl_auth_drop_workspace(n->auth, ws, &err) != 0) {
-                sl_reply_status(r, &err);
             } else {
-                sl_auth_audit(&p, "deleted workspace %s", ws);
-                static const char ok[] = "{\"status\":\"ok\"}";
-                sl_http_reply(r, 200, "application/json", ok, sizeof(ok) - 1);
+                struct sl_buf ids = SL_BUF_INIT, b = SL_BUF_INIT;
+                if (sl_lifecycle_delete_workspace(n, ws, &ids, &err) != 0) {
+                    sl_reply_status(r, &err);
+                } else {
+                    sl_auth_audit(&p, "deleted workspace %s", ws);
+                    sl_buf_printf(&b, "{\"status\":\"ok\",\"jobs\":[%.*s]}", (int)ids.len,
+                                  ids.p ? ids.p : "");
+                    sl_reply_buf(r, 200, &b);
+                }
+                sl_buf_free(&ids);
             }
         } else {
             sl_reply_error(r, 404, 5, "no such endpoint");
@@ -807,11 +812,14 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
     }
     if (mkdir_p(cfg->data_dir, err) != 0)
         goto fail;
+    int format;
+    if (sl_lifecycle_check_format(cfg->data_dir, &format, err) != 0)
+        goto fail;
     snprintf(path, sizeof(path), "%s/online", cfg->data_dir);
     if (sl_store_leveldb_open(path, (size_t)cfg->cache_mb, &n->store, err) != 0)
         goto fail;
     n->reg = sl_registry_open(&n->store, err);
-    if (!n->reg)
+    if (!n->reg || sl_lifecycle_upgrade(n, format, err) != 0)
         goto fail;
     n->auth = sl_auth_open(&n->store, cfg->data_dir, cfg->no_auth, err);
     if (!n->auth)

@@ -62,6 +62,9 @@ struct sl_store_ops {
     const char *(*iter_key)(void *it, size_t *len);
     const char *(*iter_value)(void *it, size_t *len);
     void (*iter_free)(void *it);
+    /* Optional: gives back the disk space of keys deleted in [lo, hi) (LevelDB: a range
+     * compaction; blocks while it runs). */
+    void (*compact)(void *ctx, const char *lo, size_t lolen, const char *hi, size_t hilen);
 };
 
 struct sl_store {

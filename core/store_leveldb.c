@@ -151,6 +151,12 @@ static void ldb_iter_free(void *it)
         leveldb_iter_destroy(it);
 }
 
+static void ldb_compact(void *ctx, const char *lo, size_t lolen, const char *hi, size_t hilen)
+{
+    struct ldb *l = ctx;
+    leveldb_compact_range(l->db, lo, lolen, hi, hilen);
+}
+
 static const struct sl_store_ops leveldb_ops = {
     .name = "leveldb",
     .get = ldb_get,
@@ -163,6 +169,7 @@ static const struct sl_store_ops leveldb_ops = {
     .iter_key = ldb_iter_key,
     .iter_value = ldb_iter_value,
     .iter_free = ldb_iter_free,
+    .compact = ldb_compact,
 };
 
 int sl_store_leveldb_open(const char *dir, size_t cache_mb, struct sl_store *out,

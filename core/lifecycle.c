@@ -1,0 +1,345 @@
+/* Delete jobs and the data dir's format version. */
+#include "lifecycle.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "buf.h"
+#include "error.h"
+#include "jobs.h"
+#include "log.h"
+#include "offline.h"
+#include "registry.h"
+#include "server.h"
+#include "store.h"
+#include "wcache.h"
+
+/* ---- format version ---- */
+
+static const char FORMAT_MAGIC[] = "sluice-data-format";
+
+int sl_lifecycle_check_format(const char *data_dir, int *found, struct sl_error *err)
+{
+    char path[4096], text[128];
+    snprintf(path, sizeof(path), "%s/FORMAT", data_dir);
+    *found = 1;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return errno == ENOENT ? 0 : sl_error_set(err, SL_EIO, "%s: %s", path, strerror(errno));
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = 0;
+    int v = 0;
+    size_t ml = sizeof(FORMAT_MAGIC) - 1;
+    if (strncmp(text, FORMAT_MAGIC, ml) != 0 || text[ml] != ' ' || (v = atoi(text + ml + 1)) < 1)
+        return sl_error_set(err, SL_EINVAL, "%s is not a Sluice data dir format file", path);
+    if (v > SL_DATA_FORMAT)
+        return sl_error_set(err, SL_EINVAL,
+                            "data dir %s has format %d, newer than this sluice reads (%d): run "
+                            "the newer sluice that wrote it, or restore a backup",
+                            data_dir, v, SL_DATA_FORMAT);
+    *found = v;
+    return 0;
+}
+
+static int write_format(const char *data_dir, struct sl_error *err)
+{
+    char path[4096], tmp[4200], text[64];
+    snprintf(path, sizeof(path), "%s/FORMAT", data_dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int len = snprintf(text, sizeof(text), "%s %d\n", FORMAT_MAGIC, SL_DATA_FORMAT);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        return sl_error_set(err, SL_EIO, "%s: %s", tmp, strerror(errno));
+    int ok = write(fd, text, (size_t)len) == len && fsync(fd) == 0;
+    int e = errno;
+    close(fd);
+    if (!ok || rename(tmp, path) != 0) {
+        e = ok ? errno : e;
+        unlink(tmp);
+        return sl_error_set(err, SL_EIO, "%s: %s", path, strerror(e));
+    }
+    int dfd = open(data_dir, O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+struct upgrade_ctx {
+    const char *dir;
+    int rc;
+    struct sl_error *err;
+};
+
+/* Format 1 kept every definition of a view in `offline/<ws>/<view>/`; the current one's
+ * records move with the directory to its incarnation name, older ones stay unreachable in
+ * it (as they were). */
+static void upgrade_ws(void *arg, struct sl_ws *ws)
+{
+    struct upgrade_ctx *c = arg;
+    for (size_t i = 0; c->rc == 0 && i < ws->nviews; i++) {
+        const struct sl_view *v = &ws->views[i];
+        char from[4096], to[4200];
+        struct stat st;
+        snprintf(from, sizeof(from), "%s/offline/%s/%s", c->dir, ws->name, v->name);
+        snprintf(to, sizeof(to), "%s@%.16s", from, v->id);
+        if (v->is_realtime || stat(from, &st) != 0 || !S_ISDIR(st.st_mode))
+            continue;
+        if (rename(from, to) != 0)
+            c->rc = sl_error_set(c->err, SL_EIO, "upgrading %s: %s", from, strerror(errno));
+        else
+            sl_info("upgrade: offline/%s/%s -> %s@%.16s", ws->name, v->name, v->name, v->id);
+    }
+}
+
+int sl_lifecycle_upgrade(struct sl_node *n, int found, struct sl_error *err)
+{
+    if (found >= SL_DATA_FORMAT)
+        return 0;
+    struct upgrade_ctx c = {n->cfg->data_dir, 0, err};
+    sl_registry_each(n->reg, upgrade_ws, &c);
+    if (c.rc)
+        return c.rc;
+    int rc = write_format(n->cfg->data_dir, err);
+    if (rc == 0)
+        sl_info("data dir %s: format %d upgraded to %d", n->cfg->data_dir, found, SL_DATA_FORMAT);
+    return rc;
+}
+
+/* ---- deleting ---- */
+
+int sl_lifecycle_delete_workspace(struct sl_node *n, const char *name, struct sl_buf *ids,
+                                  struct sl_error *err)
+{
+    struct sl_ws *ws = sl_registry_get(n->reg, name);
+    if (!ws)
+        return sl_error_set(err, SL_ENOTFOUND, "workspace `%s` not found", name);
+    int rc = sl_registry_delete(n->reg, name, err);
+    if (rc == 0)
+        rc = sl_auth_drop_workspace(n->auth, name, err);
+    for (size_t i = 0; rc == 0 && i < ws->nviews; i++) {
+        const struct sl_view *v = &ws->views[i];
+        struct sl_error jerr = {0};
+        if (!v->is_realtime && sl_jobs_create_delete(n->jobs, name, v->name, v->id, ids, &jerr) != 0)
+            sl_err("jobs: cannot queue the deletion of `%s` of `%s`: %s", v->name, name, jerr.msg);
+    }
+    if (rc == 0)
+        sl_offline_drop_workspace_dir(n->offline, name); /* one without views */
+    sl_ws_release(ws);
+    return rc;
+}
+
+static int drain(void *arg, struct sl_store *s)
+{
+    (void)s;
+    sl_wcache_clear(arg); /* it may hold values of the keys deleted */
+    return 0;
+}
+
+struct collect {
+    struct sl_batch *b;
+    struct sl_buf *last;
+    size_t n, max;
+};
+
+static int collect_key(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    struct collect *c = arg;
+    (void)v;
+    (void)vl;
+    sl_batch_delete(c->b, k, kl);
+    sl_buf_reset(c->last);
+    sl_buf_append(c->last, k, kl);
+    return ++c->n >= c->max ? 1 : 0;
+}
+
+static void to_hex(const char *p, size_t n, struct sl_buf *out)
+{
+    static const char hx[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        sl_buf_putc(out, hx[(unsigned char)p[i] >> 4]);
+        sl_buf_putc(out, hx[(unsigned char)p[i] & 15]);
+    }
+}
+
+static int from_hex(const char *s, struct sl_buf *out)
+{
+    size_t n = strlen(s);
+    if (n % 2)
+        return -1;
+    for (size_t i = 0; i < n; i += 2) {
+        char b[3] = {s[i], s[i + 1], 0}, *end;
+        long v = strtol(b, &end, 16);
+        if (*end)
+            return -1;
+        sl_buf_putc(out, (char)v);
+    }
+    return 0;
+}
+
+/* Adds the job record as it stands to b. */
+static void add_record(struct sl_jobs *j, const struct sl_job *job, struct sl_batch *b)
+{
+    struct sl_buf k = SL_BUF_INIT, v = SL_BUF_INIT;
+    sl_jobs_lock(j);
+    sl_job_record(job, &k, &v);
+    sl_jobs_unlock(j);
+    sl_batch_put(b, k.p, k.len, v.p, v.len);
+    sl_buf_free(&k);
+    sl_buf_free(&v);
+}
+
+/* Moves the job to the next step and records it. */
+static int next_step(struct sl_node *n, struct sl_jobs *j, struct sl_job *job, struct sl_error *err)
+{
+    struct sl_batch b = {0};
+    sl_jobs_lock(j);
+    job->del_phase++;
+    free(job->del_key);
+    job->del_key = NULL;
+    sl_jobs_unlock(j);
+    add_record(j, job, &b);
+    int rc = b.ops.oom ? sl_error_set(err, SL_ENOMEM, "out of memory")
+                       : sl_store_write(&n->store, &b, 1, err);
+    sl_batch_free(&b);
+    return rc;
+}
+
+/* Deletes every key under prefix, from the checkpoint on, a chunk per synced write. */
+static int delete_prefix(struct sl_node *n, struct sl_jobs *j, struct sl_job *job,
+                         const struct sl_buf *prefix, struct sl_error *err)
+{
+    struct sl_buf start = SL_BUF_INIT, last = SL_BUF_INIT, hex = SL_BUF_INIT;
+    struct sl_batch b = {0};
+    size_t chunk = n->cfg->delete_chunk_keys > 0 ? (size_t)n->cfg->delete_chunk_keys : 10000;
+    int rc = 0;
+    if (job->del_key && from_hex(job->del_key, &start) == 0 && start.len >= prefix->len) {
+        sl_buf_putc(&start, 0); /* the least key after the last one deleted */
+    } else {
+        sl_buf_reset(&start);
+        sl_buf_append(&start, prefix->p, prefix->len);
+    }
+    for (;;) {
+        if (sl_job_should_stop(j, job)) {
+            rc = SL_EBUSY;
+            break;
+        }
+        struct collect c = {&b, &last, 0, chunk};
+        sl_batch_reset(&b);
+        rc = n->store.ops->scan(n->store.ctx, prefix->p, prefix->len, start.p, start.len,
+                                collect_key, &c, err);
+        if (rc < 0 || c.n == 0)
+            break;
+        sl_buf_reset(&hex);
+        to_hex(last.p, last.len, &hex);
+        sl_buf_putc(&hex, 0);
+        char *key = hex.oom ? NULL : strdup(hex.p);
+        if (!key) {
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+            break;
+        }
+        sl_jobs_lock(j);
+        free(job->del_key);
+        job->del_key = key;
+        job->rows_read += c.n;
+        job->rows_written += c.n;
+        sl_jobs_unlock(j);
+        add_record(j, job, &b);
+        rc = b.ops.oom || last.oom ? sl_error_set(err, SL_ENOMEM, "out of memory")
+                                   : sl_store_write(&n->store, &b, 1, err);
+        if (rc)
+            break;
+        sl_buf_reset(&start);
+        sl_buf_append(&start, last.p, last.len);
+        sl_buf_putc(&start, 0);
+    }
+    if (rc == 0 && n->store.ops->compact) { /* give the space back now */
+        struct sl_buf hi = SL_BUF_INIT;
+        sl_buf_append(&hi, prefix->p, prefix->len);
+        sl_buf_putc(&hi, (char)0xff);
+        if (!hi.oom)
+            n->store.ops->compact(n->store.ctx, prefix->p, prefix->len, hi.p, hi.len);
+        sl_buf_free(&hi);
+    }
+    sl_buf_free(&start);
+    sl_buf_free(&last);
+    sl_buf_free(&hex);
+    sl_batch_free(&b);
+    return rc;
+}
+
+enum { STEP_ROWS, STEP_AGG, STEP_FILES, STEP_OFFLINE, STEP_JOBS, STEP_DONE };
+
+int sl_lifecycle_delete_run(struct sl_node *n, struct sl_jobs *j, struct sl_job *job,
+                            struct sl_error *err)
+{
+    unsigned char key[8];
+    for (int i = 0; i < 8; i++) {
+        unsigned v = 0;
+        if (sscanf(job->view_id + 2 * i, "%2x", &v) != 1)
+            return sl_error_set(err, SL_EINVAL, "bad feature view id `%s`", job->view_id);
+        key[i] = (unsigned char)v;
+    }
+    struct sl_ws *ws = sl_registry_get(n->reg, job->ws);
+    int in_use = 0;
+    for (size_t i = 0; ws && i < ws->nviews; i++)
+        in_use |= strcmp(ws->views[i].id, job->view_id) == 0;
+    sl_ws_release(ws);
+    if (in_use)
+        return sl_error_set(err, SL_EINVAL,
+                            "feature view id %s is in use by workspace `%s`: nothing deleted",
+                            job->view_id, job->ws);
+    /* every commit queued before the view left the registry is written before we scan */
+    sl_writer_call(n->writer, drain, n->wcache);
+    int rc = 0;
+    while (rc == 0 && job->del_phase < STEP_DONE) {
+        struct sl_buf prefix = SL_BUF_INIT;
+        switch (job->del_phase) {
+        case STEP_ROWS:
+        case STEP_AGG:
+            sl_buf_putc(&prefix, job->del_phase == STEP_ROWS ? SL_KEY_ROW : SL_KEY_AGG);
+            sl_buf_append(&prefix, key, 8);
+            rc = prefix.oom ? sl_error_set(err, SL_ENOMEM, "out of memory")
+                            : delete_prefix(n, j, job, &prefix, err);
+            break;
+        case STEP_FILES: /* batch.c: 'F' + workspace + 0 + view id + 0 + path */
+            sl_buf_putc(&prefix, SL_KEY_FILE);
+            sl_buf_puts(&prefix, job->ws);
+            sl_buf_putc(&prefix, 0);
+            sl_buf_puts(&prefix, job->view_id);
+            sl_buf_putc(&prefix, 0);
+            rc = prefix.oom ? sl_error_set(err, SL_ENOMEM, "out of memory")
+                            : delete_prefix(n, j, job, &prefix, err);
+            break;
+        case STEP_OFFLINE: {
+            uint64_t bytes = 0;
+            rc = sl_offline_drop(n->offline, job->ws, job->view, key, &bytes, err);
+            sl_jobs_lock(j);
+            job->bytes_deleted += bytes;
+            sl_jobs_unlock(j);
+            break;
+        }
+        case STEP_JOBS: {
+            sl_jobs_forget_view(j, job->ws, job->view_id, job);
+            struct sl_ws *now = sl_registry_get(n->reg, job->ws);
+            if (!now)
+                sl_offline_drop_workspace_dir(n->offline, job->ws);
+            sl_ws_release(now);
+            break;
+        }
+        }
+        sl_buf_free(&prefix);
+        if (rc == 0)
+            rc = next_step(n, j, job, err);
+    }
+    sl_writer_call(n->writer, drain, n->wcache);
+    return rc;
+}

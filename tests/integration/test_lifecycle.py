@@ -1,0 +1,246 @@
+"""Data lifecycle: deleting a workspace or removing a view deletes its online keys and offline
+files (a resumable job) and gives the disk space back; a re-created workspace or view starts
+empty; the data dir's format version is upgraded or refused."""
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+import harness
+from harness import (iso, BIN, SRCDIR, Server, expect, expect_eq, run, wait_for)
+
+REPO = os.path.join(SRCDIR, "tests", "data", "repos", "parity")
+T0 = 1735732800  # 2025-01-01T12:00:00Z
+USERS = 1500
+srv = None
+
+
+def setup_module():
+    global srv
+    srv = Server(args=["--fake-now", iso(T0), "--delete-chunk-keys", "4"]).start()
+
+
+def teardown_module():
+    srv.cleanup()
+
+
+def du(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def make_ws(ws, repo=REPO):
+    rc, out, err = srv.cli("workspace", "create", ws, "--live")
+    expect_eq(rc, 0, err)
+    rc, out, err = srv.cli("apply", "--yes", "--workspace", ws, repo)
+    expect_eq(rc, 0, out + err)
+
+
+def fill(ws, users=USERS):
+    """Two events per user for every view of the parity repository."""
+    recs = []
+    for i in range(users):
+        for k in range(2):
+            recs.append({"record": {"user_id": "u%d" % i, "ts": iso(T0 - 600 + 300 * k),
+                                    "amount": float(i + k), "qty": k + 1, "merchant": "m%d" % (i % 7)}})
+    for i in range(0, len(recs), 1000):
+        st, b = srv.ingest({"tx": recs[i:i + 1000]}, ws=ws)
+        expect_eq(st, 200, b)
+
+
+def online(ws, user="u1"):
+    st, b = srv.get_features({"user_id": user}, ws=ws, service="svc")
+    expect_eq(st, 200, b)
+    return {m["name"]: v for m, v in zip(b["metadata"]["features"], b["result"]["features"])}
+
+
+def offline(ws, user="u1"):
+    q = "workspace_name=%s&feature_service_name=svc&format=jsonl&input_format=jsonl&timestamp_key=timestamp" % ws
+    body = (json.dumps({"user_id": user, "timestamp": iso(T0)}) + "\n").encode()
+    st, b = srv.request("POST", "/api/v1/feature-service/get-features-for-events?" + q, raw=body)
+    expect_eq(st, 200, b)
+    return json.loads(b.splitlines()[0])
+
+
+def jobs(ws, kind="delete"):
+    st, b = srv.request("GET", "/v1/jobs?workspace=" + ws)
+    expect_eq(st, 200, b)
+    return [j for j in b["jobs"] if j["kind"] == kind]
+
+
+def job(jid):
+    st, b = srv.request("GET", "/v1/jobs/" + jid)
+    expect_eq(st, 200, b)
+    return b
+
+
+def wait_jobs_done(ids, timeout=120):
+    def done():
+        js = [job(i) for i in ids]
+        return js if all(j["state"] in ("succeeded", "failed", "cancelled") for j in js) else None
+    js = wait_for(done, timeout, "the delete jobs to finish")
+    for j in js:
+        expect_eq(j["state"], "succeeded", j)
+    return js
+
+
+def expect_empty(ws):
+    f = online(ws)
+    expect_eq(f["last_tx.amount"], None, f)
+    expect_eq(f["tiled.life"], "0", f)
+    expect_eq(f["cont.life"], "0", f)
+    row = offline(ws)
+    expect_eq(row["last_tx__amount"], None, row)
+    expect_eq(row["tiled__life"], "0", row)
+
+
+def test_delete_workspace_deletes_its_data_and_a_recreated_one_starts_empty():
+    make_ws("gone")
+    fill("gone")
+    f = online("gone")
+    expect_eq(f["last_tx.amount"], 2.0, f)
+    expect_eq(f["tiled.life"], "2", f)
+    expect_eq(offline("gone")["tiled__life"], "2")
+    off_dir = os.path.join(srv.data_dir, "offline", "gone")
+    off_before, on_before = du(off_dir), du(os.path.join(srv.data_dir, "online"))
+    expect(off_before > 100000, off_before)
+
+    rc, out, err = srv.cli("workspace", "delete", "gone")
+    expect_eq(rc, 0, err)
+    st, b = srv.request("GET", "/v1/workspaces")
+    expect("gone" not in [w["name"] for w in b["workspaces"]], b)
+    ids = [j["id"] for j in jobs("gone")]
+    expect_eq(len(ids), 3, ids)  # one per stored view
+    # re-created under the same name and re-applied, it reads nothing of the old one, whether
+    # or not the deletion has finished
+    make_ws("gone")
+    expect_empty("gone")
+    done = wait_jobs_done(ids)
+    expect(sum(int(j["keysDeleted"]) for j in done) >= USERS * 3, done)
+    expect(sum(int(j["offlineBytesDeleted"]) for j in done) >= off_before * 9 // 10, done)
+    expect_empty("gone")
+    off_after, on_after = du(off_dir), du(os.path.join(srv.data_dir, "online"))
+    print("workspace delete: offline %d -> %d bytes, online %d -> %d bytes"
+          % (off_before, off_after, on_before, on_after))
+    expect(off_after < off_before // 20, (off_before, off_after))
+    expect(on_after < on_before, (on_before, on_after))
+    # the re-created workspace works
+    fill("gone", users=3)
+    expect_eq(online("gone")["tiled.life"], "2")
+
+
+def without_view(name):
+    d = tempfile.mkdtemp(prefix="sluice-repo-")
+    src = open(os.path.join(REPO, "parity.lua")).read()
+    start = src.index("local %s = StreamFeatureView" % name)
+    end = src.index("\n}\n", start) + 3
+    src = src[:start] + src[end:]
+    src = src.replace("features = { last_tx, tiled, cont }",
+                      "features = { %s }" % ", ".join(v for v in ("last_tx", "tiled", "cont") if v != name))
+    with open(os.path.join(d, "parity.lua"), "w") as f:
+        f.write(src)
+    return d
+
+
+def test_removing_a_view_deletes_its_data_and_re_adding_starts_empty():
+    make_ws("rm")
+    fill("rm", users=50)
+    expect_eq(online("rm")["cont.life"], "2")
+    repo = without_view("cont")
+    try:
+        rc, out, err = srv.cli("apply", "--yes", "--workspace", "rm", repo)
+        expect_eq(rc, 0, out + err)
+    finally:
+        shutil.rmtree(repo)
+    ids = [j["id"] for j in jobs("rm") if j["featureView"] == "cont"]
+    expect_eq(len(ids), 1, jobs("rm"))
+    rc, out, err = srv.cli("apply", "--yes", "--workspace", "rm", REPO)
+    expect_eq(rc, 0, out + err)
+    f = online("rm")
+    expect_eq(f["cont.life"], "0", f)        # re-added: empty
+    expect_eq(f["tiled.life"], "2", f)       # untouched views keep their data
+    expect_eq(offline("rm")["cont__life"], "0")
+    done = wait_jobs_done(ids)
+    expect(int(done[0]["keysDeleted"]) >= 50, done)
+    left = [d for d in os.listdir(os.path.join(srv.data_dir, "offline", "rm")) if d.startswith("cont@")]
+    expect_eq(left, [], left)
+
+
+def test_delete_job_resumes_after_kill_9():
+    # the same records in two workspaces: one deleted without a crash, one with
+    make_ws("calm")
+    make_ws("crash")
+    fill("calm", users=400)
+    fill("crash", users=400)
+    rc, out, err = srv.cli("workspace", "delete", "calm")
+    expect_eq(rc, 0, err)
+    calm = wait_jobs_done([j["id"] for j in jobs("calm")])
+    rc, out, err = srv.cli("workspace", "delete", "crash")
+    expect_eq(rc, 0, err)
+    ids = [j["id"] for j in jobs("crash")]
+    wait_for(lambda: any(int(job(i)["keysDeleted"]) >= 40 and job(i)["state"] == "running" for i in ids),
+             60, "a delete job to be under way")
+    srv.kill9()
+    srv.start()
+    crash = wait_jobs_done(ids)
+    expect("resumes from its checkpoint" in srv.log_text(), srv.log_text())
+    # the deletes and the checkpoint commit together: nothing is counted twice or missed
+    expect_eq(sorted(int(j["keysDeleted"]) for j in crash), sorted(int(j["keysDeleted"]) for j in calm))
+    expect(not os.path.exists(os.path.join(srv.data_dir, "offline", "crash")))
+    make_ws("crash")
+    expect_empty("crash")
+
+
+def test_format_version_written_upgraded_and_refused():
+    d = tempfile.mkdtemp(prefix="sluice-test-")
+    s = Server(data_dir=d, args=["--fake-now", iso(T0)]).start()
+    try:
+        with open(os.path.join(d, "FORMAT")) as f:
+            expect_eq(f.read(), "sluice-data-format 2\n")
+        global srv
+        keep, srv = srv, s
+        try:
+            make_ws("old")
+            fill("old", users=5)
+        finally:
+            srv = keep
+        s.stop()
+        # the previous release's layout: no FORMAT, offline directories named by the view
+        os.unlink(os.path.join(d, "FORMAT"))
+        base = os.path.join(d, "offline", "old")
+        for name in os.listdir(base):
+            os.rename(os.path.join(base, name), os.path.join(base, name.split("@")[0]))
+        s.start()
+        expect_eq(sorted(x.split("@")[0] for x in os.listdir(base)), ["cont", "last_tx", "tiled"])
+        expect(all("@" in x for x in os.listdir(base)), os.listdir(base))
+        with open(os.path.join(d, "FORMAT")) as f:
+            expect_eq(f.read(), "sluice-data-format 2\n")
+        keep, srv = srv, s
+        try:
+            expect_eq(offline("old")["tiled__life"], "2")
+        finally:
+            srv = keep
+        s.stop()
+        # a newer format is refused before anything is opened
+        with open(os.path.join(d, "FORMAT"), "w") as f:
+            f.write("sluice-data-format 3\n")
+        p = subprocess.run([BIN, "serve", "--data-dir", d, "--listen", "127.0.0.1:0"],
+                           capture_output=True, text=True, timeout=30)
+        expect_eq(p.returncode, 1, p.stderr)
+        expect_eq(p.stderr.strip().splitlines()[-1],
+                  "sluice serve: data dir %s has format 3, newer than this sluice reads (2): "
+                  "run the newer sluice that wrote it, or restore a backup" % d)
+    finally:
+        s.cleanup()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+run(globals())
