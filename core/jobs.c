@@ -440,6 +440,11 @@ void sl_jobs_after_apply(struct sl_jobs *j, const struct sl_ws *old, const struc
         if (sl_jobs_create(j, "backfill", ws, v->name, ids, &err) != 0)
             sl_err("jobs: cannot queue a backfill of `%s`: %s", v->name, err.msg);
     }
+}
+
+void sl_jobs_after_apply_deletes(struct sl_jobs *j, const struct sl_ws *old, const struct sl_ws *ws,
+                                 struct sl_buf *ids)
+{
     for (size_t i = 0; old && i < old->nviews; i++) {
         const struct sl_view *v = &old->views[i];
         const struct sl_view *now = sl_ws_view(ws, v->name);

@@ -66,10 +66,13 @@ void sl_jobs_forget_view(struct sl_jobs *j, const char *ws, const char *view_id,
 
 /* After an apply that replaced old (may be NULL) with ws: queues a backfill for every view of
  * a live workspace that is new or redefined, is online or offline, and whose source has a
- * batch_config, and a delete job for every view id of old that ws no longer has. Appends the
- * job ids to ids. */
+ * batch_config. Appends the job ids to ids. */
 void sl_jobs_after_apply(struct sl_jobs *j, const struct sl_ws *old, const struct sl_ws *ws,
                          struct sl_buf *ids);
+/* After the same apply: queues a delete job for every stored view id of old that ws no
+ * longer has (removed or redefined views). Appends the job ids to ids. */
+void sl_jobs_after_apply_deletes(struct sl_jobs *j, const struct sl_ws *old, const struct sl_ws *ws,
+                                 struct sl_buf *ids);
 
 /* The job record as JSON (the GET /v1/jobs/ID body). */
 void sl_job_json(const struct sl_job *job, struct sl_buf *out);

@@ -3,11 +3,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cJSON.h>
 
 #include "auth.h"
 #include "buf.h"
@@ -112,6 +115,71 @@ int sl_lifecycle_upgrade(struct sl_node *n, int found, struct sl_error *err)
     if (rc == 0)
         sl_info("data dir %s: format %d upgraded to %d", n->cfg->data_dir, found, SL_DATA_FORMAT);
     return rc;
+}
+
+/* ---- what a plan costs ---- */
+
+static int count_key(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    (void)k, (void)kl, (void)v, (void)vl;
+    (*(uint64_t *)arg)++;
+    return 0;
+}
+
+/* Online keys of a view: attribute rows and aggregation state under its storage prefix. */
+static uint64_t online_keys(struct sl_node *n, const struct sl_view *v)
+{
+    uint64_t count = 0;
+    const char kinds[] = {SL_KEY_ROW, SL_KEY_AGG};
+    for (size_t i = 0; i < sizeof(kinds); i++) {
+        char prefix[9];
+        struct sl_error err = {0};
+        prefix[0] = kinds[i];
+        memcpy(prefix + 1, v->key, 8);
+        sl_store_scan(&n->store, prefix, sizeof(prefix), count_key, &count, &err);
+    }
+    return count;
+}
+
+int sl_lifecycle_plan_costs(struct sl_node *n, const struct sl_ws *cur, const struct sl_ws *next,
+                            struct sl_buf *plan)
+{
+    cJSON *arr = cJSON_ParseWithLength(plan->p ? plan->p : "[]", plan->len);
+    cJSON *e;
+    int loses = 0;
+    if (!arr)
+        return 0;
+    cJSON_ArrayForEach(e, arr)
+    {
+        const cJSON *kind = cJSON_GetObjectItemCaseSensitive(e, "kind");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
+        if (!cJSON_IsString(kind) || strcmp(kind->valuestring, "feature_view") != 0 ||
+            !cJSON_IsString(name))
+            continue;
+        const struct sl_view *old = sl_ws_view(cur, name->valuestring);
+        const struct sl_view *now = sl_ws_view(next, name->valuestring);
+        if (!old || old->is_realtime)
+            continue;
+        int carried = now && strcmp(now->id, old->id) == 0;
+        uint64_t keys = carried ? 0 : online_keys(n, old);
+        uint64_t bytes = carried ? 0 : sl_offline_bytes(n->offline, cur->name, old->name, old->key);
+        char num[24];
+        cJSON *h = cJSON_AddObjectToObject(e, "history");
+        cJSON_AddBoolToObject(h, "carriedOver", carried);
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)keys);
+        cJSON_AddStringToObject(h, "onlineKeys", num);
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)bytes);
+        cJSON_AddStringToObject(h, "offlineBytes", num);
+        loses |= !carried && (keys > 0 || bytes > 0);
+    }
+    char *text = cJSON_PrintUnformatted(arr);
+    cJSON_Delete(arr);
+    if (text) {
+        sl_buf_reset(plan);
+        sl_buf_puts(plan, text);
+        free(text);
+    }
+    return loses;
 }
 
 /* ---- deleting ---- */

@@ -8,6 +8,7 @@ struct sl_error;
 struct sl_job;
 struct sl_jobs;
 struct sl_node;
+struct sl_ws;
 
 /* The data dir format this binary writes. 1 is a dir without a FORMAT file (releases before
  * versioned view ids: offline directories named by the view alone); 2 names them
@@ -31,6 +32,15 @@ int sl_lifecycle_upgrade(struct sl_node *n, int found, struct sl_error *err);
  * 0, SL_ENOTFOUND or SL_ESTORE with err. Any thread but the writer's. */
 int sl_lifecycle_delete_workspace(struct sl_node *n, const char *name, struct sl_buf *ids,
                                   struct sl_error *err);
+
+/* Adds what a plan of replacing cur by next costs to plan (the JSON array of
+ * sl_registry_plan, rewritten in place): each feature_view entry that updates or deletes a
+ * view gets "history": {"carriedOver": bool, "onlineKeys": "N", "offlineBytes": "M"} — the
+ * state stored under the view's current id, which a new id (redefinition) or a delete
+ * leaves behind for a delete job. Returns 1 when some state would be lost, else 0. Any
+ * thread (reads the store and the offline directories). */
+int sl_lifecycle_plan_costs(struct sl_node *n, const struct sl_ws *cur, const struct sl_ws *next,
+                            struct sl_buf *plan);
 
 /* The executor of a delete job (runner thread): removes the online keys of the view id (rows
  * V, aggregation state G, loaded-file markers F), its offline directory, and the records of

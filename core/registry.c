@@ -1002,6 +1002,32 @@ static int same(const cJSON *a, const cJSON *b)
     return a && b && cJSON_Compare(a, b, 1);
 }
 
+/* Appends v as JSON without its file/line members (null when v is NULL). */
+static void put_value(struct sl_buf *out, const cJSON *v)
+{
+    cJSON *c = v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull();
+    cJSON *stack[64];
+    int depth = 0;
+    if (c)
+        stack[depth++] = c;
+    while (depth > 0) {
+        cJSON *o = stack[--depth], *k;
+        if (cJSON_IsObject(o)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(o, "file");
+            cJSON_DeleteItemFromObjectCaseSensitive(o, "line");
+        }
+        for (k = o->child; k && depth < 64; k = k->next)
+            stack[depth++] = k;
+    }
+    char *text = c ? cJSON_PrintUnformatted(c) : NULL;
+    if (text)
+        sl_buf_puts(out, text);
+    else
+        out->oom = 1;
+    free(text);
+    cJSON_Delete(c);
+}
+
 static void plan_entry(struct sl_buf *out, size_t *n, const char *action, const char *kind,
                        const char *name, const cJSON *a, const cJSON *b)
 {
@@ -1013,18 +1039,34 @@ static void plan_entry(struct sl_buf *out, size_t *n, const char *action, const 
     sl_buf_puts(out, ",\"name\":");
     sl_buf_json_str(out, name, strlen(name));
     sl_buf_puts(out, ",\"changes\":[");
+    struct sl_buf diff = SL_BUF_INIT;
     int first = 1;
     const cJSON *x;
-    if (a && b) {
-        cJSON_ArrayForEach(x, b)
+    for (int side = 0; a && b && side < 2; side++) {
+        /* fields of b that changed or are new, then fields only a has */
+        const cJSON *from = side ? a : b;
+        cJSON_ArrayForEach(x, from)
         {
-            if (ignored(x->string) || same(x, cJSON_GetObjectItemCaseSensitive(a, x->string)))
+            const cJSON *was = cJSON_GetObjectItemCaseSensitive(a, x->string);
+            const cJSON *now = cJSON_GetObjectItemCaseSensitive(b, x->string);
+            if (ignored(x->string) || (side ? now != NULL : same(x, was)))
                 continue;
             sl_buf_puts(out, first ? "" : ",");
             sl_buf_json_str(out, x->string, strlen(x->string));
+            sl_buf_puts(&diff, first ? "{\"field\":" : ",{\"field\":");
+            sl_buf_json_str(&diff, x->string, strlen(x->string));
+            sl_buf_puts(&diff, ",\"old\":");
+            put_value(&diff, was);
+            sl_buf_puts(&diff, ",\"new\":");
+            put_value(&diff, now);
+            sl_buf_putc(&diff, '}');
             first = 0;
         }
     }
+    sl_buf_puts(out, "],\"diff\":[");
+    sl_buf_append(out, diff.p, diff.len);
+    out->oom |= diff.oom;
+    sl_buf_free(&diff);
     sl_buf_puts(out, "]}");
     (*n)++;
 }

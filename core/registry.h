@@ -162,8 +162,9 @@ int sl_registry_delete(struct sl_registry *reg, const char *name, struct sl_erro
 int sl_registry_install(struct sl_registry *reg, struct sl_ws *ws, struct sl_error *err);
 
 /* The plan of replacing `old` (may be NULL) with `new_repo`: appends a JSON array of
- * {"action":"create"|"update"|"delete","kind":"entity"|...,"name":N,"changes":[field names]}
- * to out and returns the number of changes. */
+ * {"action":"create"|"update"|"delete","kind":"entity"|...,"name":N,"changes":[field names],
+ * "diff":[{"field":F,"old":V,"new":V}]} (values without file/line; null when absent) to out
+ * and returns the number of changes. */
 struct sl_buf;
 size_t sl_registry_plan(const cJSON *old_repo, const cJSON *new_repo, struct sl_buf *out);
 

@@ -237,7 +237,7 @@ static void apply_run(struct apply_job *j)
     const cJSON *root = cJSON_GetObjectItemCaseSensitive(j->body, "root");
     if (cJSON_IsString(root) && root->valuestring[0] == '/')
         cJSON_AddStringToObject(repo, "root", root->valuestring);
-    struct sl_buf plan = SL_BUF_INIT, jobs = SL_BUF_INIT;
+    struct sl_buf plan = SL_BUF_INIT, jobs = SL_BUF_INIT, deletes = SL_BUF_INIT;
     size_t nchanges = sl_registry_plan(cur->repo, repo, &plan);
     /* Build the snapshot even for a plan: it is the last validation. */
     struct sl_ws *next = sl_ws_build_next(cur, repo, files, nfiles, &err);
@@ -245,35 +245,43 @@ static void apply_run(struct apply_job *j)
     if (!next) {
         sl_buf_free(&plan);
         sl_buf_free(&jobs);
+        sl_buf_free(&deletes);
         goto out;
     }
-    int applied = 0;
+    int applied = 0, loses = sl_lifecycle_plan_costs(n, cur, next, &plan);
     if (j->apply && nchanges > 0) {
         if (sl_registry_install(n->reg, next, &err) != 0) {
             sl_buf_free(&plan);
             sl_buf_free(&jobs);
+            sl_buf_free(&deletes);
             goto out;
         }
         applied = 1;
         sl_auth_audit(&j->by, "applied %zu changes to workspace %s (version %llu)", nchanges,
                       j->ws, (unsigned long long)cur->version + 1);
         struct sl_ws *now = sl_registry_get(n->reg, j->ws);
-        if (now)
+        if (now) {
             sl_jobs_after_apply(n->jobs, cur, now, &jobs);
+            sl_jobs_after_apply_deletes(n->jobs, cur, now, &deletes);
+        }
         sl_ws_release(now);
     } else {
         sl_ws_release(next);
     }
     sl_buf_puts(&b, "{\"workspace\":");
     sl_buf_json_str(&b, j->ws, strlen(j->ws));
-    sl_buf_printf(&b, ",\"applied\":%s,\"version\":%llu,\"changes\":", applied ? "true" : "false",
-                  (unsigned long long)(cur->version + (unsigned)applied));
+    sl_buf_printf(&b, ",\"applied\":%s,\"version\":%llu,\"losesHistory\":%s,\"changes\":",
+                  applied ? "true" : "false", (unsigned long long)(cur->version + (unsigned)applied),
+                  loses ? "true" : "false");
     sl_buf_append(&b, plan.p, plan.len);
     sl_buf_puts(&b, ",\"jobs\":[");
     sl_buf_append(&b, jobs.p, jobs.len);
+    sl_buf_puts(&b, "],\"deleteJobs\":[");
+    sl_buf_append(&b, deletes.p, deletes.len);
     sl_buf_puts(&b, "]}");
     sl_buf_free(&plan);
     sl_buf_free(&jobs);
+    sl_buf_free(&deletes);
 out:
     pthread_mutex_unlock(&n->apply_mu);
     if (err.code) {
@@ -735,8 +743,9 @@ static void route(struct sl_http_req *r, void *arg)
                     sl_reply_status(r, &err);
                 } else {
                     sl_auth_audit(&p, "deleted workspace %s", ws);
-                    sl_buf_printf(&b, "{\"status\":\"ok\",\"jobs\":[%.*s]}", (int)ids.len,
-                                  ids.p ? ids.p : "");
+                    sl_buf_puts(&b, "{\"status\":\"ok\",\"workspace\":");
+                    sl_buf_json_str(&b, ws, strlen(ws));
+                    sl_buf_printf(&b, ",\"jobs\":[%.*s]}", (int)ids.len, ids.p ? ids.p : "");
                     sl_reply_buf(r, 200, &b);
                 }
                 sl_buf_free(&ids);

@@ -199,6 +199,96 @@ def test_delete_job_resumes_after_kill_9():
     expect_empty("crash")
 
 
+def edited_repo(edit):
+    d = tempfile.mkdtemp(prefix="sluice-repo-")
+    with open(os.path.join(d, "parity.lua"), "w") as f:
+        f.write(edit(open(os.path.join(REPO, "parity.lua")).read()))
+    return d
+
+
+def view_ids(ws):
+    st, b = srv.ingest({"tx": [{"record": {"user_id": "probe", "ts": iso(T0 - 1), "amount": 1.0,
+                                           "qty": 1, "merchant": "p"}}]}, ws=ws, dry_run=True)
+    expect_eq(st, 200, b)
+    return {m["featureViewName"]: m["featureViewId"] for m in b["ingestMetrics"]["featureViewIngestMetrics"]}
+
+
+def test_metadata_only_changes_keep_ids_and_data_without_confirmation():
+    make_ws("meta")
+    fill("meta", users=20)
+    ids = view_ids("meta")
+    repo = edited_repo(lambda s: s.replace('timestamp_field = "ts", ttl = "1h",',
+                                           'timestamp_field = "ts", ttl = "1h", description = "latest tx",'
+                                           ' tags = { team = "risk" }, owner = "ana",', 1))
+    try:
+        rc, out, err = srv.cli("plan", "--workspace", "meta", repo)
+        expect_eq(rc, 0, err)
+        expect('      description: null -> "latest tx"' in out, out)
+        expect('      tags.team: (none) -> "risk"' in out, out)
+        expect("history of feature_view last_tx is kept" in out, out)
+        expect("!" not in out, out)
+        rc, out, err = srv.cli("apply", "--workspace", "meta", repo, input="")
+        expect_eq(rc, 0, out + err)
+    finally:
+        shutil.rmtree(repo)
+    expect_eq(view_ids("meta"), ids)
+    expect_eq(online("meta")["last_tx.amount"], 2.0)
+    expect_eq(jobs("meta"), [])
+
+
+CONT_HEAD = '''  name = "cont", source = tx, entities = { user }, online = true, offline = true,
+  timestamp_field = "ts",'''
+CONT_XFORM = CONT_HEAD + '''
+  transformation = function(r)
+    r.qty = r.qty * 2
+    return r
+  end,'''
+
+
+def test_plan_shows_old_and_new_values_and_what_a_redefinition_deletes():
+    make_ws("cost")
+    fill("cost", users=30)
+    ids = view_ids("cost")
+    repo = edited_repo(lambda s: s.replace('window = "1h", name = "sum1h"', 'window = "2h", name = "sum1h"')
+                       .replace(CONT_HEAD, CONT_XFORM))
+    try:
+        rc, out, err = srv.cli("plan", "--workspace", "cost", repo)
+        expect_eq(rc, 0, err)
+        expect('      features[sum1h].window: "1h" -> "2h"' in out, out)
+        expect("      transformation:\n      + function(r)\n      +     r.qty = r.qty * 2\n" in out, out)
+        lost = {}
+        for line in out.splitlines():
+            if line.startswith("      ! history of feature_view "):
+                words = line.split()
+                lost[words[4]] = (int(words[9]), int(words[13]))
+        expect_eq(sorted(lost), ["cont", "tiled"], out)
+        for name, (keys, nbytes) in lost.items():
+            expect(keys >= 30 and nbytes > 1000, (name, keys, nbytes, out))
+        expect("history of feature_view last_tx" not in out, out)  # unchanged: not in the plan
+        # not on a terminal and without --yes: refused, nothing applied
+        rc, out, err = srv.cli("apply", "--workspace", "cost", repo, input="")
+        expect_eq(rc, 1, out + err)
+        expect_eq(err, "sluice: not applied: these changes delete stored feature data (the lines "
+                       "marked !); pass --yes to apply them anyway\n")
+        expect("Applied" not in out, out)
+        expect_eq(view_ids("cost"), ids)
+        expect_eq(online("cost")["tiled.life"], "2")
+        rc, out, err = srv.cli("apply", "--yes", "--workspace", "cost", repo, input="")
+        expect_eq(rc, 0, out + err)
+        expect("deleting the data of a removed or redefined view" in out, out)
+    finally:
+        shutil.rmtree(repo)
+    now = view_ids("cost")
+    expect_eq(now["last_tx"], ids["last_tx"])
+    expect(now["tiled"] != ids["tiled"] and now["cont"] != ids["cont"], (ids, now))
+    f = online("cost")
+    expect_eq(f["tiled.life"], "0", f)
+    expect_eq(f["last_tx.amount"], 2.0, f)
+    done = wait_jobs_done([j["id"] for j in jobs("cost")])
+    expect_eq(sorted(j["featureView"] for j in done), ["cont", "tiled"])
+    expect_eq(sorted(int(j["keysDeleted"]) for j in done), sorted(k for k, _ in lost.values()))
+
+
 def test_format_version_written_upgraded_and_refused():
     d = tempfile.mkdtemp(prefix="sluice-test-")
     s = Server(data_dir=d, args=["--fake-now", iso(T0)]).start()
