@@ -445,6 +445,8 @@ void sl_jobs_after_apply(struct sl_jobs *j, const struct sl_ws *old, const struc
 void sl_jobs_after_apply_deletes(struct sl_jobs *j, const struct sl_ws *old, const struct sl_ws *ws,
                                  struct sl_buf *ids)
 {
+    if (!ws->live)
+        return; /* a development workspace stores nothing */
     for (size_t i = 0; old && i < old->nviews; i++) {
         const struct sl_view *v = &old->views[i];
         const struct sl_view *now = sl_ws_view(ws, v->name);
@@ -537,6 +539,7 @@ static void *runner(void *arg)
             if (c.now - j->last_retention >= RETENTION_EVERY) {
                 j->last_retention = c.now;
                 sl_registry_each(j->n->reg, retain_ws, j);
+                sl_lifecycle_reclaim_orphans(j->n);
                 sl_offline_compact(j->n->offline);
             }
             pthread_mutex_lock(&j->mu);

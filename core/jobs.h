@@ -69,8 +69,8 @@ void sl_jobs_forget_view(struct sl_jobs *j, const char *ws, const char *view_id,
  * batch_config. Appends the job ids to ids. */
 void sl_jobs_after_apply(struct sl_jobs *j, const struct sl_ws *old, const struct sl_ws *ws,
                          struct sl_buf *ids);
-/* After the same apply: queues a delete job for every stored view id of old that ws no
- * longer has (removed or redefined views). Appends the job ids to ids. */
+/* After the same apply, in a live workspace: queues a delete job for every stored view id of
+ * old that ws no longer has (removed or redefined views). Appends the job ids to ids. */
 void sl_jobs_after_apply_deletes(struct sl_jobs *j, const struct sl_ws *old, const struct sl_ws *ws,
                                  struct sl_buf *ids);
 

@@ -2,6 +2,7 @@
 #include "lifecycle.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -193,7 +194,7 @@ int sl_lifecycle_delete_workspace(struct sl_node *n, const char *name, struct sl
     int rc = sl_registry_delete(n->reg, name, err);
     if (rc == 0)
         rc = sl_auth_drop_workspace(n->auth, name, err);
-    for (size_t i = 0; rc == 0 && i < ws->nviews; i++) {
+    for (size_t i = 0; rc == 0 && ws->live && i < ws->nviews; i++) {
         const struct sl_view *v = &ws->views[i];
         struct sl_error jerr = {0};
         if (!v->is_realtime && sl_jobs_create_delete(n->jobs, name, v->name, v->id, ids, &jerr) != 0)
@@ -410,4 +411,299 @@ int sl_lifecycle_delete_run(struct sl_node *n, struct sl_jobs *j, struct sl_job 
     }
     sl_writer_call(n->writer, drain, n->wcache);
     return rc;
+}
+
+/* ---- orphans ---- */
+
+struct live_view {
+    char *ws;
+    char id[33];
+    unsigned char key[8];
+    char dir[600]; /* offline directory name */
+};
+
+struct live {
+    size_t n, cap;
+    struct live_view *v;
+    int oom;
+};
+
+static void live_add(void *arg, struct sl_ws *ws)
+{
+    struct live *l = arg;
+    for (size_t i = 0; i < ws->nviews; i++) {
+        const struct sl_view *v = &ws->views[i];
+        if (v->is_realtime)
+            continue;
+        if (l->n == l->cap) {
+            size_t cap = l->cap ? l->cap * 2 : 32;
+            struct live_view *g = realloc(l->v, cap * sizeof(*g));
+            if (!g) {
+                l->oom = 1;
+                return;
+            }
+            l->v = g;
+            l->cap = cap;
+        }
+        struct live_view *d = &l->v[l->n];
+        if (!(d->ws = strdup(ws->name))) {
+            l->oom = 1;
+            return;
+        }
+        memcpy(d->id, v->id, sizeof(d->id));
+        memcpy(d->key, v->key, sizeof(d->key));
+        snprintf(d->dir, sizeof(d->dir), "%s@%.16s", v->name, v->id);
+        l->n++;
+    }
+}
+
+static void live_free(struct live *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i].ws);
+    free(l->v);
+    memset(l, 0, sizeof(*l));
+}
+
+/* The views of the registry as it is now; 0, or -1 when out of memory (reclaim nothing). */
+static int live_load(struct sl_node *n, struct live *l)
+{
+    live_free(l);
+    sl_registry_each(n->reg, live_add, l);
+    return l->oom ? -1 : 0;
+}
+
+static int live_key(const struct live *l, const unsigned char *key)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (memcmp(l->v[i].key, key, 8) == 0)
+            return 1;
+    return 0;
+}
+
+static int live_id(const struct live *l, const char *ws, const char *id)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->v[i].ws, ws) == 0 && strcmp(l->v[i].id, id) == 0)
+            return 1;
+    return 0;
+}
+
+static int live_dir(const struct live *l, const char *ws, const char *dir)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->v[i].ws, ws) == 0 && strcmp(l->v[i].dir, dir) == 0)
+            return 1;
+    return 0;
+}
+
+static int first_key(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    (void)v, (void)vl;
+    sl_buf_append(arg, k, kl);
+    return 1;
+}
+
+/* Deletes every key under prefix in chunks, then compacts the range; adds to *count. */
+static int delete_all(struct sl_node *n, const char *prefix, size_t plen, uint64_t *count,
+                      struct sl_error *err)
+{
+    struct sl_buf last = SL_BUF_INIT;
+    struct sl_batch b = {0};
+    size_t chunk = n->cfg->delete_chunk_keys > 0 ? (size_t)n->cfg->delete_chunk_keys : 10000;
+    int rc = 0;
+    for (;;) {
+        struct collect c = {&b, &last, 0, chunk};
+        sl_batch_reset(&b);
+        rc = sl_store_scan(&n->store, prefix, plen, collect_key, &c, err);
+        if (rc < 0 || c.n == 0)
+            break;
+        rc = b.ops.oom ? sl_error_set(err, SL_ENOMEM, "out of memory")
+                       : sl_store_write(&n->store, &b, 0, err);
+        if (rc)
+            break;
+        *count += c.n;
+    }
+    if (rc == 0 && n->store.ops->compact) {
+        char hi[16];
+        memcpy(hi, prefix, plen < 15 ? plen : 15);
+        hi[plen < 15 ? plen : 15] = (char)0xff;
+        n->store.ops->compact(n->store.ctx, prefix, plen, hi, (plen < 15 ? plen : 15) + 1);
+    }
+    sl_buf_free(&last);
+    sl_batch_free(&b);
+    return rc;
+}
+
+/* Storage prefixes under kind (V or G) that no view of l has. */
+static size_t orphan_prefixes(struct sl_node *n, char kind, const struct live *l,
+                              unsigned char (**out)[8])
+{
+    size_t cnt = 0, cap = 0;
+    char start[9] = {kind};
+    size_t slen = 1;
+    struct sl_buf k = SL_BUF_INIT;
+    *out = NULL;
+    for (;;) {
+        struct sl_error err = {0};
+        sl_buf_reset(&k);
+        if (n->store.ops->scan(n->store.ctx, start, 1, start, slen, first_key, &k, &err) < 0 ||
+            k.len < 9)
+            break;
+        unsigned char p8[8];
+        memcpy(p8, k.p + 1, 8);
+        if (!live_key(l, p8)) {
+            if (cnt == cap) {
+                cap = cap ? cap * 2 : 16;
+                unsigned char(*g)[8] = realloc(*out, cap * sizeof(*g));
+                if (!g)
+                    break;
+                *out = g;
+            }
+            memcpy((*out)[cnt++], p8, 8);
+        }
+        int i = 7; /* the next prefix: p8 + 1, big-endian */
+        while (i >= 0 && ++p8[i] == 0)
+            i--;
+        if (i < 0)
+            break;
+        memcpy(start + 1, p8, 8);
+        slen = 9;
+    }
+    sl_buf_free(&k);
+    return cnt;
+}
+
+struct file_keys {
+    const struct live *l;
+    struct sl_batch *b;
+};
+
+/* 'F' + workspace + 0 + view id + 0 + path: a key of no live view goes to the batch. */
+static int orphan_file_key(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    struct file_keys *c = arg;
+    (void)v, (void)vl;
+    const char *ws = k + 1, *end = k + kl;
+    const char *z1 = memchr(ws, 0, (size_t)(end - ws));
+    const char *id = z1 ? z1 + 1 : NULL;
+    const char *z2 = id ? memchr(id, 0, (size_t)(end - id)) : NULL;
+    char idb[33];
+    if (!z2 || z2 - id != 32)
+        return 0;
+    memcpy(idb, id, 32);
+    idb[32] = 0;
+    if (!live_id(c->l, ws, idb))
+        sl_batch_delete(c->b, k, kl);
+    return 0;
+}
+
+struct off_cand {
+    char ws[256], dir[600];
+};
+
+static void reclaim_offline(struct sl_node *n, struct live *l)
+{
+    char root[4096];
+    snprintf(root, sizeof(root), "%s/offline", n->cfg->data_dir);
+    DIR *d = opendir(root);
+    struct dirent *e;
+    struct off_cand *c = NULL;
+    size_t cnt = 0, cap = 0;
+    while (d && (e = readdir(d)) != NULL) {
+        char wpath[4400];
+        if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof(c->ws))
+            continue;
+        snprintf(wpath, sizeof(wpath), "%s/%s", root, e->d_name);
+        DIR *w = opendir(wpath);
+        struct dirent *v;
+        while (w && (v = readdir(w)) != NULL) {
+            char vpath[5100];
+            struct stat st;
+            snprintf(vpath, sizeof(vpath), "%s/%s", wpath, v->d_name);
+            if (v->d_name[0] == '.' || strlen(v->d_name) >= sizeof(c->dir) ||
+                stat(vpath, &st) != 0 || !S_ISDIR(st.st_mode))
+                continue;
+            if (cnt == cap) {
+                cap = cap ? cap * 2 : 16;
+                struct off_cand *g = realloc(c, cap * sizeof(*g));
+                if (!g)
+                    break;
+                c = g;
+            }
+            snprintf(c[cnt].ws, sizeof(c[cnt].ws), "%s", e->d_name);
+            snprintf(c[cnt].dir, sizeof(c[cnt].dir), "%s", v->d_name);
+            cnt++;
+        }
+        if (w)
+            closedir(w);
+    }
+    if (d)
+        closedir(d);
+    if (cnt && live_load(n, l) == 0) {
+        for (size_t i = 0; i < cnt; i++) {
+            uint64_t bytes = 0;
+            struct sl_error err = {0};
+            if (live_dir(l, c[i].ws, c[i].dir))
+                continue;
+            if (sl_offline_drop_dir(n->offline, c[i].ws, c[i].dir, &bytes, &err) != 0)
+                sl_err("retention: %s", err.msg);
+            else
+                sl_info("retention: removed offline/%s/%s of no current feature view (%llu bytes)",
+                        c[i].ws, c[i].dir, (unsigned long long)bytes);
+            __atomic_add_fetch(&n->orphan_bytes, bytes, __ATOMIC_RELAXED);
+            struct sl_ws *ws = sl_registry_get(n->reg, c[i].ws);
+            if (!ws)
+                sl_offline_drop_workspace_dir(n->offline, c[i].ws);
+            sl_ws_release(ws);
+        }
+    }
+    free(c);
+}
+
+void sl_lifecycle_reclaim_orphans(struct sl_node *n)
+{
+    struct live l = {0};
+    if (live_load(n, &l) != 0) {
+        live_free(&l);
+        return;
+    }
+    const char kinds[] = {SL_KEY_ROW, SL_KEY_AGG};
+    for (size_t k = 0; k < sizeof(kinds); k++) {
+        unsigned char(*cand)[8] = NULL;
+        size_t cnt = orphan_prefixes(n, kinds[k], &l, &cand);
+        /* a view applied while we looked is in the registry now */
+        if (cnt && live_load(n, &l) == 0) {
+            for (size_t i = 0; i < cnt; i++) {
+                char prefix[9] = {kinds[k]};
+                uint64_t deleted = 0;
+                struct sl_error err = {0};
+                if (live_key(&l, cand[i]))
+                    continue;
+                memcpy(prefix + 1, cand[i], 8);
+                if (delete_all(n, prefix, sizeof(prefix), &deleted, &err) != 0)
+                    sl_err("retention: deleting orphaned keys: %s", err.msg);
+                __atomic_add_fetch(&n->orphan_keys, deleted, __ATOMIC_RELAXED);
+            }
+        }
+        free(cand);
+    }
+    struct sl_batch b = {0};
+    struct file_keys fk = {&l, &b};
+    const char fprefix[] = {SL_KEY_FILE};
+    struct sl_error err = {0};
+    if (sl_store_scan(&n->store, fprefix, 1, orphan_file_key, &fk, &err) == 0 && b.count) {
+        /* the candidates again, against the registry as it is now */
+        struct sl_batch again = {0};
+        fk.b = &again;
+        if (live_load(n, &l) == 0 &&
+            sl_store_scan(&n->store, fprefix, 1, orphan_file_key, &fk, &err) == 0 && again.count &&
+            sl_store_write(&n->store, &again, 0, &err) == 0)
+            __atomic_add_fetch(&n->orphan_keys, again.count, __ATOMIC_RELAXED);
+        sl_batch_free(&again);
+    }
+    sl_batch_free(&b);
+    reclaim_offline(n, &l);
+    live_free(&l);
+    sl_writer_call(n->writer, drain, n->wcache);
 }

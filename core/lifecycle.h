@@ -26,8 +26,8 @@ int sl_lifecycle_check_format(const char *data_dir, int *found, struct sl_error 
  * or SL_EIO with err. Main thread. */
 int sl_lifecycle_upgrade(struct sl_node *n, int found, struct sl_error *err);
 
-/* Deletes workspace `name`: its definitions and roles now, its data by one delete job per
- * view (ids appended to ids as JSON strings, comma-separated). A workspace re-created under
+/* Deletes workspace `name`: its definitions and roles now, its data (a live one's) by one
+ * delete job per view (ids appended to ids as JSON strings, comma-separated). A workspace re-created under
  * the same name gets a new epoch, so it starts empty even before the jobs finish. Returns
  * 0, SL_ENOTFOUND or SL_ESTORE with err. Any thread but the writer's. */
 int sl_lifecycle_delete_workspace(struct sl_node *n, const char *name, struct sl_buf *ids,
@@ -41,6 +41,13 @@ int sl_lifecycle_delete_workspace(struct sl_node *n, const char *name, struct sl
  * thread (reads the store and the offline directories). */
 int sl_lifecycle_plan_costs(struct sl_node *n, const struct sl_ws *cur, const struct sl_ws *next,
                             struct sl_buf *plan);
+
+/* Retention (runner thread): deletes online keys (V, G, F) and offline directories that
+ * belong to no feature view of the registry — left by versions that did not delete, by a
+ * cancelled delete job, or by commits that raced a delete. Candidates are found first and
+ * checked against the registry read afterwards, and ids are never reused, so state of a
+ * view applied meanwhile is never touched. Counts go to n->orphan_keys / orphan_bytes. */
+void sl_lifecycle_reclaim_orphans(struct sl_node *n);
 
 /* The executor of a delete job (runner thread): removes the online keys of the view id (rows
  * V, aggregation state G, loaded-file markers F), its offline directory, and the records of

@@ -361,9 +361,16 @@ uint64_t sl_offline_bytes(struct sl_offline *o, const char *ws, const char *view
 int sl_offline_drop(struct sl_offline *o, const char *ws, const char *view,
                     const unsigned char prefix[8], uint64_t *bytes, struct sl_error *err)
 {
-    char dir[600], path[4096];
+    char dir[600];
     if (dir_name(view, prefix, 8, dir, sizeof(dir), err) != 0)
         return err->code;
+    return sl_offline_drop_dir(o, ws, dir, bytes, err);
+}
+
+int sl_offline_drop_dir(struct sl_offline *o, const char *ws, const char *dir, uint64_t *bytes,
+                        struct sl_error *err)
+{
+    char path[4096];
     struct handle *h = NULL;
     pthread_mutex_lock(&o->mu);
     for (size_t i = 0; i < o->n && !h; i++) {

@@ -61,6 +61,9 @@ uint64_t sl_offline_bytes(struct sl_offline *o, const char *ws, const char *view
  * (also when there was nothing) or SL_EIO with err. Any thread but the writer's. */
 int sl_offline_drop(struct sl_offline *o, const char *ws, const char *view,
                     const unsigned char prefix[8], uint64_t *bytes, struct sl_error *err);
+/* sl_offline_drop by directory name (`<view>@<prefix>`, or a directory of an older format). */
+int sl_offline_drop_dir(struct sl_offline *o, const char *ws, const char *dir, uint64_t *bytes,
+                        struct sl_error *err);
 /* Removes `<data-dir>/offline/<ws>` if it is empty. Any thread. */
 void sl_offline_drop_workspace_dir(struct sl_offline *o, const char *ws);
 

@@ -580,6 +580,12 @@ static void metrics(struct sl_node *n, struct sl_http_req *r)
     COUNTER("sluice_retention_deleted_keys_total",
             "Aggregation tiles and events deleted once no window can read them.",
             __atomic_load_n(&n->compacted_keys, __ATOMIC_RELAXED));
+    COUNTER("sluice_retention_orphan_keys_total",
+            "Online keys of no current feature view (left by older versions) deleted.",
+            __atomic_load_n(&n->orphan_keys, __ATOMIC_RELAXED));
+    COUNTER("sluice_retention_orphan_bytes_total",
+            "Offline bytes of no current feature view (left by older versions) deleted.",
+            __atomic_load_n(&n->orphan_bytes, __ATOMIC_RELAXED));
     COUNTER("sluice_commit_groups_total", "Group commits (one fsync each).", ws.groups);
     COUNTER("sluice_commit_failures_total", "Requests whose commit failed.", ws.failures);
 #undef COUNTER

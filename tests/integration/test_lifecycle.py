@@ -289,6 +289,43 @@ def test_plan_shows_old_and_new_values_and_what_a_redefinition_deletes():
     expect_eq(sorted(int(j["keysDeleted"]) for j in done), sorted(k for k, _ in lost.values()))
 
 
+def metric(name):
+    return harness.metric(srv, name)
+
+
+def test_retention_reclaims_orphans_and_leaves_live_views_alone():
+    make_ws("orph")
+    fill("orph", users=300)
+    make_ws("keep")
+    fill("keep", users=10)
+    rc, out, err = srv.cli("workspace", "delete", "orph")
+    expect_eq(rc, 0, err)
+    for j in jobs("orph"):  # as if an older version had deleted only the definitions
+        st, b = srv.request("POST", "/v1/jobs/%s/cancel" % j["id"])
+        expect_eq(st, 200, b)
+    wait_for(lambda: all(j["state"] in ("cancelled", "succeeded") for j in jobs("orph")), 30,
+             "the delete jobs to stop")
+    expect(any(j["state"] == "cancelled" for j in jobs("orph")), jobs("orph"))
+    orph = os.path.join(srv.data_dir, "offline", "orph")
+    expect(os.path.isdir(orph) and os.listdir(orph), orph)
+    # a directory of the previous layout whose view is gone
+    old = os.path.join(srv.data_dir, "offline", "keep", "retired")
+    os.mkdir(old)
+    with open(os.path.join(old, "active-0000000000000001.log"), "wb") as f:
+        f.write(b"\0" * 4096)
+    keys0, bytes0 = metric("sluice_retention_orphan_keys_total"), metric("sluice_retention_orphan_bytes_total")
+    harness.set_clock(srv, T0 + 3600)  # retention runs every 10 minutes
+    try:
+        wait_for(lambda: not os.path.exists(orph) and not os.path.exists(old), 30, "retention to reclaim")
+        expect(metric("sluice_retention_orphan_keys_total") > keys0)
+        expect(metric("sluice_retention_orphan_bytes_total") >= bytes0 + 4096)
+    finally:
+        harness.set_clock(srv, T0)
+    expect_eq(online("keep")["tiled.life"], "2")
+    expect_eq(offline("keep")["tiled__life"], "2")
+    expect_eq(sorted(x.split("@")[0] for x in os.listdir(os.path.dirname(old))), ["cont", "last_tx", "tiled"])
+
+
 def test_format_version_written_upgraded_and_refused():
     d = tempfile.mkdtemp(prefix="sluice-test-")
     s = Server(data_dir=d, args=["--fake-now", iso(T0)]).start()
