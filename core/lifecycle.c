@@ -707,3 +707,102 @@ void sl_lifecycle_reclaim_orphans(struct sl_node *n)
     live_free(&l);
     sl_writer_call(n->writer, drain, n->wcache);
 }
+
+/* ---- backups ---- */
+
+struct backup_begin {
+    struct sl_node *n;
+    void *snap;
+    struct sl_offline_snap *off;
+    struct sl_error *err;
+};
+
+/* On the writer thread between groups: every acknowledged commit is in both stores, no
+ * later one has started, so both snapshots hold exactly the acknowledged writes. */
+static int backup_begin(void *arg, struct sl_store *s)
+{
+    struct backup_begin *b = arg;
+    b->snap = s->ops->snapshot(s->ctx);
+    return sl_offline_snapshot(b->n->offline, &b->off, b->err);
+}
+
+/* Copies the regular file name of the data dir into dest (if it exists), mode 0600. */
+static int copy_top_file(const char *data_dir, const char *dest, const char *name,
+                         struct sl_error *err)
+{
+    char from[4096], to[4096], buf[4096];
+    snprintf(from, sizeof(from), "%s/%s", data_dir, name);
+    snprintf(to, sizeof(to), "%s/%s", dest, name);
+    FILE *in = fopen(from, "rb");
+    if (!in)
+        return 0;
+    int fd = open(to, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    int rc = fd < 0 ? sl_error_set(err, SL_EIO, "%s: %s", to, strerror(errno)) : 0;
+    size_t n;
+    while (rc == 0 && (n = fread(buf, 1, sizeof(buf), in)) > 0)
+        if (write(fd, buf, n) != (ssize_t)n)
+            rc = sl_error_set(err, SL_EIO, "%s: %s", to, strerror(errno));
+    if (rc == 0 && fsync(fd) != 0)
+        rc = sl_error_set(err, SL_EIO, "%s: %s", to, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    fclose(in);
+    return rc;
+}
+
+static int empty_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *e;
+    int empty = d != NULL;
+    while (d && (e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            empty = 0;
+    if (d)
+        closedir(d);
+    return empty;
+}
+
+int sl_lifecycle_backup(struct sl_node *n, const char *dest, struct sl_buf *out,
+                        struct sl_error *err)
+{
+    char path[4096];
+    if (!n->store.ops->snapshot || !n->store.ops->snapshot_copy)
+        return sl_error_set(err, SL_EINVAL, "the online store (%s) cannot take snapshots",
+                            n->store.ops->name);
+    if (dest[0] != '/')
+        return sl_error_set(err, SL_EINVAL, "the backup directory must be an absolute path");
+    if (mkdir(dest, 0700) != 0 && (errno != EEXIST || !empty_dir(dest)))
+        return sl_error_set(err, errno == EEXIST ? SL_EEXIST : SL_EIO,
+                            "cannot back up into %s: %s", dest,
+                            errno == EEXIST ? "it exists and is not empty" : strerror(errno));
+    struct backup_begin b = {n, NULL, NULL, err};
+    int rc = sl_writer_call(n->writer, backup_begin, &b);
+    uint64_t keys = 0, dirs = 0, bytes = 0;
+    snprintf(path, sizeof(path), "%s/online", dest);
+    if (rc == 0)
+        rc = n->store.ops->snapshot_copy(n->store.ctx, b.snap, path, &keys, err);
+    if (b.snap)
+        n->store.ops->snapshot_free(n->store.ctx, b.snap);
+    if (rc == 0)
+        rc = sl_offline_snap_write(b.off, dest, &dirs, &bytes, err);
+    sl_offline_snap_free(b.off);
+    if (rc == 0)
+        rc = copy_top_file(n->cfg->data_dir, dest, "secret", err);
+    if (rc == 0)
+        rc = copy_top_file(n->cfg->data_dir, dest, "admin.key", err);
+    if (rc == 0)
+        rc = write_format(dest, err);
+    if (rc == 0) {
+        sl_buf_puts(out, "{\"to\":");
+        sl_buf_json_str(out, dest, strlen(dest));
+        sl_buf_printf(out, ",\"onlineKeys\":\"%llu\",\"offlineDirectories\":\"%llu\","
+                           "\"offlineBytes\":\"%llu\"}",
+                      (unsigned long long)keys, (unsigned long long)dirs,
+                      (unsigned long long)bytes);
+        sl_info("backup: %s: %llu online keys, %llu offline directories, %llu offline bytes",
+                dest, (unsigned long long)keys, (unsigned long long)dirs,
+                (unsigned long long)bytes);
+    }
+    return rc;
+}

@@ -49,6 +49,16 @@ int sl_lifecycle_plan_costs(struct sl_node *n, const struct sl_ws *cur, const st
  * view applied meanwhile is never touched. Counts go to n->orphan_keys / orphan_bytes. */
 void sl_lifecycle_reclaim_orphans(struct sl_node *n);
 
+/* Writes a consistent copy of the data dir into dest (absolute; created, or an existing empty
+ * directory) while the server runs: the online store from a snapshot taken on the writer
+ * thread between two groups, together with the offline directories' durable state (sealed
+ * segments hard-linked, active ones copied up to their durable length), so the copy holds
+ * exactly the writes acknowledged before the backup began. `sluice serve --data-dir dest`
+ * serves it. Appends {"to","onlineKeys","offlineDirectories","offlineBytes"} to out. Returns
+ * 0, SL_EINVAL, SL_EEXIST or an I/O status with err. Any thread but the writer's; blocks. */
+int sl_lifecycle_backup(struct sl_node *n, const char *dest, struct sl_buf *out,
+                        struct sl_error *err);
+
 /* The executor of a delete job (runner thread): removes the online keys of the view id (rows
  * V, aggregation state G, loaded-file markers F), its offline directory, and the records of
  * its finished jobs, in steps of delete-chunk-keys keys, each committed with the job's

@@ -394,3 +394,122 @@ void sl_offline_drop_workspace_dir(struct sl_offline *o, const char *ws)
     snprintf(path, sizeof(path), "%s/offline/%s", o->dir, ws);
     rmdir(path); /* only when empty: a re-created workspace may already use it */
 }
+
+/* ---- consistent copies (backup) ---- */
+
+struct osnap {
+    char *ws, *dir, *src;
+    struct sl_segment_snap *s;
+};
+
+struct sl_offline_snap {
+    size_t n, cap;
+    struct osnap *v;
+};
+
+void sl_offline_snap_free(struct sl_offline_snap *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->v[i].ws);
+        free(s->v[i].dir);
+        free(s->v[i].src);
+        sl_segment_snap_free(s->v[i].s);
+    }
+    free(s->v);
+    free(s);
+}
+
+/* Snapshots directory dir of ws (opening its handle if needed) into s. */
+static int snap_one(struct sl_offline *o, struct sl_offline_snap *s, const char *ws,
+                    const char *dir, struct sl_error *err)
+{
+    struct handle *h = get(o, ws, dir, 0, err);
+    if (!h)
+        return err->code ? err->code : SL_EIO;
+    int rc = 0;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        struct osnap *g = realloc(s->v, cap * sizeof(*g));
+        if (!g)
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+        else {
+            s->v = g;
+            s->cap = cap;
+        }
+    }
+    if (rc == 0) {
+        struct osnap *d = &s->v[s->n];
+        memset(d, 0, sizeof(*d));
+        d->ws = strdup(ws);
+        d->dir = strdup(dir);
+        d->src = strdup(sl_segment_dir(h->seg));
+        s->n++;
+        rc = !d->ws || !d->dir || !d->src ? sl_error_set(err, SL_ENOMEM, "out of memory")
+                                          : sl_segment_snapshot(h->seg, &d->s, err);
+    }
+    put(o, h);
+    return rc;
+}
+
+int sl_offline_snapshot(struct sl_offline *o, struct sl_offline_snap **out, struct sl_error *err)
+{
+    char root[4096];
+    struct sl_offline_snap *s = calloc(1, sizeof(*s));
+    int rc = s ? 0 : sl_error_set(err, SL_ENOMEM, "out of memory");
+    snprintf(root, sizeof(root), "%s/offline", o->dir);
+    DIR *d = rc == 0 ? opendir(root) : NULL;
+    struct dirent *e;
+    while (d && rc == 0 && (e = readdir(d)) != NULL) {
+        char wpath[4400];
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(wpath, sizeof(wpath), "%s/%s", root, e->d_name);
+        DIR *w = opendir(wpath);
+        struct dirent *v;
+        while (w && rc == 0 && (v = readdir(w)) != NULL) {
+            char vpath[5100];
+            struct stat st;
+            snprintf(vpath, sizeof(vpath), "%s/%s", wpath, v->d_name);
+            if (v->d_name[0] != '.' && stat(vpath, &st) == 0 && S_ISDIR(st.st_mode))
+                rc = snap_one(o, s, e->d_name, v->d_name, err);
+        }
+        if (w)
+            closedir(w);
+    }
+    if (d)
+        closedir(d);
+    if (rc != 0) {
+        sl_offline_snap_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+static int mkdir_one(const char *path, struct sl_error *err)
+{
+    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+        return sl_error_set(err, SL_EIO, "mkdir %s: %s", path, strerror(errno));
+    return 0;
+}
+
+int sl_offline_snap_write(struct sl_offline_snap *s, const char *dest_data_dir, uint64_t *dirs,
+                          uint64_t *bytes, struct sl_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/offline", dest_data_dir);
+    int rc = mkdir_one(path, err);
+    for (size_t i = 0; rc == 0 && i < s->n; i++) {
+        snprintf(path, sizeof(path), "%s/offline/%s", dest_data_dir, s->v[i].ws);
+        rc = mkdir_one(path, err);
+        snprintf(path, sizeof(path), "%s/offline/%s/%s", dest_data_dir, s->v[i].ws, s->v[i].dir);
+        if (rc == 0)
+            rc = mkdir_one(path, err);
+        if (rc == 0)
+            rc = sl_segment_snap_write(s->v[i].s, s->v[i].src, path, bytes, err);
+        (*dirs)++;
+    }
+    return rc;
+}

@@ -67,4 +67,15 @@ int sl_offline_drop_dir(struct sl_offline *o, const char *ws, const char *dir, u
 /* Removes `<data-dir>/offline/<ws>` if it is empty. Any thread. */
 void sl_offline_drop_workspace_dir(struct sl_offline *o, const char *ws);
 
+/* Backups. sl_offline_snapshot records the durable state of every view directory on disk
+ * (sl_segment_snapshot; directories not yet open are opened). Call it where no append runs
+ * (on the writer thread between groups) so it matches the online store's state. Returns 0
+ * and sets *out, or a negative status with err. sl_offline_snap_write writes that state under
+ * `<dest_data_dir>/offline/` (any thread), counting directories and bytes. */
+struct sl_offline_snap;
+int sl_offline_snapshot(struct sl_offline *o, struct sl_offline_snap **out, struct sl_error *err);
+int sl_offline_snap_write(struct sl_offline_snap *s, const char *dest_data_dir, uint64_t *dirs,
+                          uint64_t *bytes, struct sl_error *err);
+void sl_offline_snap_free(struct sl_offline_snap *s);
+
 #endif

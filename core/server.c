@@ -378,6 +378,60 @@ static void workspace_plan(struct sl_node *n, struct sl_http_req *r, const char 
     }
 }
 
+struct backup_req {
+    struct sl_node *n;
+    struct sl_http_req *r;
+    char *to;
+    struct sl_principal by;
+};
+
+static void backup_run(void *arg)
+{
+    struct backup_req *b = arg;
+    struct sl_error err = {0};
+    struct sl_buf out = SL_BUF_INIT;
+    if (sl_lifecycle_backup(b->n, b->to, &out, &err) != 0) {
+        sl_buf_free(&out);
+        reply_status_async(b->r, &err);
+    } else {
+        size_t len;
+        sl_auth_audit(&b->by, "backed up the data dir to %s", b->to);
+        char *body = sl_buf_detach(&out, &len);
+        sl_http_reply_async(b->r, 200, "application/json", body, len);
+    }
+    free(b->to);
+    free(b);
+}
+
+/* POST /v1/backup {"to": DIR}: on a background thread (lifecycle.h). */
+static void backup(struct sl_node *n, struct sl_http_req *r, const struct sl_principal *p)
+{
+    struct sl_error err = {0};
+    cJSON *o = sl_parse_body(r, &err);
+    const cJSON *to = cJSON_GetObjectItemCaseSensitive(o, "to");
+    struct backup_req *b = NULL;
+    if (o && !cJSON_IsString(to))
+        sl_error_set(&err, SL_EINVAL, "Required field `to` is missing");
+    else if (o && (!(b = calloc(1, sizeof(*b))) || !(b->to = strdup(to->valuestring))))
+        sl_error_set(&err, SL_ENOMEM, "out of memory");
+    cJSON_Delete(o);
+    if (err.code) {
+        if (b)
+            free(b->to);
+        free(b);
+        sl_reply_status(r, &err);
+        return;
+    }
+    b->n = n;
+    b->r = r;
+    b->by = *p;
+    if (spawn(n, backup_run, b) != 0) {
+        free(b->to);
+        free(b);
+        sl_reply_error(r, 503, 14, "the server is shutting down or out of resources");
+    }
+}
+
 static void workspace_definitions(struct sl_node *n, struct sl_http_req *r, const char *name)
 {
     struct sl_ws *ws = sl_registry_get(n->reg, name);
@@ -695,6 +749,13 @@ static void route(struct sl_http_req *r, void *arg)
     }
     if (strcmp(path, "/v1/test/clock") == 0 && m == SL_HTTP_POST) {
         set_clock(n, r, &p);
+        return;
+    }
+    if (strcmp(path, "/v1/backup") == 0 && m == SL_HTTP_POST) {
+        if (!sl_auth_allowed(n->auth, &p, NULL, SL_ACT_ADMIN))
+            sl_reply_forbidden(r, &p, "back up the data dir");
+        else
+            backup(n, r, &p);
         return;
     }
     if (strcmp(path, "/metrics") == 0 && m == SL_HTTP_GET) {

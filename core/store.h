@@ -65,6 +65,14 @@ struct sl_store_ops {
     /* Optional: gives back the disk space of keys deleted in [lo, hi) (LevelDB: a range
      * compaction; blocks while it runs). */
     void (*compact)(void *ctx, const char *lo, size_t lolen, const char *hi, size_t hilen);
+    /* Optional (backups): snapshot returns a consistent view of the store as it is now;
+     * snapshot_copy writes every key of it into a new store in directory dir (which must not
+     * hold one), durably, counting keys (0 or SL_ESTORE with err; any thread, while writes
+     * go on); snapshot_free releases it. */
+    void *(*snapshot)(void *ctx);
+    int (*snapshot_copy)(void *ctx, void *snap, const char *dir, uint64_t *keys,
+                         struct sl_error *err);
+    void (*snapshot_free)(void *ctx, void *snap);
 };
 
 struct sl_store {

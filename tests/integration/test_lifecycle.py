@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 
 import harness
 from harness import (iso, BIN, SRCDIR, Server, expect, expect_eq, run, wait_for)
@@ -324,6 +325,78 @@ def test_retention_reclaims_orphans_and_leaves_live_views_alone():
     expect_eq(online("keep")["tiled.life"], "2")
     expect_eq(offline("keep")["tiled__life"], "2")
     expect_eq(sorted(x.split("@")[0] for x in os.listdir(os.path.dirname(old))), ["cont", "last_tx", "tiled"])
+
+
+def test_backup_under_sustained_ingest_restores_exactly_the_acknowledged_writes():
+    global srv
+    make_ws("bk")
+    users = 50
+    state = {"acked": -1, "sent": -1, "stop": False, "error": None}
+
+    def ingest():
+        k = 0
+        try:
+            while not state["stop"]:
+                state["sent"] = k
+                st, b = srv.ingest({"tx": [{"record": {"user_id": "s%d" % (k % users), "ts": iso(T0 - 3000 + k * 0.5),
+                                                       "amount": float(k), "qty": 1, "merchant": "m"}}]}, ws="bk")
+                if st != 200:
+                    raise AssertionError(b)
+                state["acked"] = k
+                k += 1
+        except Exception as e:  # reported by the main thread
+            state["error"] = e
+
+    t = threading.Thread(target=ingest)
+    t.start()
+    dest = tempfile.mkdtemp(prefix="sluice-backup-")
+    copy = None
+    try:
+        wait_for(lambda: state["acked"] >= 200 or state["error"], 60, "ingest to get going")
+        acked_before = state["acked"]
+        rc, out, err = srv.cli("backup", "--to", dest)
+        not_sent_after = state["sent"] + 1
+        expect_eq(rc, 0, out + err)
+        expect(out.startswith("Backed up to %s: " % dest), out)
+        wait_for(lambda: state["acked"] >= not_sent_after + 20 or state["error"], 60, "ingest to go on")
+        state["stop"] = True
+        t.join()
+        expect(state["error"] is None, state["error"])
+        copy = Server(data_dir=dest, args=["--fake-now", iso(T0)]).start()
+        keep, srv = srv, copy
+        try:
+            got = {u: online("bk", "s%d" % u) for u in range(users)}
+            rows = {u: offline("bk", "s%d" % u) for u in range(users)}
+        finally:
+            srv = keep
+        last = max(int(f["last_tx.amount"]) for f in got.values() if f["last_tx.amount"] is not None)
+        print("backup under ingest: acknowledged before %d, in the copy 0..%d, not sent after %d"
+              % (acked_before, last, not_sent_after))
+        # the copy holds a prefix of the requests (the ingest is sequential), all of it
+        expect(acked_before <= last < not_sent_after, (acked_before, last, not_sent_after))
+        for u in range(users):
+            ks = [k for k in range(last + 1) if k % users == u]
+            f, row = got[u], rows[u]
+            expect_eq(f["tiled.life"], str(len(ks)), (u, f))
+            expect_eq(f["cont.life"], str(len(ks)), (u, f))
+            expect_eq(f["last_tx.amount"], float(ks[-1]) if ks else None, (u, f))
+            expect_eq(row["tiled__life"], str(len(ks)), (u, row))
+            expect_eq(row["last_tx__amount"], float(ks[-1]) if ks else None, (u, row))
+    finally:
+        state["stop"] = True
+        t.join()
+        if copy:
+            copy.stop()
+        shutil.rmtree(dest, ignore_errors=True)
+    # a second backup into a directory that is not empty is refused
+    d = tempfile.mkdtemp(prefix="sluice-backup-")
+    try:
+        open(os.path.join(d, "x"), "w").close()
+        st, b = srv.request("POST", "/v1/backup", {"to": d})
+        expect_eq(st, 409, b)
+        expect_eq(b["message"], "cannot back up into %s: it exists and is not empty" % d)
+    finally:
+        shutil.rmtree(d)
 
 
 def test_format_version_written_upgraded_and_refused():
