@@ -473,6 +473,218 @@ static char *repo_body(const char *dir)
     return text;
 }
 
+/* Splits text into lines (pointers into it; the caller frees the array). */
+static size_t split_lines(const char *text, const char ***lines, size_t **lens)
+{
+    size_t n = 0, cap = 16;
+    *lines = malloc(cap * sizeof(**lines));
+    *lens = malloc(cap * sizeof(**lens));
+    for (const char *p = text; *lines && *lens && p && *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        if (n == cap) {
+            cap *= 2;
+            const char **g = realloc(*lines, cap * sizeof(*g));
+            size_t *h = g ? realloc(*lens, cap * sizeof(*h)) : NULL;
+            if (g)
+                *lines = g;
+            if (!g || !h)
+                return n;
+            *lens = h;
+        }
+        (*lines)[n] = p;
+        (*lens)[n++] = len;
+        p = nl ? nl + 1 : p + len;
+    }
+    return n;
+}
+
+#define DIFF_MAX_LINES 2000
+#define DIFF_CONTEXT 2
+
+/* Prints a line diff of a and b (either may be NULL): "-" lines only in a, "+" only in b, and
+ * up to DIFF_CONTEXT unchanged lines around each change. */
+static void print_line_diff(const char *a, const char *b)
+{
+    const char **la = NULL, **lb = NULL;
+    size_t *za = NULL, *zb = NULL;
+    size_t n = split_lines(a, &la, &za), m = split_lines(b, &lb, &zb);
+    unsigned *lcs = n <= DIFF_MAX_LINES && m <= DIFF_MAX_LINES
+                        ? calloc((n + 1) * (m + 1), sizeof(*lcs)) : NULL;
+    char *ops = malloc(n + m + 1);  /* ' ' same, '-' a only, '+' b only */
+    size_t *at = malloc((n + m + 1) * sizeof(*at)), nops = 0;
+    if (ops && at) {
+#define L(i, j) lcs[(i) * (m + 1) + (j)]
+        for (size_t i = n; lcs && i-- > 0;)
+            for (size_t j = m; j-- > 0;)
+                L(i, j) = za[i] == zb[j] && memcmp(la[i], lb[j], za[i]) == 0
+                              ? L(i + 1, j + 1) + 1
+                              : (L(i + 1, j) > L(i, j + 1) ? L(i + 1, j) : L(i, j + 1));
+        size_t i = 0, j = 0;
+        while (i < n || j < m) {
+            if (lcs && i < n && j < m && za[i] == zb[j] && memcmp(la[i], lb[j], za[i]) == 0) {
+                ops[nops] = ' ', at[nops++] = i++, j++;
+            } else if (i < n && (j == m || !lcs || L(i + 1, j) >= L(i, j + 1))) {
+                ops[nops] = '-', at[nops++] = i++;
+            } else {
+                ops[nops] = '+', at[nops++] = j++;
+            }
+        }
+#undef L
+        int skipped = 0;
+        for (size_t k = 0; k < nops; k++) {
+            int near = ops[k] != ' ';
+            for (size_t d = 1; !near && d <= DIFF_CONTEXT; d++)
+                near = (k >= d && ops[k - d] != ' ') || (k + d < nops && ops[k + d] != ' ');
+            if (!near) {
+                if (!skipped)
+                    printf("        ...\n");
+                skipped = 1;
+                continue;
+            }
+            skipped = 0;
+            const char *line = ops[k] == '+' ? lb[at[k]] : la[at[k]];
+            size_t len = ops[k] == '+' ? zb[at[k]] : za[at[k]];
+            printf("      %c %.*s\n", ops[k], (int)len, line);
+        }
+    }
+    free(lcs);
+    free(ops);
+    free(at);
+    free(la);
+    free(lb);
+    free(za);
+    free(zb);
+}
+
+/* The code of a function value ({"source": ...}) or a multi-line string, else NULL. */
+static const char *code_of(const cJSON *v)
+{
+    const cJSON *src = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "source") : v;
+    if (cJSON_IsString(src) && (src != v || strchr(src->valuestring, '\n')))
+        return src->valuestring;
+    return NULL;
+}
+
+static const cJSON *named(const cJSON *arr, const char *name)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(it, "name");
+        if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0)
+            return it;
+    }
+    return NULL;
+}
+
+/* Whether every element of arr is an object with a unique string "name". */
+static int all_named(const cJSON *arr)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(it, "name");
+        if (!cJSON_IsString(n) || named(arr, n->valuestring) != it)
+            return 0;
+    }
+    return 1;
+}
+
+#define DIFF_MAX_DEPTH 16
+
+/* Prints `path: old -> new` for each leaf that differs: objects member by member, arrays of
+ * named objects by name (path[name]), other arrays by index when their lengths match. */
+static void print_value_diff(const char *path, const cJSON *a, const cJSON *b, int depth)
+{
+    char sub[512];
+    const cJSON *x;
+    if (a && b && cJSON_Compare(a, b, 1))
+        return;
+    if (depth < DIFF_MAX_DEPTH && cJSON_IsObject(a) && cJSON_IsObject(b)) {
+        cJSON_ArrayForEach(x, a)
+        {
+            snprintf(sub, sizeof(sub), "%s.%s", path, x->string);
+            print_value_diff(sub, x, cJSON_GetObjectItemCaseSensitive(b, x->string), depth + 1);
+        }
+        cJSON_ArrayForEach(x, b)
+        {
+            snprintf(sub, sizeof(sub), "%s.%s", path, x->string);
+            if (!cJSON_GetObjectItemCaseSensitive(a, x->string))
+                print_value_diff(sub, NULL, x, depth + 1);
+        }
+        return;
+    }
+    if (depth < DIFF_MAX_DEPTH && cJSON_IsArray(a) && cJSON_IsArray(b) && all_named(a) &&
+        all_named(b)) {
+        cJSON_ArrayForEach(x, a)
+        {
+            const char *n = cJSON_GetObjectItemCaseSensitive(x, "name")->valuestring;
+            snprintf(sub, sizeof(sub), "%s[%s]", path, n);
+            print_value_diff(sub, x, named(b, n), depth + 1);
+        }
+        cJSON_ArrayForEach(x, b)
+        {
+            const char *n = cJSON_GetObjectItemCaseSensitive(x, "name")->valuestring;
+            snprintf(sub, sizeof(sub), "%s[%s]", path, n);
+            if (!named(a, n))
+                print_value_diff(sub, NULL, x, depth + 1);
+        }
+        return;
+    }
+    if (depth < DIFF_MAX_DEPTH && cJSON_IsArray(a) && cJSON_IsArray(b) &&
+        cJSON_GetArraySize(a) == cJSON_GetArraySize(b)) {
+        int i = 0;
+        for (const cJSON *p = a->child, *q = b->child; p && q; p = p->next, q = q->next, i++) {
+            snprintf(sub, sizeof(sub), "%s[%d]", path, i);
+            print_value_diff(sub, p, q, depth + 1);
+        }
+        return;
+    }
+    char *ta = a ? cJSON_PrintUnformatted(a) : NULL, *tb = b ? cJSON_PrintUnformatted(b) : NULL;
+    printf("      %s: %s -> %s\n", path, ta ? ta : "(none)", tb ? tb : "(none)");
+    free(ta);
+    free(tb);
+}
+
+/* Old → new value of each changed field, and what happens to the stored history. */
+static void print_change_detail(const cJSON *c, const char *action)
+{
+    const cJSON *d;
+    cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(c, "diff"))
+    {
+        const cJSON *field = cJSON_GetObjectItemCaseSensitive(d, "field");
+        const cJSON *was = cJSON_GetObjectItemCaseSensitive(d, "old");
+        const cJSON *now = cJSON_GetObjectItemCaseSensitive(d, "new");
+        const char *ca = code_of(was), *cb = code_of(now);
+        if (!cJSON_IsString(field))
+            continue;
+        if (ca || cb) {
+            printf("      %s:\n", field->valuestring);
+            print_line_diff(ca, cb);
+            continue;
+        }
+        print_value_diff(field->valuestring, was, now, 0);
+    }
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(c, "history");
+    const cJSON *keys = cJSON_GetObjectItemCaseSensitive(h, "onlineKeys");
+    const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(h, "offlineBytes");
+    const char *name = cJSON_GetObjectItemCaseSensitive(c, "name")->valuestring;
+    if (!h)
+        return;
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "carriedOver")))
+        printf("      history of feature_view %s is kept (the change does not alter its data)\n", name);
+    else if (strcmp(action, "delete") == 0)
+        printf("      ! deletes the history of feature_view %s: %s online keys, %s offline bytes\n",
+               name, cJSON_IsString(keys) ? keys->valuestring : "?",
+               cJSON_IsString(bytes) ? bytes->valuestring : "?");
+    else
+        printf("      ! history of feature_view %s is not carried over: %s online keys and %s "
+               "offline bytes of the current definition are deleted; the new one starts empty\n",
+               name, cJSON_IsString(keys) ? keys->valuestring : "?",
+               cJSON_IsString(bytes) ? bytes->valuestring : "?");
+}
+
 static void print_plan(const char *ws, const cJSON *changes)
 {
     int n = cJSON_GetArraySize(changes);
@@ -501,6 +713,7 @@ static void print_plan(const char *ws, const cJSON *changes)
             printf(")");
         }
         printf("\n");
+        print_change_detail(c, action);
     }
 }
 
@@ -522,7 +735,8 @@ static int cmd_plan_apply(int argc, char **argv, int apply)
                "$SLUICE_API_KEY)%s.\n",
                apply ? "apply" : "plan", apply ? " [--yes] [--no-follow]" : "",
                apply ? "Validates and applies" : "Validates and shows what apply would change in",
-               apply ? "; --yes skips the confirmation (never asked when stdin is not a terminal);\n"
+               apply ? "; --yes skips the confirmation (asked on a terminal; elsewhere, changes that\n"
+                       "delete stored feature data are refused without --yes);\n"
                        "backfill jobs it starts show their progress on a terminal unless --no-follow" : "");
         return 0;
     }
@@ -549,14 +763,23 @@ static int cmd_plan_apply(int argc, char **argv, int apply)
         print_plan(ws, changes);
     if (rc == 0 && apply && cJSON_GetArraySize(changes) > 0) {
         int go = 1;
+        int loses = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "losesHistory"));
         if (isatty(0) && !optv(opts, "--yes")) {
             char line[16] = "";
+            if (loses)
+                printf("These changes delete stored feature data (the lines marked !).\n");
             printf("Apply these changes? [y/N] ");
             fflush(stdout);
             go = fgets(line, sizeof(line), stdin) && (line[0] == 'y' || line[0] == 'Y');
+        } else if (loses && !optv(opts, "--yes")) {
+            fprintf(stderr, "sluice: not applied: these changes delete stored feature data (the "
+                            "lines marked !); pass --yes to apply them anyway\n");
+            go = 0;
+            rc = 1;
         }
         if (!go) {
-            printf("Not applied.\n");
+            if (rc == 0)
+                printf("Not applied.\n");
         } else {
             snprintf(path, sizeof(path), "/v1/workspaces/%s/apply", ws);
             sl_buf_reset(&resp);
@@ -574,6 +797,12 @@ static int cmd_plan_apply(int argc, char **argv, int apply)
                 if (cJSON_IsString(job))
                     printf("Started backfill job %s (sluice jobs show %s --follow).\n",
                            job->valuestring, job->valuestring);
+            }
+            cJSON_ArrayForEach(job, cJSON_GetObjectItemCaseSensitive(a, "deleteJobs"))
+            {
+                if (cJSON_IsString(job))
+                    printf("Started job %s deleting the data of a removed or redefined view "
+                           "(sluice jobs show %s --follow).\n", job->valuestring, job->valuestring);
             }
             /* on a terminal, show the backfills' progress (Ctrl-C leaves them running) */
             cJSON_ArrayForEach(job, cJSON_GetObjectItemCaseSensitive(a, "jobs"))
@@ -631,6 +860,18 @@ static void print_created(const cJSON *o)
 {
     printf("Created workspace `%s` (%s).\n", cJSON_GetObjectItemCaseSensitive(o, "name")->valuestring,
            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "live")) ? "live" : "development");
+}
+
+static void print_deleted(const cJSON *o)
+{
+    const cJSON *job, *ws = cJSON_GetObjectItemCaseSensitive(o, "workspace");
+    printf("Deleted workspace `%s`.\n", cJSON_IsString(ws) ? ws->valuestring : "?");
+    cJSON_ArrayForEach(job, cJSON_GetObjectItemCaseSensitive(o, "jobs"))
+    {
+        if (cJSON_IsString(job))
+            printf("Started job %s deleting its stored data (sluice jobs show %s --follow).\n",
+                   job->valuestring, job->valuestring);
+    }
 }
 
 static void print_ok(const cJSON *o)
@@ -724,10 +965,7 @@ static int cmd_workspace(int argc, char **argv)
     if (strcmp(pos[0], "delete") == 0 && npos == 2) {
         char path[512];
         snprintf(path, sizeof(path), "/v1/workspaces/%s", pos[1]);
-        int rc = simple_call(opts, "DELETE", path, NULL, 200, NULL);
-        if (rc == 0)
-            printf("Deleted workspace `%s`.\n", pos[1]);
-        return rc;
+        return simple_call(opts, "DELETE", path, NULL, 200, print_deleted);
     }
     return usage_error("unknown workspace command `%s`", pos[0]);
 }
@@ -1441,6 +1679,51 @@ static int cmd_jobs(int argc, char **argv)
     return usage_error("unknown jobs command `%s`", pos[0]);
 }
 
+static void print_backup(const cJSON *o)
+{
+    const char *f[] = {"to", "onlineKeys", "offlineDirectories", "offlineBytes"};
+    const char *v[4];
+    for (int i = 0; i < 4; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, f[i]);
+        v[i] = cJSON_IsString(x) ? x->valuestring : "?";
+    }
+    printf("Backed up to %s: %s online keys, %s offline directories, %s offline bytes.\n"
+           "Serve it with: sluice serve --data-dir %s\n", v[0], v[1], v[2], v[3], v[0]);
+}
+
+static int cmd_backup(int argc, char **argv)
+{
+    struct opt opts[] = {{"--to", 1, NULL}, {"--url", 1, NULL}, {"--api-key-file", 1, NULL},
+                         {"--help", 0, NULL}, {NULL, 0, NULL}};
+    const char *pos[1];
+    int npos;
+    if (parse_opts(argc, argv, opts, pos, 0, &npos))
+        return 2;
+    if (optv(opts, "--help")) {
+        printf("usage: sluice backup --to DIR\n\n"
+               "Writes a consistent copy of the server's data dir into DIR (on the server's\n"
+               "machine; a relative path is taken from the current directory; new or empty)\n"
+               "while the server keeps running: every write acknowledged before the backup\n"
+               "began, nothing after. Restore with sluice serve --data-dir DIR. Needs the\n"
+               "admin role.\n");
+        return 0;
+    }
+    const char *to = optv(opts, "--to");
+    if (!to)
+        return usage_error("backup needs --to DIR");
+    char abs[4096];
+    if (to[0] != '/' && strlen(to) < sizeof(abs) / 2 && getcwd(abs, sizeof(abs) / 2)) {
+        strcat(abs, "/");
+        strcat(abs, to);
+        to = abs;
+    }
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "to", to);
+    int rc = simple_call(opts, "POST", "/v1/backup", req, 200, print_backup);
+    cJSON_Delete(req);
+    return rc;
+}
+
 void sl_cli_usage(void)
 {
     printf("usage: sluice <command> [options]\n\n"
@@ -1455,6 +1738,7 @@ void sl_cli_usage(void)
            "  get-features-in-range    feature values with their validity intervals\n"
            "  jobs             list, follow, cancel and retry backfill and materialization jobs\n"
            "  plugins          list the plugins the server loaded (and the built-ins)\n\n"
+           "  backup           write a consistent copy of the data dir while the server runs\n\n"
            "Client commands reach the server at $SLUICE_URL (default http://127.0.0.1:8080,\n"
            "or --url) with the API key in $SLUICE_API_KEY (or --api-key-file F). For an\n"
            "https:// URL the server's certificate must be trusted by the system or by the CA\n"
@@ -1483,5 +1767,7 @@ int sl_cli_main(int argc, char **argv)
         return cmd_range(argc - 1, argv + 1);
     if (strcmp(cmd, "plugins") == 0)
         return cmd_plugins(argc - 1, argv + 1);
+    if (strcmp(cmd, "backup") == 0)
+        return cmd_backup(argc - 1, argv + 1);
     return usage_error("unknown command `%s`", cmd);
 }

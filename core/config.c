@@ -40,6 +40,7 @@ const struct sl_config_entry sl_config_map[] = {
     {"lua-memory-mb", SL_CFG_LONG, "64", OFF(lua_memory_mb), "memory cap per Lua VM in MiB"},
     {"lua-time-ms", SL_CFG_LONG, "2000", OFF(lua_time_ms), "wall-clock bound per user function call (and per apply), in ms"},
     {"batch-root", SL_CFG_LIST, "", OFF(batch_roots), "a folder batch files (FileConfig uri) may be read from; repeatable (default: the repository's own folder)"},
+    {"delete-chunk-keys", SL_CFG_LONG, "10000", OFF(delete_chunk_keys), "keys a delete job removes per step (and checkpoint)"},
     {"fake-now", SL_CFG_TIME, "", OFF(fake_now), "tests only: a fixed current time (RFC 3339)"},
     {"plugin", SL_CFG_LIST, "", OFF(plugins), "load the plugin .so at PATH at start (repeatable)"},
     {"plugin-dir", SL_CFG_LIST, "", OFF(plugin_dirs), "load every *.so in DIR at start (repeatable)"},

@@ -34,6 +34,7 @@ struct sl_config {
     long lua_memory_mb;
     long lua_time_ms;
     char *batch_roots;       /* batch-root values, one per line ("" = the repository's root) */
+    long delete_chunk_keys;  /* keys per step of a delete job (lifecycle.h) */
     int64_t fake_now;        /* tests: fixed "now" in ns since epoch, 0 = real clock */
     char *config;            /* the file read, if any */
     char *plugins;           /* `plugin` paths, one a line (repeatable) */

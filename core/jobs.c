@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "error.h"
 #include "http.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "offline.h"
 #include "registry.h"
@@ -118,6 +119,17 @@ void sl_job_json(const struct sl_job *job, struct sl_buf *out)
     } else {
         sl_buf_puts(out, "null");
     }
+    if (strcmp(job->kind, "delete") == 0) {
+        sl_buf_printf(out, ",\"keysDeleted\":\"%llu\",\"offlineBytesDeleted\":\"%llu\","
+                           "\"deleteCheckpoint\":{\"step\":%d,\"key\":",
+                      (unsigned long long)job->rows_written, (unsigned long long)job->bytes_deleted,
+                      job->del_phase);
+        if (job->del_key)
+            sl_buf_json_str(out, job->del_key, strlen(job->del_key));
+        else
+            sl_buf_puts(out, "null");
+        sl_buf_putc(out, '}');
+    }
     sl_buf_putc(out, '}');
 }
 
@@ -151,6 +163,7 @@ static void job_free(struct sl_job *job)
     free(job->view);
     free(job->error);
     free(job->first_errors);
+    free(job->del_key);
     free(job);
 }
 
@@ -188,6 +201,13 @@ static struct sl_job *job_parse(const char *p, size_t len)
         job->pos.offset = (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(cp, "offset"));
         job->pos.line = (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(cp, "line"));
         snprintf(job->pos.file, sizeof(job->pos.file), "%s", cJSON_IsString(f) ? f->valuestring : "");
+    }
+    const cJSON *dc = cJSON_GetObjectItemCaseSensitive(o, "deleteCheckpoint");
+    if (cJSON_IsObject(dc)) {
+        const cJSON *k = cJSON_GetObjectItemCaseSensitive(dc, "key");
+        job->del_phase = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(dc, "step"));
+        job->del_key = cJSON_IsString(k) ? strdup(k->valuestring) : NULL;
+        job->bytes_deleted = count_of(o, "offlineBytesDeleted");
     }
     if (!job->ws || !job->view)
         goto fail;
@@ -294,28 +314,26 @@ static int has_batch_config(const struct sl_ws *ws, const struct sl_view *v)
     return 0;
 }
 
-int sl_jobs_create(struct sl_jobs *j, const char *kind, const struct sl_ws *ws, const char *view,
-                   struct sl_buf *ids, struct sl_error *err)
+/* Queues a new job record; with `before` (called under the lock) first. */
+static int job_queue(struct sl_jobs *j, const char *kind, const char *ws, const char *view,
+                     const char *view_id, struct sl_buf *ids,
+                     void (*before)(struct sl_jobs *j, const struct sl_job *job),
+                     struct sl_error *err)
 {
-    const struct sl_view *v = sl_ws_view(ws, view);
-    if (!v || v->is_realtime)
-        return sl_error_set(err, SL_ENOTFOUND, "Feature view `%s` not found in workspace `%s`",
-                            view, ws->name);
-    if (!has_batch_config(ws, v))
-        return sl_error_set(err, SL_EINVAL, "the source of feature view `%s` has no batch_config",
-                            view);
     struct sl_job *job = calloc(1, sizeof(*job));
-    if (!job || !(job->ws = strdup(ws->name)) || !(job->view = strdup(view))) {
+    if (!job || !(job->ws = strdup(ws)) || !(job->view = strdup(view))) {
         job_free(job);
         return sl_error_set(err, SL_ENOMEM, "out of memory");
     }
     snprintf(job->kind, sizeof(job->kind), "%s", kind);
-    snprintf(job->view_id, sizeof(job->view_id), "%s", v->id);
+    snprintf(job->view_id, sizeof(job->view_id), "%s", view_id);
     snprintf(job->state, sizeof(job->state), "queued");
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     job->created = sl_now_ns();
     pthread_mutex_lock(&j->mu);
+    if (before)
+        before(j, job);
     /* ids sort by creation: real time in ns plus a counter */
     snprintf(job->id, sizeof(job->id), "%016llx",
              (unsigned long long)((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + j->counter++));
@@ -349,7 +367,7 @@ int sl_jobs_create(struct sl_jobs *j, const char *kind, const struct sl_ws *ws, 
         j->jobs[j->njobs++] = job;
         pthread_cond_signal(&j->cv);
         sl_info("jobs: queued %s job %s for feature view `%s` of workspace `%s`", kind, job->id,
-                view, ws->name);
+                view, ws);
         if (ids) {
             sl_buf_puts(ids, ids->len ? ",\"" : "\"");
             sl_buf_puts(ids, job->id);
@@ -360,6 +378,79 @@ int sl_jobs_create(struct sl_jobs *j, const char *kind, const struct sl_ws *ws, 
     if (rc)
         job_free(job);
     return rc;
+}
+
+int sl_jobs_create(struct sl_jobs *j, const char *kind, const struct sl_ws *ws, const char *view,
+                   struct sl_buf *ids, struct sl_error *err)
+{
+    const struct sl_view *v = sl_ws_view(ws, view);
+    if (!v || v->is_realtime)
+        return sl_error_set(err, SL_ENOTFOUND, "Feature view `%s` not found in workspace `%s`",
+                            view, ws->name);
+    if (!has_batch_config(ws, v))
+        return sl_error_set(err, SL_EINVAL, "the source of feature view `%s` has no batch_config",
+                            view);
+    return job_queue(j, kind, ws->name, view, v->id, ids, NULL, err);
+}
+
+/* Under the lock: a queued job is cancelled now, a running one at its next chunk. */
+static void cancel_job(struct sl_jobs *j, struct sl_job *job, struct sl_error *err)
+{
+    if (strcmp(job->state, "queued") == 0) {
+        snprintf(job->state, sizeof(job->state), "cancelled");
+        job->ended = sl_now_ns();
+        persist(j, job, err);
+    } else if (strcmp(job->state, "running") == 0) {
+        job->cancel = 1;
+        pthread_cond_broadcast(&j->cv); /* wakes a run held by the test hook */
+    }
+}
+
+/* Under the lock: the jobs of the view a delete job is for stop. */
+static void cancel_view_jobs(struct sl_jobs *j, const struct sl_job *del)
+{
+    for (size_t i = 0; i < j->njobs; i++) {
+        struct sl_job *job = j->jobs[i];
+        struct sl_error err = {0};
+        if (strcmp(job->ws, del->ws) == 0 && strcmp(job->view_id, del->view_id) == 0 &&
+            strcmp(job->kind, "delete") != 0)
+            cancel_job(j, job, &err);
+    }
+}
+
+int sl_jobs_create_delete(struct sl_jobs *j, const char *ws, const char *view,
+                          const char *view_id, struct sl_buf *ids, struct sl_error *err)
+{
+    return job_queue(j, "delete", ws, view, view_id, ids, cancel_view_jobs, err);
+}
+
+void sl_jobs_forget_view(struct sl_jobs *j, const char *ws, const char *view_id,
+                         const struct sl_job *keep)
+{
+    struct sl_batch b = {0};
+    struct sl_buf key = SL_BUF_INIT;
+    pthread_mutex_lock(&j->mu);
+    size_t out = 0;
+    for (size_t i = 0; i < j->njobs; i++) {
+        struct sl_job *job = j->jobs[i];
+        if (job != keep && strcmp(job->ws, ws) == 0 && strcmp(job->view_id, view_id) == 0 &&
+            strcmp(job->state, "queued") != 0 && strcmp(job->state, "running") != 0) {
+            sl_buf_reset(&key);
+            sl_buf_putc(&key, SL_KEY_JOB);
+            sl_buf_puts(&key, job->id);
+            sl_batch_delete(&b, key.p, key.len);
+            job_free(job);
+            continue;
+        }
+        j->jobs[out++] = job;
+    }
+    j->njobs = out;
+    struct sl_error err = {0};
+    if (b.count && sl_store_write(&j->n->store, &b, 1, &err) != 0)
+        sl_err("jobs: cannot delete the job records of a deleted view: %s", err.msg);
+    pthread_mutex_unlock(&j->mu);
+    sl_buf_free(&key);
+    sl_batch_free(&b);
 }
 
 void sl_jobs_after_apply(struct sl_jobs *j, const struct sl_ws *old, const struct sl_ws *ws,
@@ -377,6 +468,22 @@ void sl_jobs_after_apply(struct sl_jobs *j, const struct sl_ws *old, const struc
         struct sl_error err = {0};
         if (sl_jobs_create(j, "backfill", ws, v->name, ids, &err) != 0)
             sl_err("jobs: cannot queue a backfill of `%s`: %s", v->name, err.msg);
+    }
+}
+
+void sl_jobs_after_apply_deletes(struct sl_jobs *j, const struct sl_ws *old, const struct sl_ws *ws,
+                                 struct sl_buf *ids)
+{
+    if (!ws->live)
+        return; /* a development workspace stores nothing */
+    for (size_t i = 0; old && i < old->nviews; i++) {
+        const struct sl_view *v = &old->views[i];
+        const struct sl_view *now = sl_ws_view(ws, v->name);
+        struct sl_error err = {0};
+        if (v->is_realtime || (now && strcmp(now->id, v->id) == 0))
+            continue;
+        if (sl_jobs_create_delete(j, ws->name, v->name, v->id, ids, &err) != 0)
+            sl_err("jobs: cannot queue the deletion of `%s`: %s", v->name, err.msg);
     }
 }
 
@@ -461,6 +568,7 @@ static void *runner(void *arg)
             if (c.now - j->last_retention >= RETENTION_EVERY) {
                 j->last_retention = c.now;
                 sl_registry_each(j->n->reg, retain_ws, j);
+                sl_lifecycle_reclaim_orphans(j->n);
                 sl_offline_compact(j->n->offline);
             }
             pthread_mutex_lock(&j->mu);
@@ -483,7 +591,8 @@ static void *runner(void *arg)
         pthread_mutex_unlock(&j->mu);
         sl_info("jobs: running %s job %s (feature view `%s` of workspace `%s`)", job->kind,
                 job->id, job->view, job->ws);
-        int rc = sl_batch_run(j->n, j, job, &err);
+        int rc = strcmp(job->kind, "delete") == 0 ? sl_lifecycle_delete_run(j->n, j, job, &err)
+                                                   : sl_batch_run(j->n, j, job, &err);
         pthread_mutex_lock(&j->mu);
         if (rc == SL_EBUSY && !job->cancel) {
             snprintf(job->state, sizeof(job->state), "queued"); /* shutting down: resume later */
@@ -643,14 +752,7 @@ void sl_jobs_handle(struct sl_node *n, struct sl_http_req *r, const struct sl_pr
     if (*action == 0 && m == SL_HTTP_GET) {
         reply_job(r, 200, job);
     } else if (strcmp(action, "/cancel") == 0 && m == SL_HTTP_POST) {
-        if (strcmp(job->state, "queued") == 0) {
-            snprintf(job->state, sizeof(job->state), "cancelled");
-            job->ended = sl_now_ns();
-            persist(j, job, &err);
-        } else if (strcmp(job->state, "running") == 0) {
-            job->cancel = 1;
-            pthread_cond_broadcast(&j->cv); /* wakes a run held by the test hook */
-        }
+        cancel_job(j, job, &err);
         sl_auth_audit(p, "cancelled job %s", job->id);
         reply_job(r, 200, job);
     } else if (strcmp(action, "/retry") == 0 && m == SL_HTTP_POST) {

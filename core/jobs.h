@@ -24,7 +24,7 @@ struct sl_ws;
  * report through sl_job_progress / sl_job_checkpoint. */
 struct sl_job {
     char id[17];
-    char kind[16];        /* "backfill" | "materialize" */
+    char kind[16];        /* "backfill" | "materialize" | "delete" */
     char *ws, *view;
     char view_id[33];     /* the view definition the job is for */
     char state[12];       /* queued running succeeded failed cancelled */
@@ -35,6 +35,10 @@ struct sl_job {
     int has_pos;
     struct sl_filesrc_pos pos;
     int cancel;           /* set by cancel; executors stop at the next chunk */
+    /* delete jobs (lifecycle.h): rows_written counts online keys deleted */
+    int del_phase;        /* the step reached */
+    char *del_key;        /* hex of the last key deleted in that step, or NULL */
+    uint64_t bytes_deleted; /* offline bytes removed */
 };
 
 struct sl_jobs;
@@ -50,11 +54,25 @@ void sl_jobs_stop(struct sl_jobs *j);
 int sl_jobs_create(struct sl_jobs *j, const char *kind, const struct sl_ws *ws, const char *view,
                    struct sl_buf *ids, struct sl_error *err);
 
+/* Queues a job deleting the data of view `view` (id view_id) of workspace ws, which the
+ * registry no longer holds (lifecycle.h), and cancels the view's queued or running jobs.
+ * Appends its id to ids when not NULL. Returns 0 or a negative status. Any thread. */
+int sl_jobs_create_delete(struct sl_jobs *j, const char *ws, const char *view,
+                          const char *view_id, struct sl_buf *ids, struct sl_error *err);
+/* Removes the records of the finished jobs of (ws, view_id), except the job keep. Runner
+ * thread. */
+void sl_jobs_forget_view(struct sl_jobs *j, const char *ws, const char *view_id,
+                         const struct sl_job *keep);
+
 /* After an apply that replaced old (may be NULL) with ws: queues a backfill for every view of
  * a live workspace that is new or redefined, is online or offline, and whose source has a
  * batch_config. Appends the job ids to ids. */
 void sl_jobs_after_apply(struct sl_jobs *j, const struct sl_ws *old, const struct sl_ws *ws,
                          struct sl_buf *ids);
+/* After the same apply, in a live workspace: queues a delete job for every stored view id of
+ * old that ws no longer has (removed or redefined views). Appends the job ids to ids. */
+void sl_jobs_after_apply_deletes(struct sl_jobs *j, const struct sl_ws *old, const struct sl_ws *ws,
+                                 struct sl_buf *ids);
 
 /* The job record as JSON (the GET /v1/jobs/ID body). */
 void sl_job_json(const struct sl_job *job, struct sl_buf *out);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "buf.h"
 #include "error.h"
@@ -143,6 +144,38 @@ static void object_id(const char *ws, const char *kind, const cJSON *spec, char 
     cJSON_Delete(copy);
 }
 
+/* What decides a view's id beyond its definition: the previous snapshot (apply), or the
+ * introduction versions persisted with the workspace (load). */
+struct build_ctx {
+    const struct sl_ws *prev;
+    const cJSON *intro;
+};
+
+/* The id of a view: its content hash alone for definitions from before versioned ids (epoch
+ * and intro 0, so old stored data stays reachable), else that hash with the workspace epoch
+ * and the version that introduced the definition, which no other definition shares. */
+static void view_id(const struct sl_ws *ws, struct sl_view *v, const cJSON *j,
+                    const struct build_ctx *bc)
+{
+    object_id(ws->name, "feature_view", j, v->base);
+    const struct sl_view *old = bc && bc->prev ? sl_ws_view(bc->prev, v->name) : NULL;
+    const cJSON *in = bc && bc->intro ? cJSON_GetObjectItemCaseSensitive(bc->intro, v->name) : NULL;
+    if (bc && bc->prev)
+        v->intro = old && strcmp(old->base, v->base) == 0 ? old->intro : ws->version;
+    else
+        v->intro = cJSON_IsString(in) ? strtoull(in->valuestring, NULL, 10) : 0;
+    if (ws->epoch == 0 && v->intro == 0) {
+        memcpy(v->id, v->base, sizeof(v->id));
+        return;
+    }
+    char tag[80];
+    snprintf(tag, sizeof(tag), "%s/%016llx/%llu", v->base, (unsigned long long)ws->epoch,
+             (unsigned long long)v->intro);
+    cJSON *o = cJSON_CreateString(tag);
+    object_id(ws->name, "feature_view_instance", o, v->id);
+    cJSON_Delete(o);
+}
+
 /* ---- building ---- */
 
 static int build_entity(struct sl_entity *e, const cJSON *j, struct sl_error *err)
@@ -238,13 +271,14 @@ static int output_schema(struct sl_view *v, const cJSON *j, const char *ts, stru
     return rc;
 }
 
-static int build_view(struct sl_ws *ws, struct sl_view *v, cJSON *j, struct sl_error *err)
+static int build_view(struct sl_ws *ws, struct sl_view *v, cJSON *j, const struct build_ctx *bc,
+                      struct sl_error *err)
 {
     v->spec = j;
     v->name = strdup(jstr(j, "name") ? jstr(j, "name") : "");
     if (!v->name)
         return sl_error_set(err, SL_ENOMEM, "out of memory");
-    object_id(ws->name, "feature_view", j, v->id);
+    view_id(ws, v, j, bc);
     for (int i = 0; i < 8; i++) {
         unsigned hi = (unsigned)(v->id[2 * i] <= '9' ? v->id[2 * i] - '0' : v->id[2 * i] - 'a' + 10);
         unsigned lo = (unsigned)(v->id[2 * i + 1] <= '9' ? v->id[2 * i + 1] - '0'
@@ -496,8 +530,9 @@ static void ws_free(struct sl_ws *ws)
     free(ws);
 }
 
-struct sl_ws *sl_ws_build(const char *name, int live, uint64_t version, cJSON *repo,
-                          const struct sl_file *files, size_t nfiles, struct sl_error *err)
+static struct sl_ws *ws_build(const char *name, int live, uint64_t version, uint64_t epoch,
+                              cJSON *repo, const struct sl_file *files, size_t nfiles,
+                              const struct build_ctx *bc, struct sl_error *err)
 {
     struct sl_ws *ws = calloc(1, sizeof(*ws));
     if (!ws) {
@@ -509,6 +544,7 @@ struct sl_ws *sl_ws_build(const char *name, int live, uint64_t version, cJSON *r
     ws->name = strdup(name);
     ws->live = live;
     ws->version = version;
+    ws->epoch = epoch;
     ws->refs = 1;
     if (!ws->name || !ws->repo) {
         sl_error_set(err, SL_ENOMEM, "out of memory");
@@ -553,7 +589,7 @@ struct sl_ws *sl_ws_build(const char *name, int live, uint64_t version, cJSON *r
     cJSON *vj;
     cJSON_ArrayForEach(vj, views)
     {
-        if (build_view(ws, &ws->views[ws->nviews++], vj, err))
+        if (build_view(ws, &ws->views[ws->nviews++], vj, bc, err))
             goto fail;
     }
     cJSON_ArrayForEach(it, svcs)
@@ -567,6 +603,20 @@ fail:
         sl_error_set(err, SL_ENOMEM, "out of memory");
     ws_free(ws);
     return NULL;
+}
+
+struct sl_ws *sl_ws_build(const char *name, int live, uint64_t version, cJSON *repo,
+                          const struct sl_file *files, size_t nfiles, struct sl_error *err)
+{
+    return ws_build(name, live, version, 0, repo, files, nfiles, NULL, err);
+}
+
+struct sl_ws *sl_ws_build_next(const struct sl_ws *prev, cJSON *repo, const struct sl_file *files,
+                               size_t nfiles, struct sl_error *err)
+{
+    struct build_ctx bc = {prev, NULL};
+    return ws_build(prev->name, prev->live, prev->version + 1, prev->epoch, repo, files, nfiles,
+                    &bc, err);
 }
 
 void sl_ws_retain(struct sl_ws *ws)
@@ -626,6 +676,18 @@ static char *serialize_ws(const struct sl_ws *ws)
     cJSON_AddStringToObject(o, "name", ws->name);
     cJSON_AddBoolToObject(o, "live", ws->live);
     cJSON_AddNumberToObject(o, "version", (double)ws->version);
+    if (ws->epoch) {
+        char e[24];
+        snprintf(e, sizeof(e), "%016llx", (unsigned long long)ws->epoch);
+        cJSON_AddStringToObject(o, "epoch", e);
+    }
+    cJSON *intro = cJSON_AddObjectToObject(o, "intro");
+    for (size_t i = 0; intro && i < ws->nviews; i++) {
+        char v[24];
+        snprintf(v, sizeof(v), "%llu", (unsigned long long)ws->views[i].intro);
+        if (ws->views[i].intro)
+            cJSON_AddStringToObject(intro, ws->views[i].name, v);
+    }
     cJSON_AddItemToObject(o, "repo", cJSON_Duplicate(ws->repo, 1));
     cJSON_AddItemToObject(o, "files", files);
     for (size_t i = 0; i < ws->nfiles; i++) {
@@ -664,8 +726,10 @@ static struct sl_ws *deserialize_ws(const char *p, size_t len, struct sl_error *
             files[n++] = (struct sl_file){fn, fd, strlen(fd)};
     }
     cJSON *repo = cJSON_DetachItemFromObjectCaseSensitive(o, "repo");
-    ws = sl_ws_build(name, jbool(o, "live"), cJSON_IsNumber(ver) ? (uint64_t)ver->valuedouble : 0,
-                     repo, files, n, err);
+    const char *epoch = jstr(o, "epoch");
+    struct build_ctx bc = {NULL, cJSON_GetObjectItemCaseSensitive(o, "intro")};
+    ws = ws_build(name, jbool(o, "live"), cJSON_IsNumber(ver) ? (uint64_t)ver->valuedouble : 0,
+                  epoch ? strtoull(epoch, NULL, 16) : 0, repo, files, n, &bc, err);
 out:
     free(files);
     cJSON_Delete(o);
@@ -842,7 +906,12 @@ int sl_registry_create(struct sl_registry *reg, const char *name, int live, stru
     if (!sl_registry_valid_name(name))
         return sl_error_set(err, SL_EINVAL,
                             "invalid workspace name `%s`: use 1-64 of [A-Za-z0-9_-]", name);
-    struct sl_ws *ws = sl_ws_build(name, live, 0, NULL, NULL, 0, err);
+    uint64_t epoch = 0;
+    while (epoch == 0 && RAND_bytes((unsigned char *)&epoch, sizeof(epoch)) == 1)
+        ; /* 0 is reserved for workspaces created before epochs */
+    if (epoch == 0)
+        return sl_error_set(err, SL_EIO, "no random bytes for the workspace epoch");
+    struct sl_ws *ws = ws_build(name, live, 0, epoch, NULL, NULL, 0, NULL, err);
     if (!ws)
         return err->code;
     pthread_rwlock_wrlock(&reg->lock);
@@ -943,6 +1012,32 @@ static int same(const cJSON *a, const cJSON *b)
     return a && b && cJSON_Compare(a, b, 1);
 }
 
+/* Appends v as JSON without its file/line members (null when v is NULL). */
+static void put_value(struct sl_buf *out, const cJSON *v)
+{
+    cJSON *c = v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull();
+    cJSON *stack[64];
+    int depth = 0;
+    if (c)
+        stack[depth++] = c;
+    while (depth > 0) {
+        cJSON *o = stack[--depth], *k;
+        if (cJSON_IsObject(o)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(o, "file");
+            cJSON_DeleteItemFromObjectCaseSensitive(o, "line");
+        }
+        for (k = o->child; k && depth < 64; k = k->next)
+            stack[depth++] = k;
+    }
+    char *text = c ? cJSON_PrintUnformatted(c) : NULL;
+    if (text)
+        sl_buf_puts(out, text);
+    else
+        out->oom = 1;
+    free(text);
+    cJSON_Delete(c);
+}
+
 static void plan_entry(struct sl_buf *out, size_t *n, const char *action, const char *kind,
                        const char *name, const cJSON *a, const cJSON *b)
 {
@@ -954,18 +1049,34 @@ static void plan_entry(struct sl_buf *out, size_t *n, const char *action, const 
     sl_buf_puts(out, ",\"name\":");
     sl_buf_json_str(out, name, strlen(name));
     sl_buf_puts(out, ",\"changes\":[");
+    struct sl_buf diff = SL_BUF_INIT;
     int first = 1;
     const cJSON *x;
-    if (a && b) {
-        cJSON_ArrayForEach(x, b)
+    for (int side = 0; a && b && side < 2; side++) {
+        /* fields of b that changed or are new, then fields only a has */
+        const cJSON *from = side ? a : b;
+        cJSON_ArrayForEach(x, from)
         {
-            if (ignored(x->string) || same(x, cJSON_GetObjectItemCaseSensitive(a, x->string)))
+            const cJSON *was = cJSON_GetObjectItemCaseSensitive(a, x->string);
+            const cJSON *now = cJSON_GetObjectItemCaseSensitive(b, x->string);
+            if (ignored(x->string) || (side ? now != NULL : same(x, was)))
                 continue;
             sl_buf_puts(out, first ? "" : ",");
             sl_buf_json_str(out, x->string, strlen(x->string));
+            sl_buf_puts(&diff, first ? "{\"field\":" : ",{\"field\":");
+            sl_buf_json_str(&diff, x->string, strlen(x->string));
+            sl_buf_puts(&diff, ",\"old\":");
+            put_value(&diff, was);
+            sl_buf_puts(&diff, ",\"new\":");
+            put_value(&diff, now);
+            sl_buf_putc(&diff, '}');
             first = 0;
         }
     }
+    sl_buf_puts(out, "],\"diff\":[");
+    sl_buf_append(out, diff.p, diff.len);
+    out->oom |= diff.oom;
+    sl_buf_free(&diff);
     sl_buf_puts(out, "]}");
     (*n)++;
 }

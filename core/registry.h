@@ -49,6 +49,9 @@ struct sl_view {
     char *name;
     char id[33];             /* featureViewId: 32 hex digits */
     unsigned char key[8];    /* storage prefix, the first 8 bytes of the id */
+    char base[33];           /* hash of what decides the stored data (not metadata) */
+    uint64_t intro;          /* workspace version that introduced this definition (0: a
+                                record from before versioned ids) */
     int is_realtime;
     struct sl_source *source;
     size_t nkeys;
@@ -99,6 +102,8 @@ struct sl_ws {
     char *name;
     int live;
     uint64_t version;        /* bumps on every apply */
+    uint64_t epoch;          /* random, fixed at creation: a re-created workspace of the
+                                same name gets new view ids (0: created before epochs) */
     size_t nentities, nsources, nviews, nservices;
     struct sl_entity *entities;
     struct sl_source *sources;
@@ -114,6 +119,13 @@ struct sl_ws {
  * even on failure; files are copied). Returns NULL with err (SL_EINVAL naming file:line). */
 struct sl_ws *sl_ws_build(const char *name, int live, uint64_t version, cJSON *repo,
                           const struct sl_file *files, size_t nfiles, struct sl_error *err);
+/* The snapshot that replaces prev after an apply of repo (consumed as in sl_ws_build): same
+ * name, liveness and epoch, version + 1. A view keeps its id while its data-deciding
+ * definition is unchanged (metadata such as description, tags, owner, ttl may change); a
+ * new, redefined or re-added view gets an id never used before in this workspace, so it
+ * never reads state left by an earlier definition. */
+struct sl_ws *sl_ws_build_next(const struct sl_ws *prev, cJSON *repo, const struct sl_file *files,
+                               size_t nfiles, struct sl_error *err);
 /* Reference counting; release frees at zero. Any thread. */
 void sl_ws_retain(struct sl_ws *ws);
 void sl_ws_release(struct sl_ws *ws);
@@ -150,8 +162,9 @@ int sl_registry_delete(struct sl_registry *reg, const char *name, struct sl_erro
 int sl_registry_install(struct sl_registry *reg, struct sl_ws *ws, struct sl_error *err);
 
 /* The plan of replacing `old` (may be NULL) with `new_repo`: appends a JSON array of
- * {"action":"create"|"update"|"delete","kind":"entity"|...,"name":N,"changes":[field names]}
- * to out and returns the number of changes. */
+ * {"action":"create"|"update"|"delete","kind":"entity"|...,"name":N,"changes":[field names],
+ * "diff":[{"field":F,"old":V,"new":V}]} (values without file/line; null when absent) to out
+ * and returns the number of changes. */
 struct sl_buf;
 size_t sl_registry_plan(const cJSON *old_repo, const cJSON *new_repo, struct sl_buf *out);
 

@@ -183,6 +183,20 @@ int sl_segment_iter_seek(struct sl_segment_iter *it, const void *key, size_t key
 /* Frees it and closes its files. Accepts NULL and half-built iterators. */
 void sl_segment_iter_destroy(struct sl_segment_iter *it);
 
+/* Consistent copies. sl_segment_snapshot records the durable files of seg as they are now
+ * (sealed files, and active files up to their durable length) and keeps them open, so later
+ * seals, compactions and appends do not change what it holds. Returns 0 and sets *out, or
+ * SL_EIO / SL_ENOMEM with err. Any thread. sl_segment_snap_write writes that state into dest
+ * (an existing, empty directory): sealed files hard-linked (copied when that fails), active
+ * files copied up to the recorded length, all synced; adds the bytes to *bytes. src_dir is
+ * sl_segment_dir of the segment. Returns 0 or SL_EIO with err. Any thread; s stays valid
+ * after seg is closed. sl_segment_snap_free accepts NULL. */
+struct sl_segment_snap;
+int sl_segment_snapshot(struct sl_segment *seg, struct sl_segment_snap **out, struct sl_error *err);
+int sl_segment_snap_write(struct sl_segment_snap *s, const char *src_dir, const char *dest,
+                          uint64_t *bytes, struct sl_error *err);
+void sl_segment_snap_free(struct sl_segment_snap *s);
+
 /* CRC-32C (Castagnoli) of p[0..n) continued from crc (start with 0). Any thread. */
 uint32_t sl_segment_crc32c(uint32_t crc, const void *p, size_t n);
 

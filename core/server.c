@@ -19,6 +19,7 @@
 #include "http.h"
 #include "ingest.h"
 #include "jobs.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "metrics.h"
 #include "offline.h"
@@ -263,43 +264,51 @@ static void apply_run(struct apply_job *j)
     const cJSON *root = cJSON_GetObjectItemCaseSensitive(j->body, "root");
     if (cJSON_IsString(root) && root->valuestring[0] == '/')
         cJSON_AddStringToObject(repo, "root", root->valuestring);
-    struct sl_buf plan = SL_BUF_INIT, jobs = SL_BUF_INIT;
+    struct sl_buf plan = SL_BUF_INIT, jobs = SL_BUF_INIT, deletes = SL_BUF_INIT;
     size_t nchanges = sl_registry_plan(cur->repo, repo, &plan);
     /* Build the snapshot even for a plan: it is the last validation. */
-    struct sl_ws *next = sl_ws_build(j->ws, cur->live, cur->version + 1, repo, files, nfiles, &err);
+    struct sl_ws *next = sl_ws_build_next(cur, repo, files, nfiles, &err);
     repo = NULL;
     if (!next) {
         sl_buf_free(&plan);
         sl_buf_free(&jobs);
+        sl_buf_free(&deletes);
         goto out;
     }
-    int applied = 0;
+    int applied = 0, loses = sl_lifecycle_plan_costs(n, cur, next, &plan);
     if (j->apply && nchanges > 0) {
         if (sl_registry_install(n->reg, next, &err) != 0) {
             sl_buf_free(&plan);
             sl_buf_free(&jobs);
+            sl_buf_free(&deletes);
             goto out;
         }
         applied = 1;
         sl_auth_audit(&j->by, "applied %zu changes to workspace %s (version %llu)", nchanges,
                       j->ws, (unsigned long long)cur->version + 1);
         struct sl_ws *now = sl_registry_get(n->reg, j->ws);
-        if (now)
+        if (now) {
             sl_jobs_after_apply(n->jobs, cur, now, &jobs);
+            sl_jobs_after_apply_deletes(n->jobs, cur, now, &deletes);
+        }
         sl_ws_release(now);
     } else {
         sl_ws_release(next);
     }
     sl_buf_puts(&b, "{\"workspace\":");
     sl_buf_json_str(&b, j->ws, strlen(j->ws));
-    sl_buf_printf(&b, ",\"applied\":%s,\"version\":%llu,\"changes\":", applied ? "true" : "false",
-                  (unsigned long long)(cur->version + (unsigned)applied));
+    sl_buf_printf(&b, ",\"applied\":%s,\"version\":%llu,\"losesHistory\":%s,\"changes\":",
+                  applied ? "true" : "false", (unsigned long long)(cur->version + (unsigned)applied),
+                  loses ? "true" : "false");
     sl_buf_append(&b, plan.p, plan.len);
     sl_buf_puts(&b, ",\"jobs\":[");
     sl_buf_append(&b, jobs.p, jobs.len);
+    sl_buf_puts(&b, "],\"deleteJobs\":[");
+    sl_buf_append(&b, deletes.p, deletes.len);
     sl_buf_puts(&b, "]}");
     sl_buf_free(&plan);
     sl_buf_free(&jobs);
+    sl_buf_free(&deletes);
 out:
     pthread_mutex_unlock(&n->apply_mu);
     if (err.code) {
@@ -392,6 +401,60 @@ static void workspace_plan(struct sl_node *n, struct sl_http_req *r, const char 
         cJSON_Delete(body);
         free(j->ws);
         free(j);
+        sl_reply_error(r, 503, 14, "the server is shutting down or out of resources");
+    }
+}
+
+struct backup_req {
+    struct sl_node *n;
+    struct sl_http_req *r;
+    char *to;
+    struct sl_principal by;
+};
+
+static void backup_run(void *arg)
+{
+    struct backup_req *b = arg;
+    struct sl_error err = {0};
+    struct sl_buf out = SL_BUF_INIT;
+    if (sl_lifecycle_backup(b->n, b->to, &out, &err) != 0) {
+        sl_buf_free(&out);
+        reply_status_async(b->r, &err);
+    } else {
+        size_t len;
+        sl_auth_audit(&b->by, "backed up the data dir to %s", b->to);
+        char *body = sl_buf_detach(&out, &len);
+        sl_http_reply_async(b->r, 200, "application/json", body, len);
+    }
+    free(b->to);
+    free(b);
+}
+
+/* POST /v1/backup {"to": DIR}: on a background thread (lifecycle.h). */
+static void backup(struct sl_node *n, struct sl_http_req *r, const struct sl_principal *p)
+{
+    struct sl_error err = {0};
+    cJSON *o = sl_parse_body(r, &err);
+    const cJSON *to = cJSON_GetObjectItemCaseSensitive(o, "to");
+    struct backup_req *b = NULL;
+    if (o && !cJSON_IsString(to))
+        sl_error_set(&err, SL_EINVAL, "Required field `to` is missing");
+    else if (o && (!(b = calloc(1, sizeof(*b))) || !(b->to = strdup(to->valuestring))))
+        sl_error_set(&err, SL_ENOMEM, "out of memory");
+    cJSON_Delete(o);
+    if (err.code) {
+        if (b)
+            free(b->to);
+        free(b);
+        sl_reply_status(r, &err);
+        return;
+    }
+    b->n = n;
+    b->r = r;
+    b->by = *p;
+    if (spawn(n, backup_run, b) != 0) {
+        free(b->to);
+        free(b);
         sl_reply_error(r, 503, 14, "the server is shutting down or out of resources");
     }
 }
@@ -598,6 +661,12 @@ static void metrics(struct sl_node *n, struct sl_http_req *r)
     COUNTER("sluice_retention_deleted_keys_total",
             "Aggregation tiles and events deleted once no window can read them.",
             __atomic_load_n(&n->compacted_keys, __ATOMIC_RELAXED));
+    COUNTER("sluice_retention_orphan_keys_total",
+            "Online keys of no current feature view (left by older versions) deleted.",
+            __atomic_load_n(&n->orphan_keys, __ATOMIC_RELAXED));
+    COUNTER("sluice_retention_orphan_bytes_total",
+            "Offline bytes of no current feature view (left by older versions) deleted.",
+            __atomic_load_n(&n->orphan_bytes, __ATOMIC_RELAXED));
     COUNTER("sluice_commit_groups_total", "Group commits (one fsync each).", ws.groups);
     COUNTER("sluice_commit_failures_total", "Requests whose commit failed.", ws.failures);
 #undef COUNTER
@@ -774,6 +843,13 @@ static void route(struct sl_http_req *r, void *arg)
         sl_buf_free(&b);
         return;
     }
+    if (strcmp(path, "/v1/backup") == 0 && m == SL_HTTP_POST) {
+        if (!sl_auth_allowed(n->auth, &p, NULL, SL_ACT_ADMIN))
+            sl_reply_forbidden(r, &p, "back up the data dir");
+        else
+            backup(n, r, &p);
+        return;
+    }
     if (strcmp(path, "/metrics") == 0 && m == SL_HTTP_GET) {
         metrics(n, r);
         return;
@@ -833,13 +909,18 @@ static void route(struct sl_http_req *r, void *arg)
             struct sl_error err = {0};
             if (!sl_auth_allowed(n->auth, &p, ws, SL_ACT_MANAGE)) {
                 sl_reply_forbidden(r, &p, "delete this workspace");
-            } else if (sl_registry_delete(n->reg, ws, &err) != 0 ||
-                       sl_auth_drop_workspace(n->auth, ws, &err) != 0) {
-                sl_reply_status(r, &err);
             } else {
-                sl_auth_audit(&p, "deleted workspace %s", ws);
-                static const char ok[] = "{\"status\":\"ok\"}";
-                sl_http_reply(r, 200, "application/json", ok, sizeof(ok) - 1);
+                struct sl_buf ids = SL_BUF_INIT, b = SL_BUF_INIT;
+                if (sl_lifecycle_delete_workspace(n, ws, &ids, &err) != 0) {
+                    sl_reply_status(r, &err);
+                } else {
+                    sl_auth_audit(&p, "deleted workspace %s", ws);
+                    sl_buf_puts(&b, "{\"status\":\"ok\",\"workspace\":");
+                    sl_buf_json_str(&b, ws, strlen(ws));
+                    sl_buf_printf(&b, ",\"jobs\":[%.*s]}", (int)ids.len, ids.p ? ids.p : "");
+                    sl_reply_buf(r, 200, &b);
+                }
+                sl_buf_free(&ids);
             }
         } else {
             sl_reply_error(r, 404, 5, "no such endpoint");
@@ -918,11 +999,14 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
     }
     if (mkdir_p(cfg->data_dir, err) != 0)
         goto fail;
+    int format;
+    if (sl_lifecycle_check_format(cfg->data_dir, &format, err) != 0)
+        goto fail;
     snprintf(path, sizeof(path), "%s/online", cfg->data_dir);
     if (sl_plugin_store_open(cfg->online_store, path, (size_t)cfg->cache_mb, &n->store, err) != 0)
         goto fail;
     n->reg = sl_registry_open(&n->store, err);
-    if (!n->reg)
+    if (!n->reg || sl_lifecycle_upgrade(n, format, err) != 0)
         goto fail;
     n->auth = sl_auth_open(&n->store, cfg->data_dir, cfg->no_auth, err);
     if (!n->auth)

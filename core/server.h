@@ -45,6 +45,7 @@ struct sl_node {
     /* counters for /metrics (atomic) */
     uint64_t ingest_requests, ingest_records, ingest_errors, read_requests, read_errors;
     uint64_t compacted_keys;    /* aggregation state deleted by retention */
+    uint64_t orphan_keys, orphan_bytes; /* state of no current view, reclaimed by retention */
 };
 
 /* Opens the store, registry and auth under cfg->data_dir, starts the writer and the HTTP

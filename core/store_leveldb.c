@@ -151,6 +151,87 @@ static void ldb_iter_free(void *it)
         leveldb_iter_destroy(it);
 }
 
+static void ldb_compact(void *ctx, const char *lo, size_t lolen, const char *hi, size_t hilen)
+{
+    struct ldb *l = ctx;
+    leveldb_compact_range(l->db, lo, lolen, hi, hilen);
+}
+
+static void *ldb_snapshot(void *ctx)
+{
+    struct ldb *l = ctx;
+    return (void *)leveldb_create_snapshot(l->db);
+}
+
+static void ldb_snapshot_free(void *ctx, void *snap)
+{
+    struct ldb *l = ctx;
+    if (snap)
+        leveldb_release_snapshot(l->db, snap);
+}
+
+#define COPY_BATCH_KEYS 4096
+
+static int ldb_snapshot_copy(void *ctx, void *snap, const char *dir, uint64_t *keys,
+                             struct sl_error *err)
+{
+    struct ldb *l = ctx;
+    char *lerr = NULL;
+    int rc = 0;
+    leveldb_options_t *o = leveldb_options_create();
+    leveldb_options_set_create_if_missing(o, 1);
+    leveldb_options_set_error_if_exists(o, 1);
+    leveldb_t *db = leveldb_open(o, dir, &lerr);
+    leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    leveldb_readoptions_set_snapshot(ro, snap);
+    leveldb_readoptions_set_fill_cache(ro, 0);
+    leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    if (lerr) {
+        rc = ldb_fail(err, "open", lerr);
+        sl_error_prefix(err, "%s: ", dir);
+    }
+    leveldb_iterator_t *it = rc == 0 ? leveldb_create_iterator(l->db, ro) : NULL;
+    size_t inbatch = 0;
+    for (it ? leveldb_iter_seek_to_first(it) : (void)0; it && leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it, &kl), *v = leveldb_iter_value(it, &vl);
+        leveldb_writebatch_put(wb, k, kl, v, vl);
+        (*keys)++;
+        if (++inbatch == COPY_BATCH_KEYS) {
+            leveldb_write(db, wo, wb, &lerr);
+            leveldb_writebatch_clear(wb);
+            inbatch = 0;
+            if (lerr) {
+                rc = ldb_fail(err, "write", lerr);
+                break;
+            }
+        }
+    }
+    if (it) {
+        leveldb_iter_get_error(it, &lerr);
+        if (lerr && rc == 0)
+            rc = ldb_fail(err, "iterate", lerr);
+        else
+            leveldb_free(lerr);
+        lerr = NULL;
+        leveldb_iter_destroy(it);
+    }
+    if (rc == 0) { /* the last batch, synced: the copy is durable */
+        leveldb_writeoptions_set_sync(wo, 1);
+        leveldb_write(db, wo, wb, &lerr);
+        if (lerr)
+            rc = ldb_fail(err, "write", lerr);
+    }
+    leveldb_writebatch_destroy(wb);
+    leveldb_writeoptions_destroy(wo);
+    leveldb_readoptions_destroy(ro);
+    if (db)
+        leveldb_close(db);
+    leveldb_options_destroy(o);
+    return rc;
+}
+
 static int ldb_open(void *plugin_ctx, const char *dir, size_t cache_mb, void **ctx,
                     struct sl_error *err)
 {
@@ -196,6 +277,10 @@ const struct sl_store_ops sl_store_leveldb_ops = {
     .iter_key = ldb_iter_key,
     .iter_value = ldb_iter_value,
     .iter_free = ldb_iter_free,
+    .compact = ldb_compact,
+    .snapshot = ldb_snapshot,
+    .snapshot_copy = ldb_snapshot_copy,
+    .snapshot_free = ldb_snapshot_free,
 };
 
 int sl_store_leveldb_open(const char *dir, size_t cache_mb, struct sl_store *out,

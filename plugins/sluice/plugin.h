@@ -186,6 +186,17 @@ struct sl_store_ops {
     const char *(*iter_key)(void *it, size_t *len);
     const char *(*iter_value)(void *it, size_t *len);
     void (*iter_free)(void *it);
+    /* Optional: gives back the disk space of keys deleted in [lo, hi) (LevelDB: a range
+     * compaction; blocks while it runs). */
+    void (*compact)(void *ctx, const char *lo, size_t lolen, const char *hi, size_t hilen);
+    /* Optional (backups): snapshot returns a consistent view of the store as it is now;
+     * snapshot_copy writes every key of it into a new store in directory dir (which must not
+     * hold one), durably, counting keys (0 or SL_ESTORE with err; any thread, while writes
+     * go on); snapshot_free releases it. */
+    void *(*snapshot)(void *ctx);
+    int (*snapshot_copy)(void *ctx, void *snap, const char *dir, uint64_t *keys,
+                         struct sl_error *err);
+    void (*snapshot_free)(void *ctx, void *snap);
 };
 
 /* ---- Kind: Lua libraries ------------------------------------------------------------------- */

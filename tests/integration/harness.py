@@ -227,6 +227,15 @@ def setup_workspace(srv, ws="ads", repo="ads", live=True):
     return out
 
 
+def metric(srv, name):
+    """The value of counter `name` in the server's /metrics."""
+    st, text = srv.request("GET", "/metrics")
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    raise AssertionError("no metric " + name)
+
+
 def iso(t):
     """RFC 3339 UTC text of t (seconds since the epoch), milliseconds kept."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(t))) + ".%03dZ" % int(round((t % 1) * 1000))

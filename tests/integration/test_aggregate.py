@@ -198,11 +198,7 @@ def test_restart_keeps_aggregates():
 
 
 def metric(name):
-    st, text = srv.request("GET", "/metrics")
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return int(line.split()[1])
-    raise AssertionError("no metric " + name)
+    return harness.metric(srv, name)
 
 
 def test_retention_deletes_state_no_window_can_read():

@@ -332,7 +332,8 @@ def test_torn_segment_tail_after_kill_9():
     st, b = srv.ingest({"tx": [{"record": {"user_id": u, "ts": iso(t - 1), "amount": 7.0, "qty": 3, "merchant": "z"}}]}, ws="p")
     expect_eq(st, 200, b)
     srv.kill9()
-    d = os.path.join(srv.data_dir, "offline", "p", "last_tx")
+    base = os.path.join(srv.data_dir, "offline", "p")
+    d = os.path.join(base, [x for x in os.listdir(base) if x.startswith("last_tx@")][0])
     active = sorted(f for f in os.listdir(d) if f.startswith("active"))
     expect(active, os.listdir(d))
     with open(os.path.join(d, active[-1]), "ab") as f:

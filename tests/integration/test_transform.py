@@ -137,7 +137,7 @@ def test_apply_reloads_every_worker():
         src = open(os.path.join(REPO, "xform.lua")).read()
         with open(os.path.join(d, "xform.lua"), "w") as f:
             f.write(src.replace("r.x > 0 and 1 or 0", "r.x > 0 and 100 or 0"))
-        rc, out, err = srv.cli("apply", "--workspace", "x", d)
+        rc, out, err = srv.cli("apply", "--yes", "--workspace", "x", d)
         expect_eq(rc, 0, err)
         expect("transformation" in out, out)
         for i in range(8):  # several connections, so every worker thread sees it

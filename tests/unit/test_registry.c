@@ -88,6 +88,85 @@ START_TEST(ids_ignore_descriptions_but_not_features)
 }
 END_TEST
 
+/* A registry on a new LevelDB store in a temporary directory (its path goes to dir). */
+static struct sl_registry *temp_registry(char dir[256], struct sl_store *st)
+{
+    struct sl_error err = {0};
+    snprintf(dir, 256, "/tmp/sl-reg-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_int_eq(sl_store_leveldb_open(dir, 8, st, &err), 0);
+    struct sl_registry *reg = sl_registry_open(st, &err);
+    ck_assert_ptr_nonnull(reg);
+    return reg;
+}
+
+static void remove_dir(const char *dir)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static struct sl_ws *next(const struct sl_ws *prev, const char *json)
+{
+    struct sl_error err = {0};
+    struct sl_file f = {"a.lua", "-- text", 7};
+    struct sl_ws *ws = sl_ws_build_next(prev, cJSON_Parse(json), &f, 1, &err);
+    ck_assert_msg(ws != NULL, "%s", err.msg);
+    return ws;
+}
+
+START_TEST(ids_are_never_reused_by_a_redefinition_or_a_recreated_workspace)
+{
+    char dir[256];
+    struct sl_error err = {0};
+    struct sl_store st;
+    struct sl_registry *reg = temp_registry(dir, &st);
+    ck_assert_int_eq(sl_registry_create(reg, "ws", 1, &err), 0);
+    struct sl_ws *empty = sl_registry_get(reg, "ws");
+    ck_assert(empty->epoch != 0);
+    struct sl_ws *v1 = next(empty, REPO);
+    char *meta = strdup(REPO), *col = strdup(REPO);
+    char *d = strstr(meta, "\"d1\"");
+    d[1] = 'X'; /* description change */
+    char *f = strstr(col, "\"column\":\"y\"");
+    memcpy(f, "\"column\":\"x\"", 12); /* the feature reads another column */
+    struct sl_ws *v2 = next(v1, meta), *v3 = next(v2, col), *v4 = next(v3, REPO);
+    const char *z1 = sl_ws_view(v1, "zeta")->id;
+    ck_assert_str_eq(sl_ws_view(v2, "zeta")->id, z1);                /* metadata only */
+    ck_assert_str_ne(sl_ws_view(v3, "zeta")->id, z1);                /* redefined */
+    ck_assert_str_eq(sl_ws_view(v3, "alpha")->id, sl_ws_view(v1, "alpha")->id);
+    ck_assert_str_ne(sl_ws_view(v4, "zeta")->id, z1);                /* reverted: new id */
+    ck_assert_str_ne(sl_ws_view(v4, "zeta")->id, sl_ws_view(v3, "zeta")->id);
+    /* the ids survive a restart */
+    char z4[33];
+    memcpy(z4, sl_ws_view(v4, "zeta")->id, 33);
+    sl_ws_retain(v4);
+    ck_assert_int_eq(sl_registry_install(reg, v4, &err), 0);
+    sl_registry_close(reg);
+    reg = sl_registry_open(&st, &err);
+    struct sl_ws *back = sl_registry_get(reg, "ws");
+    ck_assert_str_eq(sl_ws_view(back, "zeta")->id, z4);
+    ck_assert_uint_eq(back->epoch, empty->epoch);
+    sl_ws_release(back);
+    /* deleted and created again: the same definitions get new ids */
+    ck_assert_int_eq(sl_registry_delete(reg, "ws", &err), 0);
+    ck_assert_int_eq(sl_registry_create(reg, "ws", 1, &err), 0);
+    struct sl_ws *again = sl_registry_get(reg, "ws");
+    struct sl_ws *w1 = next(again, REPO);
+    ck_assert_str_ne(sl_ws_view(w1, "zeta")->id, z1);
+    ck_assert_str_ne(sl_ws_view(w1, "alpha")->id, sl_ws_view(v1, "alpha")->id);
+    struct sl_ws *all[] = {empty, v1, v2, v3, v4, again, w1};
+    for (size_t i = 0; i < sizeof(all) / sizeof(*all); i++)
+        sl_ws_release(all[i]);
+    free(meta);
+    free(col);
+    sl_registry_close(reg);
+    sl_store_close(&st);
+    remove_dir(dir);
+}
+END_TEST
+
 START_TEST(bad_references_name_file_and_line)
 {
     struct sl_error err = {0};
@@ -116,7 +195,7 @@ START_TEST(plan_lists_creates_updates_deletes)
     ck_assert_str_eq(sl_buf_cstr(&out), "[]");
     sl_buf_reset(&out);
     ck_assert_uint_eq(sl_registry_plan(NULL, neu, &out), 7); /* 1 entity, 2 sources, 3 views, 1 service */
-    ck_assert_ptr_nonnull(strstr(sl_buf_cstr(&out), "{\"action\":\"create\",\"kind\":\"entity\",\"name\":\"user\",\"changes\":[]}"));
+    ck_assert_ptr_nonnull(strstr(sl_buf_cstr(&out), "{\"action\":\"create\",\"kind\":\"entity\",\"name\":\"user\",\"changes\":[],\"diff\":[]}"));
     /* move a file line only: no change; change ttl: update; drop the service: delete */
     cJSON *views = cJSON_GetObjectItem(neu, "feature_views");
     cJSON *z = cJSON_GetArrayItem(views, 0);
@@ -129,7 +208,8 @@ START_TEST(plan_lists_creates_updates_deletes)
     sl_buf_reset(&out);
     ck_assert_uint_eq(sl_registry_plan(old, neu, &out), 2);
     const char *s = sl_buf_cstr(&out);
-    ck_assert_ptr_nonnull(strstr(s, "{\"action\":\"update\",\"kind\":\"feature_view\",\"name\":\"zeta\",\"changes\":[\"ttl\"]}"));
+    ck_assert_ptr_nonnull(strstr(s, "{\"action\":\"update\",\"kind\":\"feature_view\",\"name\":\"zeta\",\"changes\":[\"ttl\"],"
+                                  "\"diff\":[{\"field\":\"ttl\",\"old\":\"1d\",\"new\":\"2d\"}]}"));
     ck_assert_ptr_nonnull(strstr(s, "{\"action\":\"delete\",\"kind\":\"feature_service\",\"name\":\"svc\""));
     sl_buf_free(&out);
     cJSON_Delete(old);
@@ -139,13 +219,10 @@ END_TEST
 
 START_TEST(registry_persists_across_reopen)
 {
-    char dir[256], cmd[300];
+    char dir[256];
     struct sl_error err = {0};
     struct sl_store st;
-    snprintf(dir, sizeof(dir), "/tmp/sl-reg-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    ck_assert_int_eq(sl_store_leveldb_open(dir, 8, &st, &err), 0);
-    struct sl_registry *reg = sl_registry_open(&st, &err);
+    struct sl_registry *reg = temp_registry(dir, &st);
     ck_assert_int_eq(sl_registry_create(reg, "ws", 1, &err), 0);
     ck_assert_int_eq(sl_registry_create(reg, "ws", 1, &err), SL_EEXIST);
     ck_assert_int_eq(sl_registry_create(reg, "bad/name", 1, &err), SL_EINVAL);
@@ -173,8 +250,7 @@ START_TEST(registry_persists_across_reopen)
     ck_assert_ptr_null(sl_registry_get(reg, "ws"));
     sl_registry_close(reg);
     sl_store_close(&st);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    remove_dir(dir);
 }
 END_TEST
 
@@ -184,6 +260,7 @@ int main(void)
     TCase *tc = tcase_create("registry");
     tcase_add_test(tc, builds_views_and_orders_services_as_tecton);
     tcase_add_test(tc, ids_ignore_descriptions_but_not_features);
+    tcase_add_test(tc, ids_are_never_reused_by_a_redefinition_or_a_recreated_workspace);
     tcase_add_test(tc, bad_references_name_file_and_line);
     tcase_add_test(tc, plan_lists_creates_updates_deletes);
     tcase_add_test(tc, registry_persists_across_reopen);
