@@ -359,6 +359,33 @@ out:
     return rc;
 }
 
+/* Reads a realtime view's input views from the online store (sl_xform_input_fn). */
+struct rt_inputs {
+    struct serve_req *q;
+    const struct keyvals *kv;
+    int64_t now;
+    struct sl_buf vals;
+    struct slot sl[SL_RT_MAX_INPUT_FEATURES];
+};
+
+static int rt_input(void *arg, const struct sl_view *iv, const char **frag, size_t *len,
+                    char *msg, size_t cap)
+{
+    struct rt_inputs *ri = arg;
+    int all[SL_RT_MAX_INPUT_FEATURES];
+    struct row_status st[SL_RT_MAX_INPUT_FEATURES];
+    for (size_t f = 0; f < iv->nfeatures; f++)
+        all[f] = (int)f;
+    sl_buf_reset(&ri->vals);
+    int rc = read_view(ri->q, iv, ri->kv, all, iv->nfeatures, ri->now, &ri->vals, ri->sl, st,
+                       msg, cap);
+    for (size_t f = 0; rc == 0 && f < iv->nfeatures; f++) {
+        frag[f] = ri->vals.p + ri->sl[f].off;
+        len[f] = ri->sl[f].len;
+    }
+    return rc;
+}
+
 /* Computes realtime view v's selected features from the request context and its input
  * views, into frag. Returns 0, or SL_EINVAL (a missing request context key) / SL_ESCRIPT
  * (the function failed: msg names file:line) / SL_ENOMEM. */
@@ -368,93 +395,27 @@ static int realtime_view(struct serve_req *q, const struct sl_service_item *it,
                          char *msg, size_t cap)
 {
     const struct sl_view *v = it->view;
-    const struct sl_source *req = NULL;
-    struct sl_xform_input in[16];
-    size_t nin = 0;
-    struct sl_buf obj = SL_BUF_INIT;
     struct sl_error err = {0};
-    int rc = 0;
-    for (size_t k = 0; k < v->nrt_sources && rc == 0; k++) {
-        const struct sl_source *src = sl_ws_source(q->ws, v->rt_sources[k]);
-        if (src && src->is_request) {
-            req = src;
-            for (size_t f = 0; f < src->nfields; f++) {
-                const struct sl_json *val = ctx ? sl_json_get(ctx, src->schema[f].name) : NULL;
-                struct sl_buf scratch = SL_BUF_INIT;
-                if (!val) {
-                    snprintf(msg, cap, "Missing required request context key: %s", src->schema[f].name);
-                    rc = SL_EINVAL;
-                } else if (sl_value_encode(src->schema[f].type, val, &scratch, &err) != 0) {
-                    snprintf(msg, cap, "Request context key `%s`: %s", src->schema[f].name, err.msg);
-                    rc = SL_EINVAL;
-                }
-                sl_buf_free(&scratch);
-                if (rc)
-                    break;
-            }
-            continue;
-        }
-        const struct sl_view *iv = sl_ws_view(q->ws, v->rt_sources[k]);
-        if (!iv || iv->is_realtime || nin == 16 || iv->nfeatures > 256)
-            continue;
-        int all[256];
-        struct slot sl[256];
-        struct row_status st[256];
-        struct sl_buf vals = SL_BUF_INIT;
-        for (size_t f = 0; f < iv->nfeatures; f++)
-            all[f] = (int)f;
-        rc = read_view(q, iv, kv, all, iv->nfeatures, now, &vals, sl, st, msg, cap);
-        sl_buf_reset(&obj);
-        sl_buf_putc(&obj, '{');
-        for (size_t f = 0; rc == 0 && f < iv->nfeatures; f++) {
-            sl_buf_puts(&obj, f ? "," : "");
-            sl_buf_json_str(&obj, iv->features[f].name, strlen(iv->features[f].name));
-            sl_buf_putc(&obj, ':');
-            sl_buf_append(&obj, vals.p + sl[f].off, sl[f].len);
-        }
-        sl_buf_putc(&obj, '}');
-        sl_buf_free(&vals);
-        if (rc == 0) {
-            const struct sl_json *o = sl_json_parse(obj.p, obj.len, q->arena, &err);
-            if (!o) {
-                snprintf(msg, cap, "out of memory");
-                rc = SL_ENOMEM;
-            } else {
-                in[nin++] = (struct sl_xform_input){iv, o};
-            }
-        }
-    }
-    sl_buf_free(&obj);
-    if (rc)
-        return rc;
     lua_State *L = sl_xform_vm(q->xf, q->ws, &err);
-    struct sl_json *row = NULL;
-    struct sl_field *out = calloc(v->nfeatures + 1, sizeof(*out));
-    if (!out)
-        return SL_ENOMEM;
-    for (size_t f = 0; f < v->nfeatures; f++)
-        out[f] = (struct sl_field){v->features[f].name, v->features[f].type};
-    rc = L ? sl_xform_realtime(L, v->name, req ? req->schema : NULL, req ? req->nfields : 0, ctx,
-                               in, nin, out, v->nfeatures, q->arena, &row, &err)
-           : err.code;
-    free(out);
-    if (rc) {
+    if (!L) {
         snprintf(msg, cap, "realtime feature view `%s` failed: %s", v->name, err.msg);
-        return rc == SL_ENOMEM ? rc : SL_ESCRIPT;
+        return err.code == SL_ENOMEM ? SL_ENOMEM : SL_ESCRIPT;
     }
-    for (size_t f = 0; f < it->nfeat; f++) {
-        const struct sl_feature *feat = &v->features[it->feat[f]];
-        const struct sl_json *val = sl_json_get(row, feat->name);
-        slots[f].off = frag->len;
-        if (!val || sl_value_encode(feat->type, val, frag, &err) != 0) {
-            snprintf(msg, cap, "realtime feature view `%s`: feature `%s`: %s", v->name, feat->name,
-                     val ? err.msg : "not returned");
-            return SL_ESCRIPT;
-        }
-        slots[f].len = frag->len - slots[f].off;
+    struct rt_inputs ri = {.q = q, .kv = kv, .now = now, .vals = SL_BUF_INIT};
+    size_t *off = calloc(2 * it->nfeat + 1, sizeof(*off));
+    if (!off) {
+        snprintf(msg, cap, "out of memory");
+        return SL_ENOMEM;
+    }
+    int rc = sl_xform_realtime_view(L, q->ws, v, ctx, rt_input, &ri, it->feat, it->nfeat,
+                                    q->arena, frag, off, off + it->nfeat, msg, cap);
+    sl_buf_free(&ri.vals);
+    for (size_t f = 0; rc == 0 && f < it->nfeat; f++) {
+        slots[f] = (struct slot){off[f], off[it->nfeat + f]};
         fs[f] = (struct row_status){1, now};
     }
-    return 0;
+    free(off);
+    return rc;
 }
 
 /* Appends the features of one request row to vals (comma-separated JSON values) and fills

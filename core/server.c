@@ -400,6 +400,7 @@ struct pit_job {
     int range;             /* get-features-in-range */
     int64_t start, end;
     char *page_token;
+    struct sl_vm_limits lim; /* realtime views: online serving's Lua budgets */
 };
 
 static void pit_job_run(void *arg)
@@ -533,6 +534,8 @@ static void get_features_for_events(struct sl_node *n, struct sl_http_req *r,
     memcpy(j->events, body ? body : "", len);
     j->len = len;
     j->o.timestamp_key = j->ts_key;
+    j->lim = (struct sl_vm_limits){(size_t)n->cfg->lua_memory_mb << 20, n->cfg->lua_instructions};
+    j->o.vm_limits = &j->lim;
     if (spawn(n, pit_job_run, j) != 0) {
         sl_error_set(&err, SL_EBUSY, "the server is shutting down or out of resources");
         goto fail;
