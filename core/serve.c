@@ -32,7 +32,7 @@ void sl_row_key(struct sl_buf *out, const struct sl_view *v, const char *const *
         sl_buf_lenstr(out, vals[i], lens[i]);
 }
 
-enum { OPT_NAMES, OPT_TYPES, OPT_TIMES, OPT_STATUS, OPT_SLO, OPT_N };
+enum { OPT_NAMES, OPT_TYPES, OPT_TIMES, OPT_STATUS, OPT_SLO, OPT_DESC, OPT_TAGS, OPT_N };
 
 /* Per HTTP worker: what a request needs from one call to the next, reused rather than
  * allocated and freed per request. */
@@ -145,11 +145,13 @@ static void read_options(const struct sl_json *params, int *opt)
 {
     static const char *const snake[] = {"include_names", "include_data_types",
                                         "include_effective_times", "include_serving_status",
-                                        "include_slo_info"};
+                                        "include_slo_info", "include_feature_descriptions",
+                                        "include_feature_tags"};
     static const char *const camel[] = {"includeNames", "includeDataTypes",
                                         "includeEffectiveTimes", "includeServingStatus",
-                                        "includeSloInfo"};
-    static const int defaults[] = {1, 1, 0, 1, 0};
+                                        "includeSloInfo", "includeFeatureDescriptions",
+                                        "includeFeatureTags"};
+    static const int defaults[] = {1, 1, 0, 1, 0, 0, 0};
     const struct sl_json *mo = param(params, "metadata_options", "metadataOptions");
     for (int i = 0; i < OPT_N; i++) {
         const struct sl_json *v = mo ? param(mo, snake[i], camel[i]) : NULL;
@@ -484,6 +486,45 @@ static void feature_name(struct sl_buf *b, const struct sl_view *v, const struct
     sl_buf_putc(b, '"');
 }
 
+/* With the options asked for, a feature's "description" (its own, else its view's) and
+ * "tags" (its view's, overlaid with its own) as members of the object being written, each
+ * preceded by a comma when *sep; an empty description or tag set is left out, as Tecton's
+ * JSON leaves out empty fields. */
+static void write_doc(struct serve_req *q, struct sl_buf *b, const struct sl_view *v,
+                      const struct sl_feature *f, int *sep)
+{
+    if (q->opt[OPT_DESC]) {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(f->spec, "description");
+        if (!cJSON_IsString(d))
+            d = cJSON_GetObjectItemCaseSensitive(v->spec, "description");
+        if (cJSON_IsString(d) && *d->valuestring) {
+            sl_buf_puts(b, *sep ? ",\"description\":" : "\"description\":");
+            sl_buf_json_str(b, d->valuestring, strlen(d->valuestring));
+            *sep = 1;
+        }
+    }
+    if (q->opt[OPT_TAGS]) {
+        const cJSON *own = cJSON_GetObjectItemCaseSensitive(f->spec, "tags");
+        const cJSON *vt = cJSON_GetObjectItemCaseSensitive(v->spec, "tags");
+        const cJSON *sets[2] = {vt, own};
+        int n = 0;
+        for (int k = 0; k < 2; k++)
+            for (const cJSON *t = sets[k] ? sets[k]->child : NULL; t; t = t->next) {
+                if (!cJSON_IsString(t) || (k == 0 && cJSON_GetObjectItemCaseSensitive(own, t->string)))
+                    continue; /* the feature's own tag of that name wins */
+                sl_buf_puts(b, n ? "," : *sep ? ",\"tags\":{" : "\"tags\":{");
+                sl_buf_json_str(b, t->string, strlen(t->string));
+                sl_buf_putc(b, ':');
+                sl_buf_json_str(b, t->valuestring, strlen(t->valuestring));
+                n++;
+            }
+        if (n) {
+            sl_buf_putc(b, '}');
+            *sep = 1;
+        }
+    }
+}
+
 /* metadata.features for nrows rows; statuses become arrays when batch is set. */
 static void write_metadata(struct serve_req *q, struct sl_buf *b, struct row_status *st,
                            size_t nrows, int batch)
@@ -527,7 +568,9 @@ static void write_metadata(struct serve_req *q, struct sl_buf *b, struct row_sta
                 sl_buf_puts(b, sep ? ",\"effectiveTime\":\"" : "\"effectiveTime\":\"");
                 sl_buf_append(b, t, tl);
                 sl_buf_putc(b, '"');
+                sep = 1;
             }
+            write_doc(q, b, it->view, feat, &sep);
             sl_buf_putc(b, '}');
             fo++;
         }
@@ -575,6 +618,8 @@ static void metadata_call(struct serve_req *q, struct sl_buf *b)
             feature_name(b, it->view, feat);
             sl_buf_puts(b, ",\"dataType\":");
             sl_type_write_json(b, feat->type);
+            int sep = 1;
+            write_doc(q, b, it->view, feat, &sep);
             sl_buf_putc(b, '}');
         }
     }

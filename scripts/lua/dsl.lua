@@ -723,7 +723,29 @@ local function LifetimeWindow(...)
     return handle({kind = "lifetime", label = "LifetimeWindow()"}, {})
 end
 
-local ATTRIBUTE_ARGS = {"column", "type", "name"}
+local ATTRIBUTE_ARGS = {"column", "type", "name", "description", "tags"}
+
+-- A feature's own `description` and `tags` (optional; metadata_options
+-- include_feature_descriptions / include_feature_tags return them).
+local function feature_doc(pos, label, a, rec)
+    rec.description = opt_string(pos, label, a, "description")
+    rec.tags = rawget(a, "tags") ~= nil and opt_tags(pos, label, a) or nil
+    return rec
+end
+
+-- The canonical JSON of a feature: the pairs given, then its description and tags when set.
+local function feature_json(f, ...)
+    local kv = tpack(...)
+    local n = kv.n
+    if f.description ~= nil then
+        kv[n + 1], kv[n + 2], n = "description", f.description, n + 2
+    end
+    if f.tags ~= nil then
+        kv[n + 1], kv[n + 2], n = "tags", map(f.tags), n + 2
+    end
+    kv.n = n
+    return setmetatable(kv, OBJ)
+end
 
 local function Attribute(...)
     local pos = callsite()
@@ -751,11 +773,14 @@ local function Attribute(...)
     local ft = t ~= nil and as_type(pos, label .. ": the type", t) or nil
     local rec = {kind = "attribute", pos = pos, label = label, column = column, type = ft,
                  name = name}
+    if n == 1 and type(a) == "table" and not info[a] then
+        feature_doc(pos, label, a, rec)
+    end
     return handle(rec, {column = column, name = name or column})
 end
 
 local AGGREGATE_ARGS = {"column", "fn", "window", "offset", "n", "precision", "percentile",
-                        "name", "type"}
+                        "name", "type", "description", "tags"}
 
 local function Aggregate(...)
     local pos = callsite()
@@ -809,6 +834,7 @@ local function Aggregate(...)
     rec.percentile = p
     local t = rawget(a, "type")
     rec.type = t ~= nil and as_type(pos, label .. ": `type`", t) or nil
+    feature_doc(pos, label, a, rec)
     return handle(rec, {column = rec.column, fn = rec.fn, name = rec.name})
 end
 
@@ -901,10 +927,10 @@ local function resolve_aggregate(view, f, interval_ns)
     -- params: exactly the parameters the function takes, defaults filled ({} when none), the
     -- shape sl_agg_spec_from_cjson reads back.
     return {name = r.name, pos = f.pos, label = f.label,
-            json = obj("kind", "aggregate", "name", r.name, "column", r.column,
-                       "function", r["function"], "params", r.params or obj(),
-                       "window", r.window, "offset", r.offset, "input_type", r.input_type,
-                       "dataType", r.dataType)}
+            json = feature_json(f, "kind", "aggregate", "name", r.name, "column", r.column,
+                                "function", r["function"], "params", r.params or obj(),
+                                "window", r.window, "offset", r.offset,
+                                "input_type", r.input_type, "dataType", r.dataType)}
 end
 
 -- Resolves the feature handles of a view; returns {name, json, pos, label} records.
@@ -932,8 +958,8 @@ local function view_features(view, hs, realtime)
             end
             local name = f.name or f.column
             feat = {name = name, pos = f.pos, label = f.label,
-                    json = obj("kind", "attribute", "name", name, "column", f.column,
-                               "dataType", type_json(t))}
+                    json = feature_json(f, "kind", "attribute", "name", name,
+                                        "column", f.column, "dataType", type_json(t))}
         else
             if realtime then
                 fail(f.pos, "%s: realtime views compute Attribute features only, not %s",

@@ -52,6 +52,8 @@ def validate_response(path, status, body):
             validate(body, "feature-service-error.json")
         elif path.endswith("/get-features"):
             validate(body, "get-features-response.json")
+        elif path.endswith("/metadata"):
+            validate(body, "metadata-response.json")
 
 
 def free_port():
