@@ -11,6 +11,7 @@
 #include <cJSON.h>
 
 #include "access.h"
+#include "batch.h"
 #include "buf.h"
 #include "defs.h"
 #include "error.h"
@@ -241,6 +242,10 @@ static void apply_run(struct apply_job *j)
     /* Build the snapshot even for a plan: it is the last validation. */
     struct sl_ws *next = sl_ws_build(j->ws, cur->live, cur->version + 1, repo, files, nfiles, &err);
     repo = NULL;
+    if (next && sl_batch_check_sources(next, &err) != 0) {
+        sl_ws_release(next);
+        next = NULL;
+    }
     if (!next) {
         sl_buf_free(&plan);
         sl_buf_free(&jobs);

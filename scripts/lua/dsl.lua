@@ -639,8 +639,23 @@ local function FileConfig(...)
     return handle(rec, {uri = uri, file_format = ff, timestamp_field = ts})
 end
 
-local STREAM_SOURCE_ARGS = {"name", "schema", "batch_config", "post_processor", "description",
-                            "tags", "owner"}
+-- The stream config of a StreamSource: records are pushed to the Stream Ingest API (POST
+-- /ingest), the only way records reach a stream source (and so also the default). Written
+-- `PushConfig {}` or `PushConfig()`, as in Tecton's `PushConfig()`; it takes no arguments.
+local function PushConfig(...)
+    local pos = callsite()
+    local n, a = select("#", ...), ...
+    if n > 1 or (n == 1 and (type(a) ~= "table" or info[a])) then
+        fail(pos, "PushConfig takes no arguments: stream_config = PushConfig {}")
+    end
+    if n == 1 then
+        check_args(pos, "PushConfig", one_table(pos, "PushConfig", ...), {}, {})
+    end
+    return handle({kind = "push_config", pos = pos, label = "PushConfig"}, {})
+end
+
+local STREAM_SOURCE_ARGS = {"name", "schema", "stream_config", "batch_config", "post_processor",
+                            "description", "tags", "owner"}
 
 local function StreamSource(...)
     local pos = callsite()
@@ -658,6 +673,11 @@ local function StreamSource(...)
     end
     rec.stamps = stamps
     rec.timestamp_field = #stamps == 1 and stamps[1] or nil
+    local sc = rawget(a, "stream_config")
+    if sc ~= nil and (not info[sc] or info[sc].kind ~= "push_config") then
+        fail(pos, "%s: `stream_config` must be PushConfig {} (records pushed to POST /ingest), " ..
+             "got %s", label, describe(sc))
+    end
     local bc = rawget(a, "batch_config")
     if bc ~= nil then
         local r = info[bc]
@@ -1281,6 +1301,7 @@ env.Struct = Struct
 env.Field = Field
 env.Entity = Entity
 env.FileConfig = FileConfig
+env.PushConfig = PushConfig
 env.StreamSource = StreamSource
 env.RequestSource = RequestSource
 env.LifetimeWindow = LifetimeWindow
