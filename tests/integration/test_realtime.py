@@ -142,6 +142,30 @@ def test_feature_descriptions_and_tags():
     expect(all(not doc(f) for f in b["featureValues"]), "not asked: not sent")
 
 
+def test_example_training_events():
+    """The example's training events: the realtime view computed per event from the row's own
+    request context and input values, and equal to get-features for the events at NOW."""
+    out = os.path.join(__import__("tempfile").mkdtemp(), "train.jsonl")
+    rc, so, se = srv.cli("get-features-for-events", "--workspace", "fraud", "--feature-service", SVC,
+                         "--events", os.path.join(example_dir("fraud"), "data", "training_events.csv"),
+                         "--output", out)
+    expect_eq(rc, 0, se)
+    rows = [json.loads(l) for l in open(out) if l.strip()]
+    expect_eq(len(rows), 6)
+    rt = "transaction_amount_is_high__transaction_amount_is_high"
+    for r in rows:
+        mean = r["user_transaction_aggregates__amount_mean_1d_1h"]
+        amount = float(r["amount"])
+        want = amount > 1000 or (mean is not None and amount > 3 * mean)
+        expect_eq(r[rt], "1" if want else "0", r)
+        if r["timestamp"] == NOW:
+            st, b = get(r["user_id"], r["merchant"], amount)
+            expect_eq(st, 200, b)
+            for name, v in values(b).items():
+                expect_eq(r[name.replace(".", "__")], v, name)
+    expect_eq([r[rt] for r in rows], ["0", "1", "0", "1", "0", "0"])
+
+
 def test_failing_realtime_function_names_file_and_line():
     d = __import__("tempfile").mkdtemp()
     for name in os.listdir(example_dir("fraud")):
