@@ -498,6 +498,13 @@ static int rt_add_input(struct run *r, const struct sl_view *iv)
     return 0;
 }
 
+/* A view a realtime view can read (as sl_xform_realtime_view passes them). */
+static const struct sl_view *rt_input_view(const struct run *r, const char *name)
+{
+    const struct sl_view *iv = sl_ws_view(r->ws, name);
+    return iv && !iv->is_realtime && iv->nfeatures <= SL_RT_MAX_INPUT_FEATURES ? iv : NULL;
+}
+
 /* The input views of the service's realtime views and their slots; sets r->width. */
 static int rt_plan(struct run *r, struct sl_error *err)
 {
@@ -506,8 +513,8 @@ static int rt_plan(struct run *r, struct sl_error *err)
     for (size_t i = 0; i < r->svc->nitems; i++) {
         const struct sl_view *v = r->svc->items[i].view;
         for (size_t k = 0; v->is_realtime && k < v->nrt_sources; k++) {
-            const struct sl_view *iv = sl_ws_view(r->ws, v->rt_sources[k]);
-            if (iv && !iv->is_realtime && iv->nfeatures > most)
+            const struct sl_view *iv = rt_input_view(r, v->rt_sources[k]);
+            if (iv && iv->nfeatures > most)
                 most = iv->nfeatures;
         }
     }
@@ -518,8 +525,8 @@ static int rt_plan(struct run *r, struct sl_error *err)
     for (size_t i = 0; i < r->svc->nitems; i++) {
         const struct sl_view *v = r->svc->items[i].view;
         for (size_t k = 0; v->is_realtime && k < v->nrt_sources; k++) {
-            const struct sl_view *iv = sl_ws_view(r->ws, v->rt_sources[k]);
-            if (iv && !iv->is_realtime && rt_add_input(r, iv) != 0)
+            const struct sl_view *iv = rt_input_view(r, v->rt_sources[k]);
+            if (iv && rt_add_input(r, iv) != 0)
                 return sl_error_set(err, SL_ENOMEM, "out of memory");
         }
     }
