@@ -211,7 +211,8 @@ static int list_files(struct sl_filesrc *src, const char *uri, struct sl_error *
     }
     if (rc)
         return sl_error_set(err, SL_ENOMEM, "out of memory listing %s", uri);
-    qsort(src->files, src->nfiles, sizeof *src->files, cmp_files);
+    if (src->nfiles > 1) /* an empty listing has no array (qsort's NULL is undefined) */
+        qsort(src->files, src->nfiles, sizeof *src->files, cmp_files);
     if (src->opts.filter) {
         size_t w = 0;
         for (size_t i = 0; i < src->nfiles; i++) {
