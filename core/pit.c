@@ -630,11 +630,13 @@ static int rt_run(struct run *r, const struct sl_pit_opts *o, struct sl_error *e
                 sl_arena_reset(&a);
                 size_t at = e * r->width + fo;
                 rc = rt_context(r, e, it->view, &a, &ctx, err);
+                sl_time_set_thread_now(r->ev[e].ts); /* sluice.time.now() is the event's time */
                 if (rc == 0 &&
                     (rc = sl_xform_realtime_view(L, r->ws, it->view, ctx, rt_values, &re, it->feat,
                                                  it->nfeat, &a, &r->res, &r->frag_off[at],
                                                  &r->frag_len[at], msg, sizeof(msg))) != 0)
                     sl_error_set(err, rc, "event %zu: %s", e + r->ev0, msg);
+                sl_time_set_thread_now(0);
             }
             fo += it->nfeat;
         }

@@ -39,7 +39,8 @@ struct sl_pit_opts {
  * serving runs them (sl_xform_realtime_view, in a VM of this call with o->vm_limits): the
  * request context is the event's columns named as the RequestSource's fields (CSV cells
  * read as the JSON value they spell for non-text types), the inputs are the input views'
- * values at the event's time. Returns 0, or SL_EINVAL (bad events: message names the line
+ * values at the event's time, and sl_now_ns() (sluice.time.now()) is the event's time
+ * during the call. Returns 0, or SL_EINVAL (bad events: message names the line
  * or event, e.g. a missing request context column) / SL_ESCRIPT (a realtime view failed:
  * "event N: realtime feature view `v` failed: file:line: ...") / SL_ECORRUPT / SL_ENOMEM
  * with err. Any thread. */

@@ -80,9 +80,9 @@ local rt = RealtimeFeatureView {
 local echo = RealtimeFeatureView {
   name = "echo",
   sources = { req },
-  features = { Attribute("n2", Int64) },
+  features = { Attribute("n2", Int64), Attribute("at", Timestamp) },
   transformation = function(request, inputs)
-    return { n2 = request.n * 2 }
+    return { n2 = request.n * 2, at = sluice.time.now() }  -- offline: the event's time
   end,
 }
 
