@@ -94,6 +94,58 @@ static void allowed_roots(const struct sl_node *n, const struct sl_ws *ws, struc
         r->deny[0] = '\0';
 }
 
+int sl_batch_check_sources(const struct sl_node *n, const struct sl_ws *ws, struct sl_error *err)
+{
+    const cJSON *js;
+    int rc = 0;
+    struct roots *roots = malloc(sizeof(*roots));
+    if (!roots)
+        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    allowed_roots(n, ws, roots);
+    /* the same confinement as the jobs: a file outside the allowed folders is not opened */
+    struct sl_filesrc_opts fo = {.confine = 1, .roots = roots->list, .nroots = roots->n,
+                                 .deny = roots->deny[0] ? roots->deny : NULL};
+    cJSON_ArrayForEach(js, cJSON_GetObjectItemCaseSensitive(ws->repo, "sources"))
+    {
+        const char *name = member(js, "name");
+        const cJSON *bc = cJSON_GetObjectItemCaseSensitive(js, "batch_config");
+        const struct sl_source *s = name ? sl_ws_source(ws, name) : NULL;
+        const char *uri = member(bc, "uri"), *fmt = member(bc, "file_format");
+        if (!s || s->is_request || !uri)
+            continue;
+        char path[SL_FILESRC_PATH_MAX];
+        struct sl_filesrc *src = NULL;
+        struct sl_error ignored = {0};
+        size_t ncols = 0;
+        resolve(ws, uri, path, sizeof(path));
+        if (sl_filesrc_open(path, fmt ? fmt : "csv", s->schema, s->nfields, &fo, &src, &ignored) != 0 ||
+            sl_filesrc_columns(src, &ncols, &ignored) != 1) {
+            sl_filesrc_close(src);
+            continue;
+        }
+        for (size_t f = 0; f < s->nfields && rc == 0; f++) {
+            size_t c = 0;
+            while (c < ncols && strcmp(sl_filesrc_column(src, c), s->schema[f].name) != 0)
+                c++;
+            if (c == ncols) {
+                size_t nfiles;
+                const cJSON *line = cJSON_GetObjectItemCaseSensitive(js, "line");
+                rc = sl_error_set(err, SL_EINVAL,
+                                  "%s:%d: StreamSource `%s`: the batch_config file %s has no "
+                                  "column `%s`; a batch source must hold every column of the "
+                                  "stream schema", member(js, "file") ? member(js, "file") : "?",
+                                  cJSON_IsNumber(line) ? line->valueint : 0, s->name,
+                                  sl_filesrc_files(src, &nfiles)[0].path, s->schema[f].name);
+            }
+        }
+        sl_filesrc_close(src);
+        if (rc)
+            break;
+    }
+    free(roots);
+    return rc;
+}
+
 /* Key of a loaded file: 'F' + workspace + 0 + view id + 0 + path. */
 static void file_key(struct sl_buf *k, const struct sl_job *job, const char *path)
 {

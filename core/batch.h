@@ -16,4 +16,14 @@ struct sl_node;
  * err. Runner thread. */
 int sl_batch_run(struct sl_node *n, struct sl_jobs *jobs, struct sl_job *job, struct sl_error *err);
 
+/* The apply-time check of ws's batch sources: for each stream source with a batch_config
+ * whose first file can be read and has a column list (a CSV header, a Parquet schema; not
+ * JSON Lines) inside the folders batch jobs may read (batch-root), every column of the stream
+ * schema must be in it, as Tecton requires. Returns
+ * 0 (also when a file is absent or unreadable: its jobs report that), or SL_EINVAL with err
+ * "file:line: StreamSource `s`: the batch_config file F has no column `c` ..." (the source's
+ * definition). Any thread; reads one header per source. */
+struct sl_ws;
+int sl_batch_check_sources(const struct sl_node *n, const struct sl_ws *ws, struct sl_error *err);
+
 #endif

@@ -114,10 +114,14 @@ static int client_init(struct client *c, struct opt *opts)
         c->url = getenv("SLUICE_URL");
     if (!c->url)
         c->url = "http://127.0.0.1:8080";
+    /* --api-key-file, $SLUICE_API_KEY, $SLUICE_API_KEY_FILE, then $TECTON_API_KEY (what
+     * Tecton's guides tell users to export) */
     const char *kf = optv(opts, "--api-key-file");
     const char *env = getenv("SLUICE_API_KEY");
     if (!kf && !env)
         kf = getenv("SLUICE_API_KEY_FILE");
+    if (!kf && !env)
+        env = getenv("TECTON_API_KEY");
     if (kf) {
         size_t len;
         c->key = read_file(kf, &len);
@@ -1740,7 +1744,8 @@ void sl_cli_usage(void)
            "  plugins          list the plugins the server loaded (and the built-ins)\n\n"
            "  backup           write a consistent copy of the data dir while the server runs\n\n"
            "Client commands reach the server at $SLUICE_URL (default http://127.0.0.1:8080,\n"
-           "or --url) with the API key in $SLUICE_API_KEY (or --api-key-file F). For an\n"
+           "or --url) with the API key in $SLUICE_API_KEY (or --api-key-file F, or\n"
+           "$SLUICE_API_KEY_FILE, or $TECTON_API_KEY, in that order of precedence). For an\n"
            "https:// URL the server's certificate must be trusted by the system or by the CA\n"
            "file in $SLUICE_CA_FILE.\n"
            "`sluice <command> --help` describes each command; `sluice --version` prints the version.\n");

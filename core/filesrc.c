@@ -931,6 +931,27 @@ static int open_file(struct sl_filesrc *src, struct sl_error *err)
     return 0;
 }
 
+int sl_filesrc_columns(struct sl_filesrc *src, size_t *n, struct sl_error *err)
+{
+    int rc;
+    if (src->failed) {
+        if (err)
+            *err = src->ferr;
+        return src->ferr.code;
+    }
+    if (src->cur >= src->nfiles || src->fmt == FMT_JSONL)
+        return 0;
+    if (!src->open && (rc = open_file(src, err)) != 0)
+        return rc;
+    *n = src->fmt == FMT_CSV ? src->ncols : sl_parquet_num_columns(src->pq);
+    return *n > 0;
+}
+
+const char *sl_filesrc_column(const struct sl_filesrc *src, size_t i)
+{
+    return src->fmt == FMT_CSV ? src->names[i] : sl_parquet_column_name(src->pq, i);
+}
+
 int sl_filesrc_next(struct sl_filesrc *src, struct sl_arena *a, struct sl_json **row,
                     struct sl_error *err)
 {

@@ -91,6 +91,14 @@ int sl_filesrc_open(const char *uri, const char *format, const struct sl_field *
 int sl_filesrc_next(struct sl_filesrc *src, struct sl_arena *a, struct sl_json **row,
                     struct sl_error *err);
 
+/* The columns of the file being read (the first one before any row): opens it if needed.
+ * Returns 1 with *n columns — a CSV header's names, a Parquet file's top-level columns, each
+ * sl_filesrc_column(src, i) (borrowed until the source moves to the next file) —, 0 when
+ * there is no such list (JSON Lines, no file, a CSV file without a header), or a negative
+ * SL_E* as sl_filesrc_next. */
+int sl_filesrc_columns(struct sl_filesrc *src, size_t *n, struct sl_error *err);
+const char *sl_filesrc_column(const struct sl_filesrc *src, size_t i);
+
 /* The listing made at open: *n files, borrowed until sl_filesrc_close. */
 const struct sl_filesrc_file *sl_filesrc_files(const struct sl_filesrc *src, size_t *n);
 

@@ -17,6 +17,7 @@
 #include "serve.h"
 #include "tiles.h"
 #include "timeutil.h"
+#include "transform.h"
 #include "types.h"
 
 struct event {
@@ -39,7 +40,17 @@ struct run {
     struct sl_buf keys;
     /* results: per event, per output feature, a JSON fragment in res */
     struct sl_buf res;
-    size_t *frag_off, *frag_len; /* [event * nfeatures + feature] */
+    size_t *frag_off, *frag_len; /* [event * width + feature] */
+    size_t width;         /* slots per event: the service's features, then inputs' (rt_plan) */
+    int csv;              /* the events are CSV: every cell is text */
+    /* realtime views' input views, joined for every event: view i's features have the
+     * slots in_fo[i].. of each event (a service item's when it selects them all, in order) */
+    size_t nin;
+    const struct sl_view **in_view;
+    size_t *in_fo;
+    struct sl_service_item *hidden; /* the input views joined only as inputs */
+    size_t nhidden;
+    int *all;             /* 0, 1, 2, ...: the features of a hidden item */
 };
 
 /* ---- reading events ---- */
@@ -294,7 +305,7 @@ static int emit_view(struct run *r, const struct sl_service_item *it, size_t e, 
                      const struct entity_events *ee, struct sl_error *err)
 {
     const struct sl_view *v = it->view;
-    size_t nf = r->svc->nfeatures;
+    size_t nf = r->width;
     if (!v->agg) {
         const char *frag[256];
         size_t flen[256];
@@ -444,6 +455,198 @@ out:
     return rc;
 }
 
+/* ---- realtime views ----
+ * Computed per event, after the joins, by the code online serving runs
+ * (sl_xform_realtime_view): the request context from the event's columns of the same names,
+ * the input views' values at the event's time, the same Lua function in a VM with the
+ * online budgets. */
+
+static int rt_add_input(struct run *r, const struct sl_view *iv)
+{
+    for (size_t i = 0; i < r->nin; i++)
+        if (r->in_view[i] == iv)
+            return 0;
+    const struct sl_view **gv = realloc(r->in_view, (r->nin + 1) * sizeof(*gv));
+    if (gv)
+        r->in_view = gv;
+    size_t *gf = gv ? realloc(r->in_fo, (r->nin + 1) * sizeof(*gf)) : NULL;
+    if (!gf)
+        return SL_ENOMEM;
+    r->in_fo = gf;
+    /* a service item selecting all of the view's features in order already has them */
+    size_t fo = 0;
+    for (size_t i = 0; i < r->svc->nitems; i++) {
+        const struct sl_service_item *it = &r->svc->items[i];
+        int whole = it->view == iv && it->nfeat == iv->nfeatures;
+        for (size_t f = 0; whole && f < it->nfeat; f++)
+            whole = it->feat[f] == (int)f;
+        if (whole) {
+            r->in_view[r->nin] = iv;
+            r->in_fo[r->nin++] = fo;
+            return 0;
+        }
+        fo += it->nfeat;
+    }
+    struct sl_service_item *gh = realloc(r->hidden, (r->nhidden + 1) * sizeof(*gh));
+    if (!gh)
+        return SL_ENOMEM;
+    r->hidden = gh;
+    r->hidden[r->nhidden++] = (struct sl_service_item){(struct sl_view *)iv, iv->nfeatures, r->all};
+    r->in_view[r->nin] = iv;
+    r->in_fo[r->nin++] = r->width;
+    r->width += iv->nfeatures;
+    return 0;
+}
+
+/* A view a realtime view can read (as sl_xform_realtime_view passes them). */
+static const struct sl_view *rt_input_view(const struct run *r, const char *name)
+{
+    const struct sl_view *iv = sl_ws_view(r->ws, name);
+    return iv && !iv->is_realtime && iv->nfeatures <= SL_RT_MAX_INPUT_FEATURES ? iv : NULL;
+}
+
+/* The input views of the service's realtime views and their slots; sets r->width. */
+static int rt_plan(struct run *r, struct sl_error *err)
+{
+    size_t most = 1;
+    r->width = r->svc->nfeatures;
+    for (size_t i = 0; i < r->svc->nitems; i++) {
+        const struct sl_view *v = r->svc->items[i].view;
+        for (size_t k = 0; v->is_realtime && k < v->nrt_sources; k++) {
+            const struct sl_view *iv = rt_input_view(r, v->rt_sources[k]);
+            if (iv && iv->nfeatures > most)
+                most = iv->nfeatures;
+        }
+    }
+    if (!(r->all = malloc(most * sizeof(int))))
+        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    for (size_t f = 0; f < most; f++)
+        r->all[f] = (int)f;
+    for (size_t i = 0; i < r->svc->nitems; i++) {
+        const struct sl_view *v = r->svc->items[i].view;
+        for (size_t k = 0; v->is_realtime && k < v->nrt_sources; k++) {
+            const struct sl_view *iv = rt_input_view(r, v->rt_sources[k]);
+            if (iv && rt_add_input(r, iv) != 0)
+                return sl_error_set(err, SL_ENOMEM, "out of memory");
+        }
+    }
+    return 0;
+}
+
+struct rt_event {
+    struct run *r;
+    size_t e;
+};
+
+/* The point-in-time values of input view iv for one event (sl_xform_input_fn). */
+static int rt_values(void *arg, const struct sl_view *iv, const char **frag, size_t *len,
+                     char *msg, size_t cap)
+{
+    const struct rt_event *re = arg;
+    const struct run *r = re->r;
+    for (size_t i = 0; i < r->nin; i++)
+        if (r->in_view[i] == iv) {
+            size_t base = re->e * r->width + r->in_fo[i];
+            for (size_t f = 0; f < iv->nfeatures; f++) {
+                frag[f] = r->res.p + r->frag_off[base + f];
+                len[f] = r->frag_len[base + f];
+            }
+            return 0;
+        }
+    snprintf(msg, cap, "input view `%s` was not joined", iv->name);
+    return SL_EINVAL;
+}
+
+/* The request context of realtime view v for event e: the event's columns named as v's
+ * request source fields. A CSV cell (text) becomes the JSON value it spells for a field of a
+ * non-text type (12.5, true, [1,2]), so it is checked and converted as online. */
+static int rt_context(struct run *r, size_t e, const struct sl_view *v, struct sl_arena *a,
+                      const struct sl_json **ctx, struct sl_error *err)
+{
+    const struct sl_json *row = r->ev[e].row;
+    struct sl_json *obj = r->csv ? sl_json_node(a, SL_JSON_OBJECT, NULL, 0, NULL, 0) : NULL;
+    struct sl_json **tail = obj ? &obj->child : NULL;
+    if (r->csv && !obj)
+        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    for (size_t k = 0; k < v->nrt_sources; k++) {
+        const struct sl_source *src = sl_ws_source(r->ws, v->rt_sources[k]);
+        for (size_t f = 0; src && src->is_request && f < src->nfields; f++) {
+            const struct sl_field *fd = &src->schema[f];
+            const struct sl_json *val = sl_json_get(row, fd->name);
+            if (!val)
+                return sl_error_set(err, SL_EINVAL,
+                                    "event %zu: no column `%s` for the request context of "
+                                    "realtime feature view `%s`", e + r->ev0, fd->name, v->name);
+            if (!r->csv)
+                continue;
+            struct sl_error perr = {0};
+            struct sl_json *typed = NULL;
+            if (val->kind == SL_JSON_STRING && fd->type->kind != SL_STRING &&
+                fd->type->kind != SL_TIMESTAMP)
+                typed = sl_json_parse(val->str, val->len, a, &perr);
+            struct sl_json *c = sl_json_node(a, SL_JSON_NULL, fd->name, strlen(fd->name), NULL, 0);
+            if (!c)
+                return sl_error_set(err, SL_ENOMEM, "out of memory");
+            const char *key = c->key;
+            *c = typed ? *typed : *val;
+            c->key = key;
+            c->keylen = strlen(key);
+            c->next = NULL;
+            *tail = c;
+            tail = &c->next;
+            obj->count++;
+        }
+    }
+    *ctx = r->csv ? obj : row;
+    return 0;
+}
+
+/* Computes the service's realtime views for every event into their slots. */
+static int rt_run(struct run *r, const struct sl_pit_opts *o, struct sl_error *err)
+{
+    static const struct sl_vm_limits online_defaults = {0, 0};
+    const struct sl_service *svc = r->svc;
+    size_t nrt = 0;
+    for (size_t i = 0; i < svc->nitems; i++)
+        nrt += svc->items[i].view->is_realtime;
+    if (nrt == 0 || r->nev == 0)
+        return 0;
+    struct sl_xform_cache *xc = sl_xform_cache_new(o->vm_limits ? o->vm_limits : &online_defaults);
+    lua_State *L = xc ? sl_xform_vm(xc, r->ws, err) : NULL;
+    struct sl_arena a = {0};
+    char msg[640];
+    int rc = 0;
+    if (!L) {
+        rc = xc ? err->code : sl_error_set(err, SL_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t e = 0; e < r->nev && rc == 0; e++) {
+        struct rt_event re = {r, e};
+        size_t fo = 0;
+        for (size_t i = 0; i < svc->nitems && rc == 0; i++) {
+            const struct sl_service_item *it = &svc->items[i];
+            const struct sl_json *ctx = NULL;
+            if (it->view->is_realtime) {
+                sl_arena_reset(&a);
+                size_t at = e * r->width + fo;
+                rc = rt_context(r, e, it->view, &a, &ctx, err);
+                sl_time_set_thread_now(r->ev[e].ts); /* sluice.time.now() is the event's time */
+                if (rc == 0 &&
+                    (rc = sl_xform_realtime_view(L, r->ws, it->view, ctx, rt_values, &re, it->feat,
+                                                 it->nfeat, &a, &r->res, &r->frag_off[at],
+                                                 &r->frag_len[at], msg, sizeof(msg))) != 0)
+                    sl_error_set(err, rc, "event %zu: %s", e + r->ev0, msg);
+                sl_time_set_thread_now(0);
+            }
+            fo += it->nfeat;
+        }
+    }
+out:
+    sl_arena_free(&a);
+    sl_xform_cache_free(xc);
+    return rc;
+}
+
 /* ---- output ---- */
 
 static void csv_cell(struct sl_buf *out, const char *p, size_t n)
@@ -540,7 +743,7 @@ static void write_output(struct run *r, const struct sl_pit_opts *o, struct sl_b
         for (size_t i = 0; i < svc->nitems; i++) {
             const struct sl_service_item *it = &svc->items[i];
             for (size_t f = 0; f < it->nfeat; f++, fo++) {
-                size_t slot = e * svc->nfeatures + fo;
+                size_t slot = e * r->width + fo;
                 const char *p = r->res.p + r->frag_off[slot];
                 size_t n = r->frag_len[slot];
                 if (o->output == SL_PIT_CSV) {
@@ -564,7 +767,8 @@ int sl_pit_run(struct sl_offline *off, const struct sl_ws *ws, const struct sl_s
                const char *events, size_t len, const struct sl_pit_opts *o, struct sl_buf *out,
                struct sl_error *err)
 {
-    struct run r = {.ws = ws, .svc = svc, .line0 = o->line_offset, .ev0 = o->event_offset};
+    struct run r = {.ws = ws, .svc = svc, .line0 = o->line_offset, .ev0 = o->event_offset,
+                    .csv = o->input == SL_PIT_CSV};
     const char *tk = o->timestamp_key ? o->timestamp_key : "timestamp";
     int rc = o->input == SL_PIT_CSV ? read_csv(&r, events, len, err)
                                     : read_jsonl(&r, events, len, err);
@@ -577,7 +781,9 @@ int sl_pit_run(struct sl_offline *off, const struct sl_ws *ws, const struct sl_s
             goto out;
         }
     }
-    size_t slots = r.nev * svc->nfeatures + 1;
+    if ((rc = rt_plan(&r, err)) != 0)
+        goto out;
+    size_t slots = r.nev * r.width + 1;
     r.frag_off = calloc(slots, sizeof(size_t));
     r.frag_len = calloc(slots, sizeof(size_t));
     if (!r.frag_off || !r.frag_len) {
@@ -586,9 +792,16 @@ int sl_pit_run(struct sl_offline *off, const struct sl_ws *ws, const struct sl_s
     }
     size_t fo = 0;
     for (size_t i = 0; i < svc->nitems && rc == 0; i++) {
-        rc = join_view(&r, off, &svc->items[i], fo, err);
+        if (!svc->items[i].view->is_realtime)
+            rc = join_view(&r, off, &svc->items[i], fo, err);
         fo += svc->items[i].nfeat;
     }
+    for (size_t i = 0; i < r.nhidden && rc == 0; i++) { /* their slots follow, in order */
+        rc = join_view(&r, off, &r.hidden[i], fo, err);
+        fo += r.hidden[i].nfeat;
+    }
+    if (rc == 0)
+        rc = rt_run(&r, o, err);
     if (rc == 0)
         write_output(&r, o, out);
     if (rc == 0 && out->oom)
@@ -603,6 +816,10 @@ out:
     sl_buf_free(&r.res);
     free(r.frag_off);
     free(r.frag_len);
+    free(r.in_view);
+    free(r.in_fo);
+    free(r.hidden);
+    free(r.all);
     return rc;
 }
 

@@ -10,6 +10,7 @@ struct sl_buf;
 struct sl_error;
 struct sl_offline;
 struct sl_service;
+struct sl_vm_limits;
 struct sl_ws;
 
 enum sl_pit_format { SL_PIT_CSV = 'c', SL_PIT_JSONL = 'j' };
@@ -24,6 +25,8 @@ struct sl_pit_opts {
      * page_rows (0: no limit); resume after a page token (sl_pit_range's *next). */
     size_t page_rows;
     const char *page_token;
+    /* the Lua budgets realtime views run with (online serving's); NULL: the defaults */
+    const struct sl_vm_limits *vm_limits;
 };
 
 /* Joins the events in events[0..len) with the features of svc. Output: one row per event in
@@ -32,9 +35,15 @@ struct sl_pit_opts {
  * nested values as JSON). Per event: attribute features are the latest value with time <=
  * the event time and within the view's ttl, else null; aggregate features are the window
  * ending at the event time (continuous) or at the last complete tile before it
- * (time_interval), as online serving computes them. Realtime views are not computed offline
- * (null). Returns 0, or SL_EINVAL (bad events: message names the line) / SL_ECORRUPT /
- * SL_ENOMEM with err. Any thread. */
+ * (time_interval), as online serving computes them. Realtime views run per event as online
+ * serving runs them (sl_xform_realtime_view, in a VM of this call with o->vm_limits): the
+ * request context is the event's columns named as the RequestSource's fields (CSV cells
+ * read as the JSON value they spell for non-text types), the inputs are the input views'
+ * values at the event's time, and sl_now_ns() (sluice.time.now()) is the event's time
+ * during the call. Returns 0, or SL_EINVAL (bad events: message names the line
+ * or event, e.g. a missing request context column) / SL_ESCRIPT (a realtime view failed:
+ * "event N: realtime feature view `v` failed: file:line: ...") / SL_ECORRUPT / SL_ENOMEM
+ * with err. Any thread. */
 int sl_pit_run(struct sl_offline *off, const struct sl_ws *ws, const struct sl_service *svc,
                const char *events, size_t len, const struct sl_pit_opts *o, struct sl_buf *out,
                struct sl_error *err);

@@ -35,7 +35,7 @@ void sl_row_key(struct sl_buf *out, const struct sl_view *v, const char *const *
         sl_buf_lenstr(out, vals[i], lens[i]);
 }
 
-enum { OPT_NAMES, OPT_TYPES, OPT_TIMES, OPT_STATUS, OPT_SLO, OPT_N };
+enum { OPT_NAMES, OPT_TYPES, OPT_TIMES, OPT_STATUS, OPT_SLO, OPT_DESC, OPT_TAGS, OPT_N };
 
 /* Per HTTP worker: what a request needs from one call to the next, reused rather than
  * allocated and freed per request. */
@@ -148,11 +148,13 @@ static void read_options(const struct sl_json *params, int *opt)
 {
     static const char *const snake[] = {"include_names", "include_data_types",
                                         "include_effective_times", "include_serving_status",
-                                        "include_slo_info"};
+                                        "include_slo_info", "include_feature_descriptions",
+                                        "include_feature_tags"};
     static const char *const camel[] = {"includeNames", "includeDataTypes",
                                         "includeEffectiveTimes", "includeServingStatus",
-                                        "includeSloInfo"};
-    static const int defaults[] = {1, 1, 0, 1, 0};
+                                        "includeSloInfo", "includeFeatureDescriptions",
+                                        "includeFeatureTags"};
+    static const int defaults[] = {1, 1, 0, 1, 0, 0, 0};
     const struct sl_json *mo = param(params, "metadata_options", "metadataOptions");
     for (int i = 0; i < OPT_N; i++) {
         const struct sl_json *v = mo ? param(mo, snake[i], camel[i]) : NULL;
@@ -365,6 +367,33 @@ out:
     return rc;
 }
 
+/* Reads a realtime view's input views from the online store (sl_xform_input_fn). */
+struct rt_inputs {
+    struct serve_req *q;
+    const struct keyvals *kv;
+    int64_t now;
+    struct sl_buf vals;
+    struct slot sl[SL_RT_MAX_INPUT_FEATURES];
+};
+
+static int rt_input(void *arg, const struct sl_view *iv, const char **frag, size_t *len,
+                    char *msg, size_t cap)
+{
+    struct rt_inputs *ri = arg;
+    int all[SL_RT_MAX_INPUT_FEATURES];
+    struct row_status st[SL_RT_MAX_INPUT_FEATURES];
+    for (size_t f = 0; f < iv->nfeatures; f++)
+        all[f] = (int)f;
+    sl_buf_reset(&ri->vals);
+    int rc = read_view(ri->q, iv, ri->kv, all, iv->nfeatures, ri->now, &ri->vals, ri->sl, st,
+                       msg, cap);
+    for (size_t f = 0; rc == 0 && f < iv->nfeatures; f++) {
+        frag[f] = ri->vals.p + ri->sl[f].off;
+        len[f] = ri->sl[f].len;
+    }
+    return rc;
+}
+
 /* Computes realtime view v's selected features from the request context and its input
  * views, into frag. Returns 0, or SL_EINVAL (a missing request context key) / SL_ESCRIPT
  * (the function failed: msg names file:line) / SL_ENOMEM. */
@@ -374,94 +403,27 @@ static int realtime_view(struct serve_req *q, const struct sl_service_item *it,
                          char *msg, size_t cap)
 {
     const struct sl_view *v = it->view;
-    const struct sl_source *req = NULL;
-    struct sl_xform_input in[SL_MAX_REALTIME_INPUTS];
-    size_t nin = 0;
-    struct sl_buf obj = SL_BUF_INIT;
     struct sl_error err = {0};
-    int rc = 0;
-    for (size_t k = 0; k < v->nrt_sources && rc == 0; k++) {
-        const struct sl_source *src = sl_ws_source(q->ws, v->rt_sources[k]);
-        if (src && src->is_request) {
-            req = src;
-            for (size_t f = 0; f < src->nfields; f++) {
-                const struct sl_json *val = ctx ? sl_json_get(ctx, src->schema[f].name) : NULL;
-                struct sl_buf scratch = SL_BUF_INIT;
-                if (!val) {
-                    snprintf(msg, cap, "Missing required request context key: %s", src->schema[f].name);
-                    rc = SL_EINVAL;
-                } else if (sl_value_encode(src->schema[f].type, val, &scratch, &err) != 0) {
-                    snprintf(msg, cap, "Request context key `%s`: %s", src->schema[f].name, err.msg);
-                    rc = SL_EINVAL;
-                }
-                sl_buf_free(&scratch);
-                if (rc)
-                    break;
-            }
-            continue;
-        }
-        const struct sl_view *iv = sl_ws_view(q->ws, v->rt_sources[k]);
-        if (!iv || iv->is_realtime || nin == SL_MAX_REALTIME_INPUTS ||
-            iv->nfeatures > SL_MAX_VIEW_FEATURES)
-            continue;
-        int all[SL_MAX_VIEW_FEATURES];
-        struct slot sl[SL_MAX_VIEW_FEATURES];
-        struct row_status st[SL_MAX_VIEW_FEATURES];
-        struct sl_buf vals = SL_BUF_INIT;
-        for (size_t f = 0; f < iv->nfeatures; f++)
-            all[f] = (int)f;
-        rc = read_view(q, iv, kv, all, iv->nfeatures, now, &vals, sl, st, msg, cap);
-        sl_buf_reset(&obj);
-        sl_buf_putc(&obj, '{');
-        for (size_t f = 0; rc == 0 && f < iv->nfeatures; f++) {
-            sl_buf_puts(&obj, f ? "," : "");
-            sl_buf_json_str(&obj, iv->features[f].name, strlen(iv->features[f].name));
-            sl_buf_putc(&obj, ':');
-            sl_buf_append(&obj, vals.p + sl[f].off, sl[f].len);
-        }
-        sl_buf_putc(&obj, '}');
-        sl_buf_free(&vals);
-        if (rc == 0) {
-            const struct sl_json *o = sl_json_parse(obj.p, obj.len, q->arena, &err);
-            if (!o) {
-                snprintf(msg, cap, "out of memory");
-                rc = SL_ENOMEM;
-            } else {
-                in[nin++] = (struct sl_xform_input){iv, o};
-            }
-        }
-    }
-    sl_buf_free(&obj);
-    if (rc)
-        return rc;
     lua_State *L = sl_xform_vm(q->xf, q->ws, &err);
-    struct sl_json *row = NULL;
-    struct sl_field *out = calloc(v->nfeatures + 1, sizeof(*out));
-    if (!out)
-        return SL_ENOMEM;
-    for (size_t f = 0; f < v->nfeatures; f++)
-        out[f] = (struct sl_field){v->features[f].name, v->features[f].type};
-    rc = L ? sl_xform_realtime(L, v->name, req ? req->schema : NULL, req ? req->nfields : 0, ctx,
-                               in, nin, out, v->nfeatures, q->arena, &row, &err)
-           : err.code;
-    free(out);
-    if (rc) {
+    if (!L) {
         snprintf(msg, cap, "realtime feature view `%s` failed: %s", v->name, err.msg);
-        return rc == SL_ENOMEM ? rc : SL_ESCRIPT;
+        return err.code == SL_ENOMEM ? SL_ENOMEM : SL_ESCRIPT;
     }
-    for (size_t f = 0; f < it->nfeat; f++) {
-        const struct sl_feature *feat = &v->features[it->feat[f]];
-        const struct sl_json *val = sl_json_get(row, feat->name);
-        slots[f].off = frag->len;
-        if (!val || sl_value_encode(feat->type, val, frag, &err) != 0) {
-            snprintf(msg, cap, "realtime feature view `%s`: feature `%s`: %s", v->name, feat->name,
-                     val ? err.msg : "not returned");
-            return SL_ESCRIPT;
-        }
-        slots[f].len = frag->len - slots[f].off;
+    struct rt_inputs ri = {.q = q, .kv = kv, .now = now, .vals = SL_BUF_INIT};
+    size_t *off = calloc(2 * it->nfeat + 1, sizeof(*off));
+    if (!off) {
+        snprintf(msg, cap, "out of memory");
+        return SL_ENOMEM;
+    }
+    int rc = sl_xform_realtime_view(L, q->ws, v, ctx, rt_input, &ri, it->feat, it->nfeat,
+                                    q->arena, frag, off, off + it->nfeat, msg, cap);
+    sl_buf_free(&ri.vals);
+    for (size_t f = 0; rc == 0 && f < it->nfeat; f++) {
+        slots[f] = (struct slot){off[f], off[it->nfeat + f]};
         fs[f] = (struct row_status){1, now};
     }
-    return 0;
+    free(off);
+    return rc;
 }
 
 /* Appends the features of one request row to vals (comma-separated JSON values) and fills
@@ -541,6 +503,45 @@ static void feature_name(struct sl_buf *b, const struct sl_view *v, const struct
     sl_buf_putc(b, '"');
 }
 
+/* With the options asked for, a feature's "description" (its own, else its view's) and
+ * "tags" (its view's, overlaid with its own) as members of the object being written, each
+ * preceded by a comma when *sep; an empty description or tag set is left out, as Tecton's
+ * JSON leaves out empty fields. */
+static void write_doc(struct serve_req *q, struct sl_buf *b, const struct sl_view *v,
+                      const struct sl_feature *f, int *sep)
+{
+    if (q->opt[OPT_DESC]) {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(f->spec, "description");
+        if (!cJSON_IsString(d))
+            d = cJSON_GetObjectItemCaseSensitive(v->spec, "description");
+        if (cJSON_IsString(d) && *d->valuestring) {
+            sl_buf_puts(b, *sep ? ",\"description\":" : "\"description\":");
+            sl_buf_json_str(b, d->valuestring, strlen(d->valuestring));
+            *sep = 1;
+        }
+    }
+    if (q->opt[OPT_TAGS]) {
+        const cJSON *own = cJSON_GetObjectItemCaseSensitive(f->spec, "tags");
+        const cJSON *vt = cJSON_GetObjectItemCaseSensitive(v->spec, "tags");
+        const cJSON *sets[2] = {vt, own};
+        int n = 0;
+        for (int k = 0; k < 2; k++)
+            for (const cJSON *t = sets[k] ? sets[k]->child : NULL; t; t = t->next) {
+                if (!cJSON_IsString(t) || (k == 0 && cJSON_GetObjectItemCaseSensitive(own, t->string)))
+                    continue; /* the feature's own tag of that name wins */
+                sl_buf_puts(b, n ? "," : *sep ? ",\"tags\":{" : "\"tags\":{");
+                sl_buf_json_str(b, t->string, strlen(t->string));
+                sl_buf_putc(b, ':');
+                sl_buf_json_str(b, t->valuestring, strlen(t->valuestring));
+                n++;
+            }
+        if (n) {
+            sl_buf_putc(b, '}');
+            *sep = 1;
+        }
+    }
+}
+
 /* metadata.features for nrows rows; statuses become arrays when batch is set. */
 static void write_metadata(struct serve_req *q, struct sl_buf *b, struct row_status *st,
                            size_t nrows, int batch)
@@ -584,7 +585,9 @@ static void write_metadata(struct serve_req *q, struct sl_buf *b, struct row_sta
                 sl_buf_puts(b, sep ? ",\"effectiveTime\":\"" : "\"effectiveTime\":\"");
                 sl_buf_append(b, t, tl);
                 sl_buf_putc(b, '"');
+                sep = 1;
             }
+            write_doc(q, b, it->view, feat, &sep);
             sl_buf_putc(b, '}');
             fo++;
         }
@@ -632,6 +635,8 @@ static void metadata_call(struct serve_req *q, struct sl_buf *b)
             feature_name(b, it->view, feat);
             sl_buf_puts(b, ",\"dataType\":");
             sl_type_write_json(b, feat->type);
+            int sep = 1;
+            write_doc(q, b, it->view, feat, &sep);
             sl_buf_putc(b, '}');
         }
     }

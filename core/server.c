@@ -13,6 +13,7 @@
 
 #include "access.h"
 #include "accesslog.h"
+#include "batch.h"
 #include "buf.h"
 #include "defs.h"
 #include "error.h"
@@ -269,6 +270,10 @@ static void apply_run(struct apply_job *j)
     /* Build the snapshot even for a plan: it is the last validation. */
     struct sl_ws *next = sl_ws_build_next(cur, repo, files, nfiles, &err);
     repo = NULL;
+    if (next && sl_batch_check_sources(n, next, &err) != 0) {
+        sl_ws_release(next);
+        next = NULL;
+    }
     if (!next) {
         sl_buf_free(&plan);
         sl_buf_free(&jobs);
@@ -490,6 +495,7 @@ struct pit_job {
     int range;             /* get-features-in-range */
     int64_t start, end;
     char *page_token;
+    struct sl_vm_limits lim; /* realtime views: online serving's Lua budgets */
 };
 
 static void pit_job_run(void *arg)
@@ -623,6 +629,8 @@ static void get_features_for_events(struct sl_node *n, struct sl_http_req *r,
     memcpy(j->events, body ? body : "", len);
     j->len = len;
     j->o.timestamp_key = j->ts_key;
+    j->lim = (struct sl_vm_limits){(size_t)n->cfg->lua_memory_mb << 20, n->cfg->lua_instructions};
+    j->o.vm_limits = &j->lim;
     if (spawn(n, pit_job_run, j) != 0) {
         sl_error_set(&err, SL_EBUSY, "the server is shutting down or out of resources");
         goto fail;

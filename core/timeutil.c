@@ -9,6 +9,7 @@
 #include "error.h"
 
 static _Atomic int64_t fake_now;
+static _Thread_local int64_t thread_now;
 
 /* Days since 1970-01-01 of the proleptic Gregorian date y-m-d (Howard Hinnant's algorithm). */
 static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
@@ -258,6 +259,8 @@ size_t sl_duration_format(int64_t ns, char *out)
 
 int64_t sl_now_ns(void)
 {
+    if (thread_now)
+        return thread_now;
     int64_t f = atomic_load_explicit(&fake_now, memory_order_relaxed);
     if (f)
         return f;
@@ -269,4 +272,9 @@ int64_t sl_now_ns(void)
 void sl_time_set_fake(int64_t ns)
 {
     atomic_store_explicit(&fake_now, ns, memory_order_relaxed);
+}
+
+void sl_time_set_thread_now(int64_t ns)
+{
+    thread_now = ns;
 }

@@ -27,9 +27,14 @@ int sl_duration_parse(const char *s, size_t len, int64_t *ns);
  * us ns ("30d", "1h", "90m", "10m") into out (>= 32 bytes). Returns the length. */
 size_t sl_duration_format(int64_t ns, char *out);
 
-/* The current time in ns. Returns the fake clock when one is set. Any thread. */
+/* The current time in ns: the calling thread's replayed instant when one is set, else the
+ * fake clock when one is set, else the real clock. Any thread. */
 int64_t sl_now_ns(void);
 /* Sets a fake clock for tests (0 restores the real clock). Any thread. */
 void sl_time_set_fake(int64_t ns);
+/* Makes sl_now_ns() return ns on the calling thread only (0 ends it): code that replays a
+ * past instant — a realtime view computed for a training event — sees that instant as now,
+ * as serving saw its own. */
+void sl_time_set_thread_now(int64_t ns);
 
 #endif

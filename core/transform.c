@@ -534,3 +534,94 @@ int sl_xform_realtime(lua_State *L, const char *view, const struct sl_field *req
         *row = r.row;
     return rc;
 }
+
+int sl_xform_realtime_view(lua_State *L, const struct sl_ws *ws, const struct sl_view *v,
+                           const struct sl_json *ctx, sl_xform_input_fn input, void *arg,
+                           const int *feat, size_t nfeat, struct sl_arena *a,
+                           struct sl_buf *out, size_t *off, size_t *len, char *msg, size_t cap)
+{
+    const struct sl_source *req = NULL;
+    struct sl_xform_input in[SL_RT_MAX_INPUTS];
+    size_t nin = 0;
+    struct sl_buf obj = SL_BUF_INIT, scratch = SL_BUF_INIT;
+    struct sl_error err = {0};
+    struct sl_field *fields = NULL;
+    struct sl_json *row = NULL;
+    int rc = 0;
+    for (size_t k = 0; k < v->nrt_sources && rc == 0; k++) {
+        const struct sl_source *src = sl_ws_source(ws, v->rt_sources[k]);
+        if (src && src->is_request) {
+            req = src;
+            for (size_t f = 0; f < src->nfields && rc == 0; f++) {
+                const struct sl_json *val = ctx ? sl_json_get(ctx, src->schema[f].name) : NULL;
+                sl_buf_reset(&scratch);
+                if (!val) {
+                    snprintf(msg, cap, "Missing required request context key: %s", src->schema[f].name);
+                    rc = SL_EINVAL;
+                } else if (sl_value_encode(src->schema[f].type, val, &scratch, &err) != 0) {
+                    snprintf(msg, cap, "Request context key `%s`: %s", src->schema[f].name, err.msg);
+                    rc = SL_EINVAL;
+                }
+            }
+            continue;
+        }
+        const struct sl_view *iv = sl_ws_view(ws, v->rt_sources[k]);
+        if (!iv || iv->is_realtime || nin == SL_RT_MAX_INPUTS ||
+            iv->nfeatures > SL_RT_MAX_INPUT_FEATURES)
+            continue;
+        const char *frag[SL_RT_MAX_INPUT_FEATURES];
+        size_t flen[SL_RT_MAX_INPUT_FEATURES];
+        if ((rc = input(arg, iv, frag, flen, msg, cap)) != 0)
+            break;
+        sl_buf_reset(&obj);
+        sl_buf_putc(&obj, '{');
+        for (size_t f = 0; f < iv->nfeatures; f++) {
+            sl_buf_puts(&obj, f ? "," : "");
+            sl_buf_json_str(&obj, iv->features[f].name, strlen(iv->features[f].name));
+            sl_buf_putc(&obj, ':');
+            sl_buf_append(&obj, frag[f], flen[f]);
+        }
+        sl_buf_putc(&obj, '}');
+        const struct sl_json *o = obj.oom ? NULL : sl_json_parse(obj.p, obj.len, a, &err);
+        if (!o) {
+            snprintf(msg, cap, "out of memory");
+            rc = SL_ENOMEM;
+        } else {
+            in[nin++] = (struct sl_xform_input){iv, o};
+        }
+    }
+    sl_buf_free(&obj);
+    sl_buf_free(&scratch);
+    if (rc)
+        return rc;
+    fields = calloc(v->nfeatures + 1, sizeof(*fields));
+    if (!fields) {
+        snprintf(msg, cap, "out of memory");
+        return SL_ENOMEM;
+    }
+    for (size_t f = 0; f < v->nfeatures; f++)
+        fields[f] = (struct sl_field){v->features[f].name, v->features[f].type};
+    rc = sl_xform_realtime(L, v->name, req ? req->schema : NULL, req ? req->nfields : 0, ctx, in,
+                           nin, fields, v->nfeatures, a, &row, &err);
+    free(fields);
+    if (rc) {
+        snprintf(msg, cap, "realtime feature view `%s` failed: %s", v->name, err.msg);
+        return rc == SL_ENOMEM ? rc : SL_ESCRIPT;
+    }
+    for (size_t f = 0; f < nfeat; f++) {
+        const struct sl_feature *ft = &v->features[feat[f]];
+        const struct sl_json *val = sl_json_get(row, ft->name);
+        off[f] = out->len;
+        if (!val || sl_value_encode(ft->type, val, out, &err) != 0) {
+            snprintf(msg, cap, "realtime feature view `%s`: feature `%s`: %s", v->name, ft->name,
+                     val ? err.msg : "not returned");
+            return SL_ESCRIPT;
+        }
+        len[f] = out->len - off[f];
+    }
+    if (out->oom) {
+        snprintf(msg, cap, "out of memory");
+        return SL_ENOMEM;
+    }
+    return 0;
+}

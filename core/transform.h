@@ -3,6 +3,7 @@
 #ifndef SL_TRANSFORM_H
 #define SL_TRANSFORM_H
 
+#include "sl_limits.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,6 +12,7 @@
 #include "lua_vm.h"
 
 struct sl_arena;
+struct sl_buf;
 struct sl_error;
 struct sl_field;
 struct sl_json;
@@ -58,5 +60,31 @@ int sl_xform_realtime(lua_State *L, const char *view, const struct sl_field *req
                       const struct sl_json *ctx, const struct sl_xform_input *in, size_t nin,
                       const struct sl_field *out, size_t nout, struct sl_arena *a,
                       struct sl_json **row, struct sl_error *err);
+
+/* The inputs a realtime view reads: at most SL_RT_MAX_INPUTS views (further ones are not
+ * passed), each of at most SL_RT_MAX_INPUT_FEATURES features (a wider view is not passed). */
+#define SL_RT_MAX_INPUTS SL_MAX_REALTIME_INPUTS
+#define SL_RT_MAX_INPUT_FEATURES SL_MAX_VIEW_FEATURES
+
+/* Gives the values of input view iv of a realtime view: frag[f], len[f] for each of iv's
+ * features in declaration order, JSON in the get-features encoding (null when absent),
+ * borrowed until the next call. Returns 0, or an SL_E* code with msg. */
+typedef int (*sl_xform_input_fn)(void *arg, const struct sl_view *iv, const char **frag,
+                                 size_t *len, char *msg, size_t cap);
+
+/* Computes realtime view v for one request, online (get-features) and offline
+ * (get-features-for-events) alike: checks the request context ctx (a JSON object, may be
+ * NULL) against v's RequestSource ("Missing required request context key: K", "Request
+ * context key `K`: ..."), reads each input view through input(arg, ...), runs v's
+ * transformation(request, inputs) in L (a workspace VM, sl_xform_vm: the sandbox and budgets
+ * of its cache), and appends the get-features encoding of features feat[0..nfeat) to out,
+ * feature f at off[f] with length len[f]. Temporaries come from arena a. Returns 0, SL_EINVAL
+ * (request context), SL_ESCRIPT (the function failed or returned a wrong value: msg starts
+ * "realtime feature view `v`" and names file:line), SL_ENOMEM, or input()'s code. The
+ * thread that owns L. */
+int sl_xform_realtime_view(lua_State *L, const struct sl_ws *ws, const struct sl_view *v,
+                           const struct sl_json *ctx, sl_xform_input_fn input, void *arg,
+                           const int *feat, size_t nfeat, struct sl_arena *a,
+                           struct sl_buf *out, size_t *off, size_t *len, char *msg, size_t cap);
 
 #endif

@@ -639,8 +639,23 @@ local function FileConfig(...)
     return handle(rec, {uri = uri, file_format = ff, timestamp_field = ts})
 end
 
-local STREAM_SOURCE_ARGS = {"name", "schema", "batch_config", "post_processor", "description",
-                            "tags", "owner"}
+-- The stream config of a StreamSource: records are pushed to the Stream Ingest API (POST
+-- /ingest), the only way records reach a stream source (and so also the default). Written
+-- `PushConfig {}` or `PushConfig()`, as in Tecton's `PushConfig()`; it takes no arguments.
+local function PushConfig(...)
+    local pos = callsite()
+    local n, a = select("#", ...), ...
+    if n > 1 or (n == 1 and (type(a) ~= "table" or info[a])) then
+        fail(pos, "PushConfig takes no arguments: stream_config = PushConfig {}")
+    end
+    if n == 1 then
+        check_args(pos, "PushConfig", one_table(pos, "PushConfig", ...), {}, {})
+    end
+    return handle({kind = "push_config", pos = pos, label = "PushConfig"}, {})
+end
+
+local STREAM_SOURCE_ARGS = {"name", "schema", "stream_config", "batch_config", "post_processor",
+                            "description", "tags", "owner"}
 
 local function StreamSource(...)
     local pos = callsite()
@@ -658,6 +673,11 @@ local function StreamSource(...)
     end
     rec.stamps = stamps
     rec.timestamp_field = #stamps == 1 and stamps[1] or nil
+    local sc = rawget(a, "stream_config")
+    if sc ~= nil and (not info[sc] or info[sc].kind ~= "push_config") then
+        fail(pos, "%s: `stream_config` must be PushConfig {} (records pushed to POST /ingest), " ..
+             "got %s", label, describe(sc))
+    end
     local bc = rawget(a, "batch_config")
     if bc ~= nil then
         local r = info[bc]
@@ -723,7 +743,29 @@ local function LifetimeWindow(...)
     return handle({kind = "lifetime", label = "LifetimeWindow()"}, {})
 end
 
-local ATTRIBUTE_ARGS = {"column", "type", "name"}
+local ATTRIBUTE_ARGS = {"column", "type", "name", "description", "tags"}
+
+-- A feature's own `description` and `tags` (optional; metadata_options
+-- include_feature_descriptions / include_feature_tags return them).
+local function feature_doc(pos, label, a, rec)
+    rec.description = opt_string(pos, label, a, "description")
+    rec.tags = rawget(a, "tags") ~= nil and opt_tags(pos, label, a) or nil
+    return rec
+end
+
+-- The canonical JSON of a feature: the pairs given, then its description and tags when set.
+local function feature_json(f, ...)
+    local kv = tpack(...)
+    local n = kv.n
+    if f.description ~= nil then
+        kv[n + 1], kv[n + 2], n = "description", f.description, n + 2
+    end
+    if f.tags ~= nil then
+        kv[n + 1], kv[n + 2], n = "tags", map(f.tags), n + 2
+    end
+    kv.n = n
+    return setmetatable(kv, OBJ)
+end
 
 local function Attribute(...)
     local pos = callsite()
@@ -751,11 +793,14 @@ local function Attribute(...)
     local ft = t ~= nil and as_type(pos, label .. ": the type", t) or nil
     local rec = {kind = "attribute", pos = pos, label = label, column = column, type = ft,
                  name = name}
+    if n == 1 and type(a) == "table" and not info[a] then
+        feature_doc(pos, label, a, rec)
+    end
     return handle(rec, {column = column, name = name or column})
 end
 
 local AGGREGATE_ARGS = {"column", "fn", "window", "offset", "n", "precision", "percentile",
-                        "name", "type"}
+                        "name", "type", "description", "tags"}
 
 local function Aggregate(...)
     local pos = callsite()
@@ -809,6 +854,7 @@ local function Aggregate(...)
     rec.percentile = p
     local t = rawget(a, "type")
     rec.type = t ~= nil and as_type(pos, label .. ": `type`", t) or nil
+    feature_doc(pos, label, a, rec)
     return handle(rec, {column = rec.column, fn = rec.fn, name = rec.name})
 end
 
@@ -901,10 +947,10 @@ local function resolve_aggregate(view, f, interval_ns)
     -- params: exactly the parameters the function takes, defaults filled ({} when none), the
     -- shape sl_agg_spec_from_cjson reads back.
     return {name = r.name, pos = f.pos, label = f.label,
-            json = obj("kind", "aggregate", "name", r.name, "column", r.column,
-                       "function", r["function"], "params", r.params or obj(),
-                       "window", r.window, "offset", r.offset, "input_type", r.input_type,
-                       "dataType", r.dataType)}
+            json = feature_json(f, "kind", "aggregate", "name", r.name, "column", r.column,
+                                "function", r["function"], "params", r.params or obj(),
+                                "window", r.window, "offset", r.offset,
+                                "input_type", r.input_type, "dataType", r.dataType)}
 end
 
 -- Resolves the feature handles of a view; returns {name, json, pos, label} records.
@@ -932,8 +978,8 @@ local function view_features(view, hs, realtime)
             end
             local name = f.name or f.column
             feat = {name = name, pos = f.pos, label = f.label,
-                    json = obj("kind", "attribute", "name", name, "column", f.column,
-                               "dataType", type_json(t))}
+                    json = feature_json(f, "kind", "attribute", "name", name,
+                                        "column", f.column, "dataType", type_json(t))}
         else
             if realtime then
                 fail(f.pos, "%s: realtime views compute Attribute features only, not %s",
@@ -1255,6 +1301,7 @@ env.Struct = Struct
 env.Field = Field
 env.Entity = Entity
 env.FileConfig = FileConfig
+env.PushConfig = PushConfig
 env.StreamSource = StreamSource
 env.RequestSource = RequestSource
 env.LifetimeWindow = LifetimeWindow

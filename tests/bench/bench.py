@@ -605,6 +605,7 @@ def timed_tables(timed, goals):
                                   "other CPU", "notes"], cells)
         load = next((o for o in pit if o["system"] == "sluice" and o.get("step") == "backfill job"), None)
         sl = next((o for o in pit if o["system"] == "sluice" and o.get("step") != "backfill job"), None)
+        rt = next((o for o in pit if o.get("label") == "join-rt"), None)
         others = [o for o in pit if o["system"] in ("duckdb", "pandas")]
         rs = []
         for o in others:
@@ -621,6 +622,11 @@ def timed_tables(timed, goals):
         if rs:
             lines += ["", "| ratio | value | goal |", "|---|---|---|"]
             lines += ["| %s | %.2f | %s |" % r for r in rs]
+        if sl and rt and sl.get("events"):
+            n = sl["events"]
+            lines += ["", "Realtime view offline: %.2f µs per event (wall), %.2f µs CPU per event"
+                      " (get-features-for-events with `tx_score` minus without)."
+                      % ((rt["wall_s"] - sl["wall_s"]) / n * 1e6, (cpu_s(rt) - cpu_s(sl)) / n * 1e6)]
         if sl and others:
             goals.append(("training set faster than DuckDB and pandas end to end (6)",
                           "Sluice %s s, DuckDB %s s, pandas %s s (store loaded)" % tuple(

@@ -1,6 +1,7 @@
 # The pit phase of tests/bench/run.sh (sourced by it; uses its helpers): a training set built
 # three ways from the same CSV files, on this machine, in this run — Sluice's
-# get-features-for-events (feature rows loaded into the offline store by a backfill job),
+# get-features-for-events (feature rows loaded into the offline store by a backfill job; also
+# with a realtime view, for its cost per event),
 # DuckDB's ASOF JOIN and pandas' merge_asof — then the three outputs compared.
 # shellcheck shell=sh disable=SC2154  # the variables of run.sh
 pit_rows=${BENCH_PIT_ROWS:-1000000}
@@ -32,12 +33,19 @@ measure pit sluice json "$sluice_pid" \
     "{\"label\":\"load\",$pit_info,\"what\":\"feature rows → offline store (load, not part of the join)\"}" -- \
     "$py" "$bench/bench.py" apply-wait "$sluice" pit "$pit_dir/repo"
 "$py" "$bench/bench.py" wait-idle "$sluice_pid"
-say "pit: Sluice get-features-for-events"
-measure pit sluice json "$sluice_pid" \
-    "{\"label\":\"join\",\"step\":\"get-features-for-events\",$pit_info,\"what\":\"CLI → HTTP → offline store, CSV in and out\"}" -- \
-    "$sluice" get-features-for-events --workspace pit --feature-service training \
-    --events "$pit_dir/events.csv" --format csv --output "$pit_dir/sluice.csv" \
-    --chunk-size "${BENCH_PIT_CHUNK:-64M}"
+# Times `sluice get-features-for-events` of service $1 into $2: label $3, step $4, what $5.
+pit_sluice_join() {
+    say "pit: Sluice get-features-for-events ($1)"
+    measure pit sluice json "$sluice_pid" \
+        "{\"label\":\"$3\",\"step\":\"$4\",$pit_info,\"what\":\"$5\"}" -- \
+        "$sluice" get-features-for-events --workspace pit --feature-service "$1" \
+        --events "$pit_dir/events.csv" --format csv --output "$2" \
+        --chunk-size "${BENCH_PIT_CHUNK:-64M}"
+}
+pit_sluice_join training "$pit_dir/sluice.csv" join get-features-for-events \
+    "CLI → HTTP → offline store, CSV in and out"
+pit_sluice_join training_rt "$pit_dir/sluice-rt.csv" join-rt \
+    "get-features-for-events + realtime view" "the same with tx_score, a Lua function run per event"
 stop_sluice
 say "pit: DuckDB ASOF JOIN"
 measure pit duckdb json - \

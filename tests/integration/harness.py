@@ -51,6 +51,8 @@ def validate_response(path, status, body):
             validate(body, "feature-service-error.json")
         elif path.endswith("/get-features"):
             validate(body, "get-features-response.json")
+        elif path.endswith("/metadata"):
+            validate(body, "metadata-response.json")
 
 
 def wait_for(cond, timeout=10.0, what="condition"):
@@ -260,6 +262,20 @@ def expect(cond, msg=""):
 def expect_eq(got, want, msg=""):
     if got != want:
         raise AssertionError("%s\n  got:  %r\n  want: %r" % (msg, got, want))
+
+
+def parse_jsonl(text):
+    """The objects of a JSON Lines text (blank lines skipped)."""
+    return [json.loads(l) for l in text.splitlines() if l.strip()]
+
+
+def same(a, b):
+    """Feature values equal, floats to 1e-12 relative (online and offline sum in other orders)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= 1e-12 * max(1.0, abs(a))
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def run(ns):

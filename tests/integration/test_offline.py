@@ -13,7 +13,7 @@ import urllib.parse
 import urllib.request
 
 import harness
-from harness import (iso, BIN, SRCDIR, Server, expect, expect_eq, run)
+from harness import (iso, BIN, SRCDIR, Server, expect, expect_eq, parse_jsonl, run, same)
 
 srv = None
 REPO = os.path.join(SRCDIR, "tests", "data", "repos", "parity")
@@ -57,18 +57,6 @@ def pit(events, fmt="jsonl", infmt="jsonl", ts_key="timestamp"):
     st, b = srv.request("POST", "/api/v1/feature-service/get-features-for-events?" + q, raw=body)
     expect_eq(st, 200, b)
     return b
-
-
-def parse_jsonl(text):
-    return [json.loads(l) for l in text.splitlines() if l.strip()]
-
-
-def same(a, b):
-    if isinstance(a, float) and isinstance(b, float):
-        return abs(a - b) <= 1e-12 * max(1.0, abs(a))
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 def test_parity_with_online_answers():

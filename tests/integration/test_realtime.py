@@ -97,6 +97,75 @@ def test_metadata_lists_request_keys():
     expect_eq(sorted(k["name"] for k in b["inputJoinKeys"]), ["merchant", "user_id"])
 
 
+def test_feature_descriptions_and_tags():
+    """include_feature_descriptions / include_feature_tags: a feature's own description, else
+    its view's; its view's tags overlaid with its own; nothing when empty or not asked."""
+    want = {
+        "transaction_amount_is_high.transaction_amount_is_high": {"description": "Whether the amount is high for this user"},
+        "user_transaction_aggregates.amount_mean_1d_1h": {
+            "description": "Spending of a user over several windows",
+            "tags": {"stage": "production", "team": "fraud"}},
+        "user_transaction_aggregates.transaction_count_30d": {
+            "description": "Transactions in the last 30 days", "tags": {"stage": "beta", "team": "fraud"}},
+        "user_last_transaction.amount": {
+            "description": "Amount of the latest transaction, in the card's currency", "tags": {"unit": "currency"}},
+        "user_last_transaction.last_merchant": {"description": "The user's latest transaction"},
+    }
+    doc = lambda m: {k: m[k] for k in ("description", "tags") if k in m}
+    for opts in ({"include_feature_descriptions": True, "include_feature_tags": True},
+                 {"includeFeatureDescriptions": True, "includeFeatureTags": True, "includeNames": True}):
+        params = {"workspace_name": "fraud", "feature_service_name": SVC,
+                  "join_key_map": {"user_id": "U1005", "merchant": "nordic_tech"},
+                  "request_context_map": {"amount": 1.0}, "metadata_options": opts}
+        st, b = srv.request("POST", FS + "get-features", {"params": params})
+        expect_eq(st, 200, b)
+        got = {f["name"]: doc(f) for f in b["metadata"]["features"]}
+        for name, w in want.items():
+            expect_eq(got[name], w, name)
+        st, b = srv.request("POST", FS + "get-features-batch", {"params": dict(
+            params, request_data=[{"join_key_map": params["join_key_map"], "request_context_map": {"amount": 1.0}}])})
+        expect_eq(st, 200, b)
+        expect_eq({f["name"]: doc(f) for f in b["metadata"]["features"]}, got)
+        st, b = srv.request("POST", FS + "metadata", {"params": params})
+        expect_eq(st, 200, b)
+        expect_eq({f["name"]: doc(f) for f in b["featureValues"]}, got)
+    params = {"workspace_name": "fraud", "feature_service_name": SVC,
+              "join_key_map": {"user_id": "U1005", "merchant": "nordic_tech"},
+              "request_context_map": {"amount": 1.0},
+              "metadata_options": {"include_feature_descriptions": True}}
+    st, b = srv.request("POST", FS + "get-features", {"params": params})
+    got = {f["name"]: doc(f) for f in b["metadata"]["features"]}
+    expect_eq(got["user_last_transaction.amount"], {"description": want["user_last_transaction.amount"]["description"]})
+    st, b = get("U1005", "nordic_tech", 1.0)
+    expect(all(not doc(f) for f in b["metadata"]["features"]), "not asked: not sent")
+    st, b = srv.request("POST", FS + "metadata", {"params": {"workspace_name": "fraud", "feature_service_name": SVC}})
+    expect(all(not doc(f) for f in b["featureValues"]), "not asked: not sent")
+
+
+def test_example_training_events():
+    """The example's training events: the realtime view computed per event from the row's own
+    request context and input values, and equal to get-features for the events at NOW."""
+    out = os.path.join(__import__("tempfile").mkdtemp(), "train.jsonl")
+    rc, so, se = srv.cli("get-features-for-events", "--workspace", "fraud", "--feature-service", SVC,
+                         "--events", os.path.join(example_dir("fraud"), "data", "training_events.csv"),
+                         "--output", out)
+    expect_eq(rc, 0, se)
+    rows = [json.loads(l) for l in open(out) if l.strip()]
+    expect_eq(len(rows), 6)
+    rt = "transaction_amount_is_high__transaction_amount_is_high"
+    for r in rows:
+        mean = r["user_transaction_aggregates__amount_mean_1d_1h"]
+        amount = float(r["amount"])
+        want = amount > 1000 or (mean is not None and amount > 3 * mean)
+        expect_eq(r[rt], "1" if want else "0", r)
+        if r["timestamp"] == NOW:
+            st, b = get(r["user_id"], r["merchant"], amount)
+            expect_eq(st, 200, b)
+            for name, v in values(b).items():
+                expect_eq(r[name.replace(".", "__")], v, name)
+    expect_eq([r[rt] for r in rows], ["0", "1", "0", "1", "0", "0"])
+
+
 def test_failing_realtime_function_names_file_and_line():
     d = __import__("tempfile").mkdtemp()
     for name in os.listdir(example_dir("fraud")):
@@ -111,7 +180,7 @@ def test_failing_realtime_function_names_file_and_line():
               "join_key_map": {"user_id": "U1005", "merchant": "x"}, "request_context_map": {"amount": 1.0}}
     st, b = srv.request("POST", FS + "get-features", {"params": params})
     expect_eq(st, 400, b)
-    expect("transaction_features.lua:75" in b["message"], b)
+    expect("transaction_features.lua:79" in b["message"], b)
 
 
 run(globals())

@@ -41,6 +41,12 @@ def test_documented_bodies_are_valid():
     validate(SAMPLE_RECORD_ERROR, "ingest-record-error.json")
     validate(SAMPLE_FEATURES, "get-features-response.json")
     validate({"error": "Missing required join key: merchant", "code": 3, "message": "x"}, "feature-service-error.json")
+    validate({"result": {"features": [1.0]}, "metadata": {"features": [
+        {"name": "v.f", "description": "d", "tags": {"team": "fraud"}}]}}, "get-features-response.json")
+    validate({"featureServiceType": "DEFAULT", "inputJoinKeys": [{"name": "user_id", "dataType": {"type": "string"}}],
+              "inputRequestContextKeys": [], "featureValues": [
+                  {"name": "v.f", "dataType": {"type": "int64"}, "description": "d", "tags": {"a": "b"}}]},
+             "metadata-response.json")
 
 
 def test_broken_bodies_are_rejected():
@@ -56,6 +62,10 @@ def test_broken_bodies_are_rejected():
                    "get-features-response.json"))
     expect(rejects({"result": {"features": []}, "metadata": {"features": [{"dataType": {"type": "array"}}]}},
                    "get-features-response.json"), "array needs elementType")
+    expect(rejects({"result": {"features": []}, "metadata": {"features": [{"name": "v.f", "tags": {"a": 1}}]}},
+                   "get-features-response.json"), "tag values are strings")
+    expect(rejects({"featureServiceType": "DEFAULT", "inputJoinKeys": [], "featureValues": [{"name": "v.f"}]},
+                   "metadata-response.json"), "a feature value has a dataType")
 
 
 run(globals())

@@ -517,6 +517,50 @@ START_TEST(test_parquet_metadata)
 }
 END_TEST
 
+/* The column list apply checks a batch source's header against (sl_filesrc_columns). */
+START_TEST(test_columns)
+{
+    struct sl_filesrc *src;
+    size_t n = 99;
+    ck_assert_int_eq(sl_filesrc_open(put("c.csv", "\xEF\xBB\xBFuser_id,ts,,x\n1,2,3,4\n"), "csv", NULL, 0,
+                                     NULL, &src, &err), 0);
+    ck_assert_int_eq(sl_filesrc_columns(src, &n, &err), 1);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_str_eq(sl_filesrc_column(src, 0), "user_id");
+    ck_assert_str_eq(sl_filesrc_column(src, 2), "column2");
+    ck_assert_str_eq(sl_filesrc_column(src, 3), "x");
+    struct sl_json *row; /* reading continues with the first row */
+    ck_assert_int_eq(sl_filesrc_next(src, &arena, &row, &err), 1);
+    char *t = to_text(row);
+    ck_assert_str_eq(t, "{\"user_id\":\"1\",\"ts\":\"2\",\"column2\":\"3\",\"x\":\"4\"}");
+    free(t);
+    sl_filesrc_close(src);
+
+    ck_assert_int_eq(sl_filesrc_open(fixture("parquet/multi.parquet"), "parquet", NULL, 0, NULL,
+                                     &src, &err), 0);
+    ck_assert_int_eq(sl_filesrc_columns(src, &n, &err), 1);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_str_eq(sl_filesrc_column(src, 1), "tag");
+    sl_filesrc_close(src);
+
+    /* no list: JSON Lines, an empty CSV file, an empty directory */
+    const char *none[][3] = {{"r.jsonl", "{\"a\": 1}\n", "jsonl"}, {"e.csv", "", "csv"},
+                             {NULL, NULL, "parquet"}};
+    for (size_t i = 0; i < 3; i++) {
+        const char *path = none[i][0] ? put(none[i][0], none[i][1]) : tmpdir;
+        ck_assert_int_eq(sl_filesrc_open(path, none[i][2], NULL, 0, NULL, &src, &err), 0);
+        ck_assert_int_eq(sl_filesrc_columns(src, &n, &err), 0);
+        sl_filesrc_close(src);
+    }
+
+    /* a broken header is the reading error */
+    ck_assert_int_eq(sl_filesrc_open(put("dup.csv", "a,a\n1,2\n"), "csv", NULL, 0, NULL, &src, &err), 0);
+    ck_assert_int_eq(sl_filesrc_columns(src, &n, &err), SL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "duplicate column name `a`"));
+    sl_filesrc_close(src);
+}
+END_TEST
+
 START_TEST(test_parquet_damaged)
 {
     char path[1024];
@@ -775,6 +819,7 @@ static Suite *filesrc_suite(void)
     tcase_add_test(tc, test_resume_csv_jsonl);
     tcase_add_test(tc, test_resume_parquet);
     tcase_add_test(tc, test_resume_new_files);
+    tcase_add_test(tc, test_columns);
     suite_add_tcase(s, tc);
     return s;
 }

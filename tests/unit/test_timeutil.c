@@ -1,5 +1,7 @@
 /* Unit tests for core/timeutil.c. */
 #include "check_fast.h"
+
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -371,6 +373,29 @@ START_TEST(test_clock)
 }
 END_TEST
 
+static void *other_thread_now(void *out)
+{
+    *(int64_t *)out = sl_now_ns();
+    return NULL;
+}
+
+/* A replayed instant is the calling thread's only; 0 ends it. */
+START_TEST(test_thread_now)
+{
+    pthread_t t;
+    int64_t other = 0;
+    sl_time_set_fake(1000);
+    sl_time_set_thread_now(42);
+    ck_assert(sl_now_ns() == 42);
+    ck_assert_int_eq(pthread_create(&t, NULL, other_thread_now, &other), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert(other == 1000);
+    sl_time_set_thread_now(0);
+    ck_assert(sl_now_ns() == 1000);
+    sl_time_set_fake(0);
+}
+END_TEST
+
 static Suite *timeutil_suite(void)
 {
     Suite *s = suite_create("timeutil");
@@ -391,6 +416,7 @@ static Suite *timeutil_suite(void)
     tcase_add_test(td, test_duration_parse);
     tcase_add_test(td, test_duration_format);
     tcase_add_test(td, test_clock);
+    tcase_add_test(td, test_thread_now);
     suite_add_tcase(s, td);
     return s;
 }

@@ -16,6 +16,7 @@ transactions = StreamSource {
     Field("location", Location),
     Field("items", Array(String)),
   },
+  stream_config = PushConfig {},  -- records are pushed to POST /ingest (the default)
   batch_config = FileConfig { uri = "data/transactions.jsonl", file_format = "jsonl",
                               timestamp_field = "timestamp" },
   post_processor = function(record)

@@ -9,7 +9,9 @@ user_last_transaction = StreamFeatureView {
   batch_schedule = "1d",
   ttl = "90d",
   features = {
-    Attribute("amount", Float64),
+    Attribute { column = "amount", type = Float64,
+                description = "Amount of the latest transaction, in the card's currency",
+                tags = { unit = "currency" } },
     Attribute { column = "merchant", type = String, name = "last_merchant" },
     Attribute("location", Location),
     Attribute("items", Array(String)),
@@ -33,7 +35,8 @@ user_transaction_aggregates = StreamFeatureView {
     Aggregate { column = "amount", fn = "max", window = "7d" },
     Aggregate { column = "amount", fn = "stddev_samp", window = "7d" },
     Aggregate { column = "amount", fn = "approx_percentile", percentile = 0.95, window = "30d" },
-    Aggregate { column = "amount", fn = "count", window = "30d", name = "transaction_count_30d" },
+    Aggregate { column = "amount", fn = "count", window = "30d", name = "transaction_count_30d",
+                description = "Transactions in the last 30 days", tags = { stage = "beta" } },
     Aggregate { column = "amount", fn = "count", window = LifetimeWindow(),
                 name = "transaction_count_lifetime" },
     Aggregate { column = "merchant", fn = "last", n = 5, window = "1d" },
@@ -41,6 +44,7 @@ user_transaction_aggregates = StreamFeatureView {
     Aggregate { column = "category", fn = "last_distinct", n = 3, window = "7d" },
   },
   description = "Spending of a user over several windows",
+  tags = { team = "fraud", stage = "production" },
 }
 
 merchant_fraud_rate = StreamFeatureView {

@@ -1,5 +1,5 @@
 -- The `pit` benchmark (tests/bench/run.sh pit): a user's latest transaction as attribute
--- features, written to the offline store only. run.sh copies this folder and puts the
+-- features, written to the offline store only, and a realtime view over them. run.sh copies this folder and puts the
 -- generated feature rows in data/features.csv; apply's backfill job loads them.
 local user = Entity { name = "user", join_keys = { Field("user_id", String) } }
 
@@ -17,3 +17,22 @@ local last_tx = StreamFeatureView {
 }
 
 FeatureService { name = "training", features = { last_tx } }
+
+-- The same with a realtime view, run per event offline: its cost per event is the
+-- difference between the two training sets (the events' event_id is its request context).
+local event = RequestSource { name = "event", schema = { Field("event_id", Int64) } }
+
+local tx_score = RealtimeFeatureView {
+  name = "tx_score",
+  sources = { event, last_tx },
+  features = { Attribute("score", Float64), Attribute("big", Bool) },
+  transformation = function(request, inputs)
+    local amount = inputs.last_tx.amount
+    if amount == sluice.null then
+      return { score = sluice.null, big = false }
+    end
+    return { score = amount * (1 + request.event_id % 7) / 7, big = amount > 50 }
+  end,
+}
+
+FeatureService { name = "training_rt", features = { tx_score, last_tx } }
