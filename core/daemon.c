@@ -56,7 +56,8 @@ static void render(const struct sl_config *cfg, const struct sl_config_entry *e,
 {
     const char *base = (const char *)cfg;
     switch (e->type) {
-    case SL_CFG_STRING: snprintf(out, cap, "%s", *(char *const *)(base + e->offset)); break;
+    case SL_CFG_STRING:
+    case SL_CFG_LIST: snprintf(out, cap, "%s", *(char *const *)(base + e->offset)); break;
     case SL_CFG_LONG: snprintf(out, cap, "%ld", *(const long *)(base + e->offset)); break;
     case SL_CFG_BOOL: snprintf(out, cap, "%s", *(const int *)(base + e->offset) ? "true" : "false"); break;
     case SL_CFG_DURATION:
@@ -125,6 +126,8 @@ int sl_daemon_reload(struct sl_config *live, struct sl_node *n, int argc, char *
         case SL_CFG_DURATION:
         case SL_CFG_TIME:
             __atomic_store_n((int64_t *)(base + e->offset), *(int64_t *)(from + e->offset), __ATOMIC_RELAXED);
+            break;
+        case SL_CFG_LIST: /* read by other threads without a lock: never in the reloadable list */
             break;
         }
     }

@@ -604,7 +604,7 @@ static int rt_context(struct run *r, size_t e, const struct sl_view *v, struct s
 /* Computes the service's realtime views for every event into their slots. */
 static int rt_run(struct run *r, const struct sl_pit_opts *o, struct sl_error *err)
 {
-    static const struct sl_vm_limits online_defaults = {0, 0};
+    static const struct sl_vm_limits online_defaults = {0, 0, 0};
     const struct sl_service *svc = r->svc;
     size_t nrt = 0;
     for (size_t i = 0; i < svc->nitems; i++)

@@ -629,7 +629,8 @@ static void get_features_for_events(struct sl_node *n, struct sl_http_req *r,
     memcpy(j->events, body ? body : "", len);
     j->len = len;
     j->o.timestamp_key = j->ts_key;
-    j->lim = (struct sl_vm_limits){(size_t)n->cfg->lua_memory_mb << 20, n->cfg->lua_instructions};
+    j->lim = (struct sl_vm_limits){(size_t)n->cfg->lua_memory_mb << 20, n->cfg->lua_instructions,
+                                   n->cfg->lua_time_ms};
     j->o.vm_limits = &j->lim;
     if (spawn(n, pit_job_run, j) != 0) {
         sl_error_set(&err, SL_EBUSY, "the server is shutting down or out of resources");
