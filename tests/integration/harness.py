@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,29 @@ def validate_response(path, status, body):
             validate(body, "metadata-response.json")
 
 
+def listen_port(data_dir, check=None, timeout=15):
+    """The port a `sluice serve --listen HOST:0` on data_dir bound, read from the
+    <data-dir>/listen file it writes once listening; check() may raise (the process died)."""
+    listen_file = os.path.join(data_dir, "listen")
+    def bound():
+        if check:
+            check()
+        try:
+            with open(listen_file) as f:
+                return int(f.read().strip().rsplit(":", 1)[1])
+        except (OSError, ValueError, IndexError):
+            return None
+    return wait_for(bound, timeout, "the server to write its listen file")
+
+
+def foreign_port():
+    """A free loopback port for a third-party server that cannot report a port bound to 0
+    (Prometheus). Sluice servers never use this: they listen on port 0."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def wait_for(cond, timeout=10.0, what="condition"):
     """Polls cond() until it returns a truthy value or the deadline passes."""
     deadline = time.monotonic() + timeout
@@ -95,14 +119,7 @@ class Server:
         def exited():
             if self.proc.poll() is not None:
                 raise AssertionError("server exited with %s: %s" % (self.proc.returncode, self.log_text()))
-        def bound():
-            exited()
-            try:
-                with open(listen_file) as f:
-                    return int(f.read().strip().rsplit(":", 1)[1])
-            except (OSError, ValueError, IndexError):
-                return None
-        self.port = wait_for(bound, 15, "the server to write its listen file")
+        self.port = listen_port(self.data_dir, exited)
         def up():
             exited()
             try:

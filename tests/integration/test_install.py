@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import tempfile
 
-from harness import BIN, SRCDIR, expect, expect_eq, free_port, run, wait_for
+from harness import BIN, SRCDIR, expect, expect_eq, run, wait_for
 
 BUILDDIR = os.path.dirname(os.path.abspath(BIN))
 dest = None
@@ -83,7 +83,7 @@ def test_sample_settings_list_every_setting_and_start_a_server():
     data = tempfile.mkdtemp(prefix="sluice-test-")
     log = os.path.join(data, "log")
     p = subprocess.Popen([BIN, "serve", "--config", sample, "--data-dir", data, "--listen",
-                          "127.0.0.1:%d" % free_port(), "--log-file", log])
+                          "127.0.0.1:0", "--log-file", log])
     try:
         wait_for(lambda: os.path.exists(log) and "listening on" in open(log).read(), 15, "start")
     finally:

@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.request
 
-from harness import (BIN, Server, expect, expect_eq, free_port, now_rfc3339, run, setup_workspace,
+from harness import (BIN, Server, expect, expect_eq, listen_port, now_rfc3339, run, setup_workspace,
                      wait_for)
 
 
@@ -180,10 +180,10 @@ def test_sighup_loads_a_renewed_tls_certificate():
                                                            "--log-file", log, "--log-level", "info"])
     os.mkdir(srv.data_dir)
     # the harness probes /healthz over plain HTTP: start by hand
-    srv.port = free_port()
     srv.proc = subprocess.Popen([BIN, "serve", "--data-dir", srv.data_dir, "--listen",
-                                 "127.0.0.1:%d" % srv.port] + srv.args)
+                                 "127.0.0.1:0"] + srv.args)
     try:
+        srv.port = listen_port(srv.data_dir)
         wait_for(lambda: os.path.exists(log) and "listening on" in open(log).read(), 15, "start")
         expect_eq(cert_subject(srv.port), "first")
         make("second")  # renewed in place, as certbot does
@@ -208,12 +208,12 @@ def test_sd_notify_ready_reloading_stopping():
     path = os.path.join(d, "notify")
     sock.bind(path)
     sock.settimeout(30)
-    port = free_port()
     p = subprocess.Popen([BIN, "serve", "--data-dir", os.path.join(d, "data"), "--listen",
-                          "127.0.0.1:%d" % port, "--log-level", "warn"],
+                          "127.0.0.1:0", "--log-level", "warn"],
                          env=dict(os.environ, NOTIFY_SOCKET=path))
     try:
         msg = sock.recv(4096).decode()
+        port = listen_port(os.path.join(d, "data"))
         expect(msg.startswith("READY=1\n") and "STATUS=listening on port %d" % port in msg, msg)
         with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % port, timeout=10) as r:
             expect_eq(r.status, 200)  # ready means ready: it already answers

@@ -9,7 +9,7 @@ import tempfile
 import urllib.parse
 import urllib.request
 
-from harness import Server, expect, expect_eq, free_port, now_rfc3339, run, setup_workspace, wait_for
+from harness import Server, expect, expect_eq, foreign_port, now_rfc3339, run, setup_workspace, wait_for
 
 PROMETHEUS = shutil.which("prometheus")
 
@@ -42,7 +42,7 @@ def test_prometheus_scrapes_sluice():
                     "    authorization:\n      type: Bearer\n      credentials_file: %s\n"
                     "    static_configs:\n      - targets: ['127.0.0.1:%d']\n"
                     % (os.path.join(d, "key"), srv.port))
-        port = free_port()
+        port = foreign_port()
         log = open(os.path.join(d, "prometheus.log"), "wb")
         prom = subprocess.Popen([PROMETHEUS, "--config.file", os.path.join(d, "prometheus.yml"),
                                  "--storage.tsdb.path", os.path.join(d, "tsdb"),
