@@ -298,6 +298,33 @@ def test_services_settings_metrics_and_log():
               % so)
 
 
+def test_an_online_store_plugin_serves():
+    so = build_plugin("store_mem", os.path.join(SRCDIR, "tests", "data", "plugins", "store_mem.c"))
+    d = tempfile.mkdtemp(prefix="sluice-mem-", dir=tmp)
+    s2 = Server(data_dir=d, args=["--fake-now", iso(T0), "--plugin", so, "--plugin", topk_so,
+                                  "--plugin", geo_so, "--online-store", "store_mem"]).start()
+    try:
+        expect(not os.path.exists(os.path.join(d, "online", "CURRENT")), "no LevelDB opened")
+        rc, out, err = s2.cli("workspace", "create", "m", "--live")
+        expect_eq(rc, 0, err)
+        rc, out, err = s2.cli("apply", "--workspace", "m", REPO)
+        expect_eq(rc, 0, out + err)
+        recs = [{"record": {"user_id": "x", "ts": iso(T0 - 120 + i), "qty": i % 2,
+                            "merchant": "m%d" % (i % 3)}} for i in range(7)]
+        st, b = s2.ingest({"tx": recs}, ws="m")
+        expect_eq(st, 200, b)
+        st, b = s2.get_features({"user_id": "x"}, ws="m", service="svc")
+        expect_eq(st, 200, b)
+        got = {f["name"]: v for f, v in zip(b["metadata"]["features"], b["result"]["features"])}
+        expect_eq(got["tiled.top3"], [["m0", "3"], ["m1", "2"], ["m2", "2"]])
+        expect_eq(got["tiled.topq"], [["0", "4"], ["1", "3"]])
+        st, text = s2.request("GET", "/metrics")
+        writes = [l for l in text.splitlines() if l.startswith("sluice_plugin_store_mem_writes ")]
+        expect(writes and int(writes[0].split()[1]) >= 2, writes)
+    finally:
+        s2.cleanup()
+
+
 def refused(args):
     """Starts sluice serve with args; it must exit non-zero with exactly one line."""
     d = tempfile.mkdtemp(prefix="sluice-refuse-", dir=tmp)
