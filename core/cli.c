@@ -1535,14 +1535,18 @@ static int cmd_range(int argc, char **argv)
 static void print_job_line(const cJSON *j)
 {
     const char *k[] = {"id", "kind", "state", "workspace", "featureView", "rowsRead", "rowsWritten",
-                       "rowsRejected"};
-    const char *v[8];
-    for (int i = 0; i < 8; i++) {
+                       "rowsRejected", "keysDeleted", "offlineBytesDeleted"};
+    const char *v[10];
+    for (int i = 0; i < 10; i++) {
         const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k[i]);
         v[i] = cJSON_IsString(x) ? x->valuestring : "";
     }
-    printf("%-16s  %-11s  %-9s  %s/%s  read %s, written %s, rejected %s\n", v[0], v[1], v[2], v[3],
-           v[4], v[5], v[6], v[7]);
+    if (strcmp(v[1], "delete") == 0)
+        printf("%-16s  %-11s  %-9s  %s/%s  deleted %s online keys, %s offline bytes\n", v[0], v[1],
+               v[2], v[3], v[4], v[8], v[9]);
+    else
+        printf("%-16s  %-11s  %-9s  %s/%s  read %s, written %s, rejected %s\n", v[0], v[1], v[2],
+               v[3], v[4], v[5], v[6], v[7]);
 }
 
 static void print_jobs(const cJSON *o)
@@ -1585,8 +1589,14 @@ static int follow_job(struct opt *opts, const char *id)
         const char *read = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "rowsRead"));
         const char *wr = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "rowsWritten"));
         const char *rej = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "rowsRejected"));
+        const char *keys = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "keysDeleted"));
+        const char *bytes =
+            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "offlineBytesDeleted"));
         int done = !state || (strcmp(state, "queued") && strcmp(state, "running"));
-        if (tty || done)
+        if ((tty || done) && keys) /* a delete job */
+            printf("%s%s: %s online keys, %s offline bytes deleted%s", tty ? "\r\033[K" : "",
+                   state ? state : "?", keys, bytes ? bytes : "0", done || !tty ? "\n" : "");
+        else if (tty || done)
             printf("%s%s: %s rows read, %s written, %s rejected%s", tty ? "\r\033[K" : "",
                    state ? state : "?", read ? read : "0", wr ? wr : "0", rej ? rej : "0",
                    done || !tty ? "\n" : "");

@@ -126,6 +126,9 @@ def test_delete_workspace_deletes_its_data_and_a_recreated_one_starts_empty():
     expect_empty("gone")
     done = wait_jobs_done(ids)
     expect(sum(int(j["keysDeleted"]) for j in done) >= USERS * 3, done)
+    rc, out, err = srv.cli("jobs", "show", done[0]["id"], "--follow")
+    expect_eq((rc, out), (0, "succeeded: %s online keys, %s offline bytes deleted\n"
+                          % (done[0]["keysDeleted"], done[0]["offlineBytesDeleted"])), err)
     expect(sum(int(j["offlineBytesDeleted"]) for j in done) >= off_before * 9 // 10, done)
     expect_empty("gone")
     off_after, on_after = du(off_dir), du(os.path.join(srv.data_dir, "online"))

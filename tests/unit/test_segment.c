@@ -1319,6 +1319,72 @@ START_TEST(test_snapshot)
 }
 END_TEST
 
+/* A backup copy holds exactly the durable records at the time of the snapshot: sealed files
+ * hard-linked, the active file cut at its durable length. */
+START_TEST(test_backup_copy)
+{
+    char data[PATH_MAX], copy[PATH_MAX], dest[PATH_MAX], src[PATH_MAX];
+    struct sl_segment *seg;
+    struct sl_segment_snap *snap = NULL;
+    struct sl_segment_iter *it = NULL;
+    struct sl_segment_record r;
+    struct sl_error err = {0, ""};
+    struct mrec m;
+    uint64_t bytes = 0, n = 0;
+    int rc, links = 0;
+
+    new_data_dir(data, "backup");
+    new_data_dir(copy, "backup-copy");
+    seg = open_seg(data, NULL, NULL);
+    for (uint64_t i = 0; i < 60; i++) {
+        mk(&m, i % 3 ? "a" : "b", (int64_t)i, i);
+        append_m(seg, &m);
+        if (i == 39) {
+            sync_ok(seg);
+            ck_assert_int_eq(seal_ok(seg), 1);
+        }
+    }
+    sync_ok(seg);
+    mk(&m, "c", 60, 60); /* pending, never synced: not in the copy */
+    append_m(seg, &m);
+    ck_assert_int_eq(sl_segment_snapshot(seg, &snap, &err), 0);
+    sync_ok(seg); /* after the snapshot: not in the copy either */
+    ck_assert_int_eq(seal_ok(seg), 1);
+    pathf(dest, "%s/offline", copy);
+    ck_assert_int_eq(mkdir(dest, 0700), 0);
+    pathf(dest, "%s/offline/ws", copy);
+    ck_assert_int_eq(mkdir(dest, 0700), 0);
+    pathf(dest, "%s/offline/ws/fv", copy);
+    ck_assert_int_eq(mkdir(dest, 0700), 0);
+    view_dir(src, data);
+    ck_assert_msg(sl_segment_snap_write(snap, src, dest, &bytes, &err) == 0, "%s", err.msg);
+    sl_segment_snap_free(snap);
+    sl_segment_close(seg);
+    ck_assert(bytes > 0);
+    DIR *d = opendir(dest);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        char p[PATH_MAX];
+        pathf(p, "%s/%s", dest, e->d_name);
+        if (strncmp(e->d_name, "sealed-", 7) == 0 && stat(p, &st) == 0)
+            links += st.st_nlink == 2;
+    }
+    closedir(d);
+    ck_assert_int_eq(links, 1);
+    seg = open_seg(copy, NULL, NULL);
+    ck_assert_int_eq(sl_segment_iter_open(seg, NULL, &it, &err), 0);
+    while ((rc = sl_segment_iter_next(it, &r, &err)) == 1) {
+        ck_assert(r.seq < 60);
+        n++;
+    }
+    ck_assert_int_eq(rc, 0);
+    ck_assert_uint_eq(n, 60);
+    sl_segment_iter_destroy(it);
+    sl_segment_close(seg);
+}
+END_TEST
+
 /* Readers on other threads while the writer appends, syncs and seals. */
 struct conc {
     struct sl_segment *seg;
@@ -1513,6 +1579,7 @@ static Suite *segment_suite(void)
     tcase_add_test(tc, test_thresholds);
     tcase_add_test(tc, test_write_failure);
     tcase_add_test(tc, test_snapshot);
+    tcase_add_test(tc, test_backup_copy);
     tcase_add_test(tc, test_concurrent_readers);
     tcase_add_test(tc, test_random_model);
     suite_add_tcase(s, tc);
