@@ -912,8 +912,11 @@ void sl_ingest_handle(struct sl_node *n, struct sl_http_req *r, int auth_rc,
     }
 
     struct ingest_commit *ic = q.ic;
-    if (q.acc && sl_tiles_acc_finish(q.acc, emit_tiles, &q) != 0)
+    int frc = q.acc ? sl_tiles_acc_finish(q.acc, emit_tiles, &q) : 0;
+    if (frc == SL_ENOMEM)
         FAIL(503, "ResourceExhaustedError", "Out of memory");
+    if (frc != 0)
+        FAIL(500, "InternalError", "aggregation failed: %s; nothing was written", sl_strerror(frc));
     metrics_body(&q, &ic->reply);
     if (ic->reply.oom || ic->keys.oom || ic->rows.oom)
         FAIL(503, "ResourceExhaustedError", "Out of memory");

@@ -89,6 +89,13 @@ def test_realtime_inputs_limit():
         expect("has 17 sources; at most 16 are allowed" in out + err, out + err)
 
 
+def test_workspace_name_limit():
+    st, b = srv.request("POST", "/v1/workspaces", {"name": "w" * 65, "live": False})
+    expect_eq(st, 400, b)
+    st, b = srv.request("POST", "/v1/workspaces", {"name": "w" * 64, "live": False})
+    expect_eq(st, 201, b)
+
+
 def test_at_the_limits_applies_and_serves():
     d = repo("atlimit", view_repo(16, 256))
     rc, out, err = srv.cli("apply", "--workspace", "w", d)
