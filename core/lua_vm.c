@@ -138,6 +138,8 @@ static const char *const exhausted_msg[] = {
     [VM_OUT_OF_TIME] = "time limit exceeded",
 };
 
+static void vm_hook(lua_State *L, lua_Debug *ar);
+
 /* Marks the call's budget spent (why: VM_OUT_OF_*), remembers where, switches L's hook to
  * every instruction and raises. Every later hook tick, in any coroutine, raises again, so
  * neither pcall nor a message handler can outlive the budget. */
@@ -154,8 +156,8 @@ static void exhaust(lua_State *L, int why, lua_Debug *ar)
         if (ar != NULL && lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
             snprintf(c->hit, sizeof c->hit, "%s:%d", ar->short_src, ar->currentline);
     }
-    if (lua_gethookcount(L) != 1)
-        lua_sethook(L, lua_gethook(L), LUA_MASKCOUNT, 1);
+    if (lua_gethookcount(L) != 1 || lua_gethook(L) != vm_hook)
+        lua_sethook(L, vm_hook, LUA_MASKCOUNT, 1);
     if (c->hit[0] != '\0')
         lua_pushfstring(L, "%s: %s", c->hit, exhausted_msg[c->exhausted]);
     else

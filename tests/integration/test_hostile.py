@@ -437,6 +437,21 @@ def test_unknown_join_key_is_a_400():
     expect("Unknown join key: usr_id" in b["message"], b)
 
 
+def test_malformed_metadata_options_are_a_400():
+    for opts in ("include_names", ["include_names"], {"include_names": "yes"}):
+        st, b = srv.request("POST", FS, {"params": {
+            "workspace_name": "h", "feature_service_name": "svc",
+            "join_key_map": {"user_id": "u"}, "request_context_map": {"code": "return 1"},
+            "metadata_options": opts}})
+        expect_eq(st, 400, (opts, b))
+        expect("metadata_options" in b["message"], b)
+    st, b = srv.request("POST", FS, {"params": {
+        "workspace_name": "h", "feature_service_name": "svc",
+        "join_key_map": {"user_id": "u"}, "request_context_map": {"code": "return 1"},
+        "metadata_options": {"include_names": False, "include_data_types": None}}})
+    expect_eq(st, 200, b)
+
+
 def test_nul_in_names_is_refused():
     for raw in (b'{"name": "ok\\u0000evil", "live": true}', b'{"name": "ok\x00evil"}'):
         st, b = srv.request("POST", "/v1/workspaces", raw=raw)
