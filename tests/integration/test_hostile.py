@@ -33,7 +33,7 @@ CASES = [
     ("table.move({}, 1, 2^40, 2)", "instruction limit exceeded"),
     ("string.find(string.rep('x', 100000), '.-.-.-.-.-y')", "instruction limit exceeded"),
     ("string.find(('a'):rep(26), ('a?'):rep(26) .. ('a'):rep(26))", "instruction limit exceeded"),
-    ("local function f(n) return f(n + 1) + 1 end f(1)", "limit exceeded"),
+    ("local function f(n) return f(n + 1) + 1 end f(1)", "stack overflow"),
 ]
 
 
