@@ -452,6 +452,16 @@ def test_malformed_metadata_options_are_a_400():
     expect_eq(st, 200, b)
 
 
+def test_malformed_job_id_is_a_400():
+    for path in ("/v1/jobs/xyz", "/v1/jobs/0123456789ABCDEF", "/v1/jobs/0123456789abcdef0/cancel",
+                 "/v1/jobs/%00"):
+        st, b = srv.request("GET", path)
+        expect_eq(st, 400, (path, b))
+        expect("malformed job id" in b["message"], b)
+    st, b = srv.request("GET", "/v1/jobs/0123456789abcdef")
+    expect_eq(st, 404, b)
+
+
 def test_nul_in_names_is_refused():
     for raw in (b'{"name": "ok\\u0000evil", "live": true}', b'{"name": "ok\x00evil"}'):
         st, b = srv.request("POST", "/v1/workspaces", raw=raw)
