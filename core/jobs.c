@@ -733,8 +733,13 @@ void sl_jobs_handle(struct sl_node *n, struct sl_http_req *r, const struct sl_pr
     }
     char id[17];
     const char *action = "";
-    if (rest[0] != '/' || strlen(rest) < 17) {
+    size_t idlen = rest[0] == '/' ? strcspn(rest + 1, "/") : 0;
+    if (idlen == 0) {
         sl_reply_error(r, 404, 5, "no such endpoint");
+        return;
+    }
+    if (idlen != 16 || strspn(rest + 1, "0123456789abcdef") < 16) {
+        sl_reply_error(r, 400, 3, "malformed job id (a job id is 16 hexadecimal digits)");
         return;
     }
     memcpy(id, rest + 1, 16);

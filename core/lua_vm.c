@@ -44,6 +44,7 @@
 #define VM_DEFAULT_INSNS 5000000L
 #define VM_HOOK_GRAIN 1000 /* instructions between two hook calls */
 #define VM_TRACE_FRAMES 8  /* user frames shown in a traceback */
+#define VM_MAX_DEPTH 2000  /* nested Lua calls: a deep stack makes every GC step slow */
 #define VM_TRACE_LEVELS 64 /* stack levels a message handler looks at (getstack is O(level)) */
 #define VM_DEFAULT_WALL_MS 10000L /* without a configured bound (the server's is 2000) */
 /* Sanitizer builds run user code several times slower: the same code must pass there. */
@@ -139,6 +140,8 @@ static const char *const exhausted_msg[] = {
     [VM_OUT_OF_TIME] = "time limit exceeded",
 };
 
+static void vm_hook(lua_State *L, lua_Debug *ar);
+
 /* Marks the call's budget spent (why: VM_OUT_OF_*), remembers where, switches L's hook to
  * every instruction and raises. Every later hook tick, in any coroutine, raises again, so
  * neither pcall nor a message handler can outlive the budget. */
@@ -155,8 +158,8 @@ static void exhaust(lua_State *L, int why, lua_Debug *ar)
         if (ar != NULL && lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
             snprintf(c->hit, sizeof c->hit, "%s:%d", ar->short_src, ar->currentline);
     }
-    if (lua_gethookcount(L) != 1)
-        lua_sethook(L, lua_gethook(L), LUA_MASKCOUNT, 1);
+    if (lua_gethookcount(L) != 1 || lua_gethook(L) != vm_hook)
+        lua_sethook(L, vm_hook, LUA_MASKCOUNT, 1);
     if (c->hit[0] != '\0')
         lua_pushfstring(L, "%s: %s", c->hit, exhausted_msg[c->exhausted]);
     else
@@ -178,6 +181,15 @@ static void vm_hook(lua_State *L, lua_Debug *ar)
         exhaust(L, VM_OUT_OF_INSNS, ar);
     if (mono_ns() > c->deadline)
         exhaust(L, VM_OUT_OF_TIME, ar);
+    lua_Debug deep; /* O(min(depth, VM_MAX_DEPTH)): cheap unless the recursion is deep */
+    if (lua_getstack(L, VM_MAX_DEPTH, &deep)) {
+        if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+            lua_pushfstring(L, "%s:%d: stack overflow (more than %d nested calls)",
+                            ar->short_src, ar->currentline, VM_MAX_DEPTH);
+        else
+            lua_pushfstring(L, "stack overflow (more than %d nested calls)", VM_MAX_DEPTH);
+        lua_error(L);
+    }
     if (n != c->grain) /* a thread left in per-instruction mode by an earlier call */
         lua_sethook(L, vm_hook, LUA_MASKCOUNT, c->grain);
 }

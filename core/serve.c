@@ -143,8 +143,9 @@ static void fail(struct sl_http_req *r, int code, const char *fmt, ...)
     sl_reply_error(r, http, grpc, msg);
 }
 
-/* Reads the metadata options; names, data types and serving status default to on. */
-static void read_options(const struct sl_json *params, int *opt)
+/* Reads the metadata options; names, data types and serving status default to on. Returns
+ * 0, or -1 when metadata_options is present but not an object or an option not a boolean. */
+static int read_options(const struct sl_json *params, int *opt)
 {
     static const char *const snake[] = {"include_names", "include_data_types",
                                         "include_effective_times", "include_serving_status",
@@ -156,10 +157,17 @@ static void read_options(const struct sl_json *params, int *opt)
                                         "includeFeatureTags"};
     static const int defaults[] = {1, 1, 0, 1, 0, 0, 0};
     const struct sl_json *mo = param(params, "metadata_options", "metadataOptions");
+    if (mo && mo->kind != SL_JSON_OBJECT && mo->kind != SL_JSON_NULL)
+        return -1;
+    if (mo && mo->kind == SL_JSON_NULL)
+        mo = NULL;
     for (int i = 0; i < OPT_N; i++) {
         const struct sl_json *v = mo ? param(mo, snake[i], camel[i]) : NULL;
-        opt[i] = v ? v->kind == SL_JSON_TRUE : defaults[i];
+        if (v && v->kind != SL_JSON_TRUE && v->kind != SL_JSON_FALSE && v->kind != SL_JSON_NULL)
+            return -1;
+        opt[i] = v && v->kind != SL_JSON_NULL ? v->kind == SL_JSON_TRUE : defaults[i];
     }
+    return 0;
 }
 
 int sl_join_part(const struct sl_field *f, const struct sl_json *v, struct sl_buf *out,
@@ -710,7 +718,10 @@ void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_cal
              fsn && fsn->kind == SL_JSON_STRING ? fsn->str : fsid->str, wsn->str);
         goto out;
     }
-    read_options(params, q.opt);
+    if (read_options(params, q.opt) != 0) {
+        fail(r, SL_EINVAL, "`metadata_options` must be an object of booleans");
+        goto out;
+    }
 
     if (call == SL_SERVE_METADATA) {
         metadata_call(&q, out);

@@ -33,7 +33,7 @@ CASES = [
     ("table.move({}, 1, 2^40, 2)", "instruction limit exceeded"),
     ("string.find(string.rep('x', 100000), '.-.-.-.-.-y')", "instruction limit exceeded"),
     ("string.find(('a'):rep(26), ('a?'):rep(26) .. ('a'):rep(26))", "instruction limit exceeded"),
-    ("local function f(n) return f(n + 1) + 1 end f(1)", "limit exceeded"),
+    ("local function f(n) return f(n + 1) + 1 end f(1)", "stack overflow"),
 ]
 
 
@@ -435,6 +435,31 @@ def test_unknown_join_key_is_a_400():
     expect_eq(st, 400, b)
     expect_eq(b["code"], 3, b)
     expect("Unknown join key: usr_id" in b["message"], b)
+
+
+def test_malformed_metadata_options_are_a_400():
+    for opts in ("include_names", ["include_names"], {"include_names": "yes"}):
+        st, b = srv.request("POST", FS, {"params": {
+            "workspace_name": "h", "feature_service_name": "svc",
+            "join_key_map": {"user_id": "u"}, "request_context_map": {"code": "return 1"},
+            "metadata_options": opts}})
+        expect_eq(st, 400, (opts, b))
+        expect("metadata_options" in b["message"], b)
+    st, b = srv.request("POST", FS, {"params": {
+        "workspace_name": "h", "feature_service_name": "svc",
+        "join_key_map": {"user_id": "u"}, "request_context_map": {"code": "return 1"},
+        "metadata_options": {"include_names": False, "include_data_types": None}}})
+    expect_eq(st, 200, b)
+
+
+def test_malformed_job_id_is_a_400():
+    for path in ("/v1/jobs/xyz", "/v1/jobs/0123456789ABCDEF", "/v1/jobs/0123456789abcdef0/cancel",
+                 "/v1/jobs/%00"):
+        st, b = srv.request("GET", path)
+        expect_eq(st, 400, (path, b))
+        expect("malformed job id" in b["message"], b)
+    st, b = srv.request("GET", "/v1/jobs/0123456789abcdef")
+    expect_eq(st, 404, b)
 
 
 def test_nul_in_names_is_refused():

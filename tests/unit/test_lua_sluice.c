@@ -730,9 +730,13 @@ static const struct hostile_case hostile[] = {
     {"string.find('x', string.rep('(', 40))", "too many captures"},
     {"string.find(string.rep('a', 300), string.rep('a?', 300))", "pattern too complex"},
     /* deep recursion: a plain error, found quickly */
-    {"local function f(n) return f(n + 1) + 1 end f(1)", "memory limit exceeded"},
+    {"local function f(n) return f(n + 1) + 1 end f(1)",
+     "t.lua:1: stack overflow (more than 2000 nested calls)"},
     {"local function f(n) return f(n + 1) + 1 end\n"
-     "for i = 1, 1e9 do pcall(f, 1) end", "memory limit exceeded"},
+     "for i = 1, 1e9 do pcall(f, 1) end", "instruction limit exceeded"},
+    {"local function f(n) if n == 0 then return 0 end return f(n - 1) + 1 end\n"
+     "assert(f(1900) == 1900)\n"
+     "local co = coroutine.wrap(function() return f(1e6) end) co()", "stack overflow"},
 };
 
 START_TEST(test_hostile)
