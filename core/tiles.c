@@ -1,4 +1,5 @@
 /* Tiles, lifetime values and event logs of aggregate views over the online store. */
+#define _GNU_SOURCE /* qsort_r */
 #include "tiles.h"
 
 #include <stdlib.h>
@@ -195,12 +196,11 @@ struct tile_ref {
     size_t ev;
 };
 
-static const char *g_keys; /* qsort has no context argument */
-
-static int cmp_ref(const void *a, const void *b)
+static int cmp_ref(const void *a, const void *b, void *ctx)
 {
     const struct tile_ref *x = a, *y = b;
-    int c = sl_bytes_cmp(g_keys + x->key, x->klen, g_keys + y->key, y->klen);
+    const char *keys = ctx;
+    int c = sl_bytes_cmp(keys + x->key, x->klen, keys + y->key, y->klen);
     if (c)
         return c;
     return x->ev < y->ev ? -1 : x->ev > y->ev;
@@ -249,9 +249,8 @@ static int finish_tiles(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg)
         rc = SL_ENOMEM;
         goto out;
     }
-    g_keys = keys.p;
     if (nrefs > 1)
-        qsort(refs, nrefs, sizeof(*refs), cmp_ref);
+        qsort_r(refs, nrefs, sizeof(*refs), cmp_ref, keys.p);
     st = calloc(maxspecs + 1, sizeof(*st));
     v = calloc(maxspecs + 1, sizeof(*v));
     if (!st || !v) {
@@ -393,6 +392,23 @@ int sl_tiles_apply(const struct sl_tiles_view *tv, int kind, const char *cur, si
     free(v);
     sl_buf_free(&tmp);
     return rc;
+}
+
+int sl_tiles_top_key(const struct sl_tiles_view *tv, const char *k, size_t klen,
+                     struct sl_buf *out)
+{
+    struct sl_agg_tile t;
+    int top = tv->tiling.nlevels - 1;
+    if (tv->continuous || top < 1 || klen < SL_AGG_TILE_KEY_LEN ||
+        sl_agg_tile_key_decode(k + klen - SL_AGG_TILE_KEY_LEN, SL_AGG_TILE_KEY_LEN, &t) != 0 ||
+        t.level >= top)
+        return -1;
+    int64_t len = tv->tiling.len[top], r = t.start % len;
+    t.start -= r < 0 ? r + len : r; /* floor to a multiple of len, also before 1970 */
+    t.level = top;
+    sl_buf_append(out, k, klen - SL_AGG_TILE_KEY_LEN);
+    sl_agg_tile_key(out, &t);
+    return 0;
 }
 
 /* ---- reads ---- */
