@@ -210,7 +210,11 @@ static int cmp_ref(const void *a, const void *b, void *ctx)
 static int finish_tiles(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg)
 {
     int64_t now = sl_now_ns();
-    struct sl_buf keys = SL_BUF_INIT, val = SL_BUF_INIT, tmp = SL_BUF_INIT;
+    struct sl_buf keys = SL_BUF_INIT, val = SL_BUF_INIT, tmp = SL_BUF_INIT, memos = SL_BUF_INIT;
+    struct memo {
+        size_t nev;      /* events of the last tile folded whose first event is this one */
+        size_t off, len; /* its partial states, in memos */
+    } *memo = NULL;
     struct tile_ref *refs = NULL;
     size_t nrefs = 0, cap = 0;
     struct sl_agg_state **st = NULL;
@@ -257,11 +261,26 @@ static int finish_tiles(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg)
         rc = SL_ENOMEM;
         goto out;
     }
+    /* Tiles of one entity that share an event are nested, so a tile with as many events as
+     * an earlier tile around the same first event holds the very same events: its partial
+     * states are reused (an event alone in its tiles is folded once, not once per level). */
+    memo = calloc(acc->n + 1, sizeof(*memo));
+    if (!memo) {
+        rc = SL_ENOMEM;
+        goto out;
+    }
     for (size_t r = 0; r < nrefs && rc == 0;) {
         size_t end = r + 1;
         while (end < nrefs && refs[end].klen == refs[r].klen &&
                memcmp(keys.p + refs[end].key, keys.p + refs[r].key, refs[r].klen) == 0)
             end++;
+        struct memo *mo = &memo[refs[r].ev]; /* refs of one tile are in event order */
+        if (mo->nev == end - r) {
+            rc = emit(arg, acc->evs[refs[r].ev].tv, SL_TILES_MERGE, keys.p + refs[r].key,
+                      refs[r].klen, memos.p + mo->off, mo->len);
+            r = end;
+            continue;
+        }
         const struct sl_tiles_view *tv = acc->evs[refs[r].ev].tv;
         for (size_t i = 0; i < tv->nspecs && rc == 0; i++)
             if (windowed(tv->specs[i]))
@@ -286,11 +305,19 @@ static int finish_tiles(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg)
         }
         if (rc == 0 && (val.oom || tmp.oom))
             rc = SL_ENOMEM;
+        if (rc == 0) {
+            *mo = (struct memo){end - r, memos.len, val.len};
+            sl_buf_append(&memos, val.p, val.len);
+            if (memos.oom)
+                rc = SL_ENOMEM;
+        }
         if (rc == 0)
             rc = emit(arg, tv, SL_TILES_MERGE, keys.p + refs[r].key, refs[r].klen, val.p, val.len);
         r = end;
     }
 out:
+    free(memo);
+    sl_buf_free(&memos);
     free(refs);
     free(st);
     free(v);
