@@ -143,9 +143,9 @@ def test_random_order_and_batches_match_reference():
 
 def test_random_late_batches_after_reads():
     """More events, at the last read time (the clock never goes back: retention may have
-    dropped what no later read needs), in random batches into both workspaces: half of them in
-    tiles already read and cached (before T0), half in the last two hours. Both still match the
-    reference."""
+    dropped what no later read needs), in random batches into both workspaces, after a restart
+    without the writer's cache: half of them in tiles already read (before T0), half in the
+    last two hours. Both still match the reference."""
     now = READS[-1]
     rng = random.Random(99)
     have = {e[1] for e in events}
@@ -160,6 +160,11 @@ def test_random_late_batches_after_reads():
     for ws in ("ordered", "shuffled"):
         for u in USERS:
             features(ws, u)
+    # without the writer's cache every merge reads the stored tiles (and the top-level tile
+    # that says whether an entity's finer tiles can exist at all)
+    srv.stop()
+    srv.args = ["--fake-now", ms_text(now * 1000), "--writer-cache-mb", "0"]
+    srv.start()
     i = 0
     while i < len(extra):
         n = rng.randrange(1, 40)
