@@ -590,6 +590,33 @@ static int same_key(const struct mutation *a, const struct mutation *b)
     return a->klen == b->klen && memcmp(a->key, b->key, a->klen) == 0;
 }
 
+/* For a tile merge whose key is not in the writer's cache: 0 when the top-level tile around
+ * it is absent, so the tile is too (sl_tiles_top_key), 1 when its own key must be read, or a
+ * store error. The top tile's value (or its absence) goes into the cache, where its own merge
+ * finds it. buf is scratch. */
+static int top_absent(struct sl_wcache *wc, struct sl_store *s, const struct mutation *m,
+                      struct sl_buf *buf, struct sl_error *err)
+{
+    struct sl_buf top = SL_BUF_INIT;
+    const char *cv;
+    size_t cvlen;
+    int rc = 1;
+    if (sl_tiles_top_key(m->tv, m->key, m->klen, &top) == 0 && !top.oom) {
+        if (sl_wcache_get(wc, top.p, top.len, &cv, &cvlen)) {
+            rc = cvlen ? 1 : 0;
+        } else {
+            sl_buf_reset(buf);
+            int g = sl_store_get(s, top.p, top.len, buf, err);
+            if (g == 0 || g == SL_ENOTFOUND)
+                sl_wcache_put(wc, top.p, top.len, buf->p, g == 0 ? buf->len : 0);
+            rc = g == SL_ENOTFOUND ? 0 : g == 0 ? 1 : g;
+        }
+    }
+    sl_buf_reset(buf);
+    sl_buf_free(&top);
+    return rc;
+}
+
 /* Writer thread: attribute rows keep the stored row when it is newer than ours; aggregate
  * mutations merge into the stored state (one read per key: runs of one key chain in memory). */
 static int commit_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch *b,
@@ -617,6 +644,12 @@ static int commit_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch
         if (sl_wcache_get(wc, m->key, m->klen, &cv, &cvlen)) {
             sl_buf_append(&cur, cv, cvlen);
             g = cvlen ? 0 : SL_ENOTFOUND; /* an empty entry: known absent */
+        } else if (m->kind == SL_TILES_MERGE && (g = top_absent(wc, s, m, &cur, err)) != 1) {
+            if (g < 0) {
+                rc = g;
+                break;
+            }
+            g = SL_ENOTFOUND;
         } else {
             g = sl_store_get(s, m->key, m->klen, &cur, err);
             if (g != 0 && g != SL_ENOTFOUND) {

@@ -1,4 +1,5 @@
 /* Tiles, lifetime values and event logs of aggregate views over the online store. */
+#define _GNU_SOURCE /* qsort_r */
 #include "tiles.h"
 
 #include <stdlib.h>
@@ -190,112 +191,175 @@ static int decode_values(const char *p, size_t len, size_t n, struct sl_scalar *
     return 0;
 }
 
+/* One tile of one event: refs of one entity sort by (level, start, event). */
 struct tile_ref {
-    size_t key, klen; /* in keys */
-    const char *kp;   /* keys.p + key, resolved once keys stops growing (qsort has no context) */
+    struct sl_agg_tile t;
     size_t ev;
 };
+
+/* Events by (view, entity), then by position in the request; ctx is the accumulator. */
+static int cmp_ev(const void *a, const void *b, void *ctx)
+{
+    const struct sl_tiles_acc *acc = ctx;
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    const struct ev *x = &acc->evs[i], *y = &acc->evs[j];
+    int c = memcmp(x->vk, y->vk, 8);
+    if (!c)
+        c = sl_bytes_cmp(acc->bytes.p + x->ent, x->elen, acc->bytes.p + y->ent, y->elen);
+    if (c)
+        return c;
+    return i < j ? -1 : i > j;
+}
+
+static int same_entity(const struct sl_tiles_acc *acc, size_t i, size_t j)
+{
+    const struct ev *x = &acc->evs[i], *y = &acc->evs[j];
+    return memcmp(x->vk, y->vk, 8) == 0 && x->elen == y->elen &&
+           memcmp(acc->bytes.p + x->ent, acc->bytes.p + y->ent, x->elen) == 0;
+}
 
 static int cmp_ref(const void *a, const void *b)
 {
     const struct tile_ref *x = a, *y = b;
-    int c = sl_bytes_cmp(x->kp, x->klen, y->kp, y->klen);
-    if (c)
-        return c;
+    if (x->t.level != y->t.level)
+        return x->t.level < y->t.level ? -1 : 1;
+    if (x->t.start != y->t.start)
+        return x->t.start < y->t.start ? -1 : 1;
     return x->ev < y->ev ? -1 : x->ev > y->ev;
 }
 
-/* One MERGE mutation per touched tile: the partial aggregate of this request's events. */
+/* One MERGE mutation per touched tile: the partial aggregate of this request's events. The
+ * events are grouped by entity first (a sort of events, not of their tiles), then the tiles
+ * of each entity's events are sorted by (level, start). */
 static int finish_tiles(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg)
 {
     int64_t now = sl_now_ns();
-    struct sl_buf keys = SL_BUF_INIT, val = SL_BUF_INIT, tmp = SL_BUF_INIT;
+    struct sl_buf key = SL_BUF_INIT, val = SL_BUF_INIT, tmp = SL_BUF_INIT, memos = SL_BUF_INIT;
+    struct memo {
+        size_t nev;      /* events of the last tile folded whose first event is this one */
+        size_t off, len; /* its partial states, in memos */
+    } *memo = NULL;
     struct tile_ref *refs = NULL;
-    size_t nrefs = 0, cap = 0;
+    size_t *order = NULL, nord = 0, cap = 0;
     struct sl_agg_state **st = NULL;
     struct sl_scalar *v = NULL;
     size_t maxspecs = 0;
     int rc = 0;
+    order = calloc(acc->n + 1, sizeof(*order));
+    memo = calloc(acc->n + 1, sizeof(*memo));
+    if (!order || !memo) {
+        rc = SL_ENOMEM;
+        goto out;
+    }
     for (size_t i = 0; i < acc->n; i++) {
         const struct ev *e = &acc->evs[i];
         if (e->tv->nspecs > maxspecs)
             maxspecs = e->tv->nspecs;
-        if (e->tv->continuous || !e->tv->has_windowed)
-            continue;
-        struct sl_agg_tile tiles[SL_AGG_MAX_LEVELS];
-        int nt = sl_agg_tiles_for_event(&e->tv->tiling, e->ts, tiles);
-        int64_t horizon = view_horizon(e->tv, now);
-        for (int t = 0; t < nt; t++) {
-            /* a late event's tiles that no read can cover any more are not recreated */
-            if (tiles[t].start + e->tv->tiling.len[tiles[t].level] <= horizon)
-                continue;
-            if (nrefs == cap) {
-                cap = cap ? cap * 2 : 256;
-                struct tile_ref *g = realloc(refs, cap * sizeof(*g));
-                if (!g) {
-                    rc = SL_ENOMEM;
-                    goto out;
-                }
-                refs = g;
-            }
-            size_t at = keys.len;
-            entity_key(&keys, e->vk, acc->bytes.p + e->ent, e->elen);
-            sl_agg_tile_key(&keys, &tiles[t]);
-            refs[nrefs++] = (struct tile_ref){at, keys.len - at, NULL, i};
-        }
+        if (!e->tv->continuous && e->tv->has_windowed)
+            order[nord++] = i;
     }
-    if (keys.oom) {
-        rc = SL_ENOMEM;
-        goto out;
-    }
-    for (size_t r = 0; r < nrefs; r++)
-        refs[r].kp = keys.p + refs[r].key;
-    if (nrefs > 1)
-        qsort(refs, nrefs, sizeof(*refs), cmp_ref);
+    if (nord > 1)
+        qsort_r(order, nord, sizeof(*order), cmp_ev, acc);
     st = calloc(maxspecs + 1, sizeof(*st));
     v = calloc(maxspecs + 1, sizeof(*v));
     if (!st || !v) {
         rc = SL_ENOMEM;
         goto out;
     }
-    for (size_t r = 0; r < nrefs && rc == 0;) {
-        size_t end = r + 1;
-        while (end < nrefs && refs[end].klen == refs[r].klen &&
-               memcmp(keys.p + refs[end].key, keys.p + refs[r].key, refs[r].klen) == 0)
-            end++;
-        const struct sl_tiles_view *tv = acc->evs[refs[r].ev].tv;
-        for (size_t i = 0; i < tv->nspecs && rc == 0; i++)
-            if (windowed(tv->specs[i]))
-                rc = sl_agg_state_new(tv->specs[i], &st[i]);
-        for (size_t k = r; k < end && rc == 0; k++) {
-            const struct ev *e = &acc->evs[refs[k].ev];
-            rc = decode_values(acc->bytes.p + e->val, e->vlen, tv->nspecs, v);
+    for (size_t o = 0; o < nord && rc == 0;) {
+        size_t oend = o + 1;
+        while (oend < nord && same_entity(acc, order[o], order[oend]))
+            oend++;
+        const struct ev *first = &acc->evs[order[o]];
+        const struct sl_tiles_view *tv = first->tv;
+        /* a late event's tiles that no read can cover any more are not recreated */
+        int64_t horizon = view_horizon(tv, now);
+        size_t need = (oend - o) * (size_t)tv->tiling.nlevels, nrefs = 0;
+        if (need > cap) {
+            struct tile_ref *g = realloc(refs, need * sizeof(*g));
+            if (!g) {
+                rc = SL_ENOMEM;
+                break;
+            }
+            refs = g;
+            cap = need;
+        }
+        for (size_t k = o; k < oend; k++) {
+            struct sl_agg_tile tiles[SL_AGG_MAX_LEVELS];
+            int nt = sl_agg_tiles_for_event(&tv->tiling, acc->evs[order[k]].ts, tiles);
+            for (int t = 0; t < nt; t++)
+                if (tiles[t].start + tv->tiling.len[tiles[t].level] > horizon)
+                    refs[nrefs++] = (struct tile_ref){tiles[t], order[k]};
+        }
+        if (oend - o > 1) /* one event's tiles come in level order already */
+            qsort(refs, nrefs, sizeof(*refs), cmp_ref);
+        sl_buf_reset(&key);
+        entity_key(&key, first->vk, acc->bytes.p + first->ent, first->elen);
+        size_t elen = key.len;
+        for (size_t r = 0; r < nrefs && rc == 0;) {
+            size_t end = r + 1;
+            while (end < nrefs && refs[end].t.level == refs[r].t.level &&
+                   refs[end].t.start == refs[r].t.start)
+                end++;
+            key.len = elen;
+            sl_agg_tile_key(&key, &refs[r].t);
+            if (key.oom) {
+                rc = SL_ENOMEM;
+                break;
+            }
+            /* Tiles of one entity that share an event are nested, so a tile with as many
+             * events as an earlier tile around the same first event holds the very same
+             * events: its partial states are reused (an event alone in its tiles is folded
+             * once, not once per level). */
+            struct memo *mo = &memo[refs[r].ev];
+            if (mo->nev == end - r) {
+                rc = emit(arg, tv, SL_TILES_MERGE, key.p, key.len, memos.p + mo->off, mo->len);
+                r = end;
+                continue;
+            }
             for (size_t i = 0; i < tv->nspecs && rc == 0; i++)
+                if (windowed(tv->specs[i]))
+                    rc = sl_agg_state_new(tv->specs[i], &st[i]);
+            for (size_t k = r; k < end && rc == 0; k++) {
+                const struct ev *e = &acc->evs[refs[k].ev];
+                rc = decode_values(acc->bytes.p + e->val, e->vlen, tv->nspecs, v);
+                for (size_t i = 0; i < tv->nspecs && rc == 0; i++)
+                    if (st[i])
+                        rc = sl_agg_update(st[i], &v[i], e->ts, e->seq);
+            }
+            sl_buf_reset(&val);
+            for (size_t i = 0; i < tv->nspecs && rc == 0; i++) {
+                sl_buf_reset(&tmp);
                 if (st[i])
-                    rc = sl_agg_update(st[i], &v[i], e->ts, e->seq);
+                    rc = sl_agg_serialize(st[i], &tmp);
+                sl_buf_lenstr(&val, tmp.p, tmp.len);
+            }
+            for (size_t i = 0; i < tv->nspecs; i++) {
+                sl_agg_state_free(st[i]);
+                st[i] = NULL;
+            }
+            if (rc == 0 && (val.oom || tmp.oom))
+                rc = SL_ENOMEM;
+            if (rc == 0) {
+                *mo = (struct memo){end - r, memos.len, val.len};
+                sl_buf_append(&memos, val.p, val.len);
+                if (memos.oom)
+                    rc = SL_ENOMEM;
+            }
+            if (rc == 0)
+                rc = emit(arg, tv, SL_TILES_MERGE, key.p, key.len, val.p, val.len);
+            r = end;
         }
-        sl_buf_reset(&val);
-        for (size_t i = 0; i < tv->nspecs && rc == 0; i++) {
-            sl_buf_reset(&tmp);
-            if (st[i])
-                rc = sl_agg_serialize(st[i], &tmp);
-            sl_buf_lenstr(&val, tmp.p, tmp.len);
-        }
-        for (size_t i = 0; i < tv->nspecs; i++) {
-            sl_agg_state_free(st[i]);
-            st[i] = NULL;
-        }
-        if (rc == 0 && (val.oom || tmp.oom))
-            rc = SL_ENOMEM;
-        if (rc == 0)
-            rc = emit(arg, tv, SL_TILES_MERGE, keys.p + refs[r].key, refs[r].klen, val.p, val.len);
-        r = end;
+        o = oend;
     }
 out:
+    free(order);
+    free(memo);
+    sl_buf_free(&memos);
     free(refs);
     free(st);
     free(v);
-    sl_buf_free(&keys);
+    sl_buf_free(&key);
     sl_buf_free(&val);
     sl_buf_free(&tmp);
     return rc;
@@ -393,6 +457,23 @@ int sl_tiles_apply(const struct sl_tiles_view *tv, int kind, const char *cur, si
     free(v);
     sl_buf_free(&tmp);
     return rc;
+}
+
+int sl_tiles_top_key(const struct sl_tiles_view *tv, const char *k, size_t klen,
+                     struct sl_buf *out)
+{
+    struct sl_agg_tile t;
+    int top = tv->tiling.nlevels - 1;
+    if (tv->continuous || top < 1 || klen < SL_AGG_TILE_KEY_LEN ||
+        sl_agg_tile_key_decode(k + klen - SL_AGG_TILE_KEY_LEN, SL_AGG_TILE_KEY_LEN, &t) != 0 ||
+        t.level >= top)
+        return -1;
+    int64_t len = tv->tiling.len[top], r = t.start % len;
+    t.start -= r < 0 ? r + len : r; /* floor to a multiple of len, also before 1970 */
+    t.level = top;
+    sl_buf_append(out, k, klen - SL_AGG_TILE_KEY_LEN);
+    sl_agg_tile_key(out, &t);
+    return 0;
 }
 
 /* ---- reads ---- */

@@ -71,6 +71,15 @@ int sl_tiles_acc_finish(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg)
 int sl_tiles_apply(const struct sl_tiles_view *tv, int kind, const char *cur, size_t curlen,
                    const char *val, size_t vlen, struct sl_buf *out);
 
+/* Writer thread: the key of the top-level tile that contains the tile of MERGE key
+ * k[0..klen) of tv, appended to out. Ingest writes an event's tile at every level (a late
+ * event's finer tiles are skipped before its coarser ones) and retention deletes a finer tile
+ * no later than the coarser one around it, so when that top-level key is absent, k is too:
+ * one lookup answers for all of an entity's new tiles. Returns 0, or -1 when k is itself a
+ * top-level tile or not a tile key of tv. */
+int sl_tiles_top_key(const struct sl_tiles_view *tv, const char *k, size_t klen,
+                     struct sl_buf *out);
+
 /* Serving: appends the JSON values of features feat[0..nfeat) of tv for one entity at read
  * time now to vals, the value of feat[i] at vals->p + off[i] (len[i] bytes); sets present[i]
  * when that feature saw at least one event in its window and eff[i] to the value's
