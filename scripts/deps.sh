@@ -4,9 +4,10 @@
 set -e
 level=${1:-test}
 pkgs="build-essential autoconf automake libtool pkg-config libevent-dev liblua5.4-dev \
-lua-cjson-dev libcjson-dev libleveldb-dev libssl-dev libzstd-dev zlib1g-dev check curl"
+lua-cjson-dev libcjson-dev libleveldb-dev libssl-dev libzstd-dev zlib1g-dev libhiredis-dev check curl"
 case "$level" in
-    test|bench) pkgs="$pkgs python3 python3-jsonschema valgrind clang-14 libclang-rt-14-dev" ;;
+    test|bench) pkgs="$pkgs python3 python3-jsonschema valgrind clang-14 libclang-rt-14-dev \
+redis-server redis-tools" ;;
 esac
 case "$level" in
     bench)

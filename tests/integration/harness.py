@@ -72,6 +72,21 @@ def wait_for(cond, timeout=10.0, what="condition"):
         time.sleep(0.02)
 
 
+def online_store_args(data_dir):
+    """With SLUICE_TEST_ONLINE_STORE=redis (and SLUICE_TEST_REDIS_URL), the server keeps its
+    online store in Redis through the store_redis plugin, under a key prefix of its own
+    derived from data_dir (so a restart on the same dir finds its data again)."""
+    if os.environ.get("SLUICE_TEST_ONLINE_STORE", "") != "redis":
+        return []
+    so = os.environ.get("SLUICE_TEST_REDIS_PLUGIN") or os.path.join(
+        os.path.dirname(BIN), "plugins", "store_redis", "store_redis.so")
+    url = os.environ.get("SLUICE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+    prefix = "t-" + os.path.basename(os.path.normpath(data_dir)) + ":"
+    return ["--plugin", so, "--online-store", "redis",
+            "--plugin-config", "redis.redis-url=" + url,
+            "--plugin-config", "redis.redis-key-prefix=" + prefix]
+
+
 class Server:
     """A sluice server process on a temporary data directory."""
 
@@ -88,7 +103,8 @@ class Server:
         self.port = free_port()
         self.log = open(os.path.join(self.data_dir, "server.log"), "ab")
         cmd = [BIN, "serve", "--data-dir", self.data_dir, "--listen",
-               "127.0.0.1:%d" % self.port, "--log-level", "warn"] + self.args
+               "127.0.0.1:%d" % self.port, "--log-level", "warn"] + self.args + \
+            online_store_args(self.data_dir)
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log)
         def up():
             if self.proc.poll() is not None:
