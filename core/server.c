@@ -574,6 +574,7 @@ static void metrics(struct sl_node *n, struct sl_http_req *r)
             __atomic_load_n(&n->compacted_keys, __ATOMIC_RELAXED));
     COUNTER("sluice_commit_groups_total", "Group commits (one fsync each).", ws.groups);
     COUNTER("sluice_commit_failures_total", "Requests whose commit failed.", ws.failures);
+    COUNTER("sluice_commit_conflicts_total", "Writes retried because another node wrote the same entity first.", ws.conflicts);
 #undef COUNTER
     sl_plugin_metrics(&b);
     sl_buf_printf(&b, "# HELP sluice_commit_queue Requests waiting for the writer.\n"

@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define SL_PLUGIN_ABI_MAJOR 1
-#define SL_PLUGIN_ABI_MINOR 0
+#define SL_PLUGIN_ABI_MINOR 1
 
 /* The symbol every plugin exports: `SL_PLUGIN_EXPORT const struct sl_plugin *SL_PLUGIN_ENTRY(void)`. */
 #define SL_PLUGIN_ENTRY sluice_plugin_entry
@@ -53,6 +53,7 @@ enum {
     SL_ETOOBIG = -11,  /* request exceeds a configured limit */
     SL_EEXIST = -12,   /* object already exists */
     SL_ECORRUPT = -13, /* stored data failed an integrity check */
+    SL_ECONFLICT = -14, /* ABI 1.1: another process changed what a conditional write read */
 };
 
 /* ---- Values -------------------------------------------------------------------------------- */
@@ -186,6 +187,13 @@ struct sl_store_ops {
     const char *(*iter_key)(void *it, size_t *len);
     const char *(*iter_value)(void *it, size_t *len);
     void (*iter_free)(void *it);
+    /* ABI 1.1, optional: for a store shared by several Sluice processes. rmw_begin starts an
+     * optimistic read-modify-write on the calling thread (the writer): the get/scan/iter calls
+     * of this thread up to its next write form the read set, and that write applies only if
+     * no other client changed anything of the read set since it was read; otherwise it
+     * applies nothing and returns SL_ECONFLICT, and the writer reads again, merges again and
+     * retries. 0 or SL_ESTORE. */
+    int (*rmw_begin)(void *ctx, struct sl_error *err);
 };
 
 /* ---- Kind: Lua libraries ------------------------------------------------------------------- */

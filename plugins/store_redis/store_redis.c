@@ -31,7 +31,7 @@ static const struct sl_plugin_api *api;
 /* The plugin's ctx (cb_init), handed to open. */
 struct plugin_state {
     const struct sl_plugin_handle *self;
-    struct sl_metric *writes, *errors;
+    struct sl_metric *writes, *errors, *conflicts;
 };
 
 struct conn {
@@ -52,8 +52,13 @@ struct rstore {
     struct conn *idle;
     pthread_mutex_t wmu; /* guards writer */
     redisContext *writer;
-    struct sl_metric *m_writes, *m_errors;
+    int watching; /* the writer connection has keys under WATCH */
+    struct sl_metric *m_writes, *m_errors, *m_conflicts;
 };
+
+/* The store whose optimistic read-modify-write the calling thread (the writer) is in, set by
+ * rmw_begin and cleared by the next write. */
+static __thread struct rstore *txn_of;
 
 /* ---- keys ---- */
 
@@ -189,6 +194,19 @@ static int reply_fail(struct rstore *r, redisContext *c, redisReply *rep, const 
     return rc;
 }
 
+/* The writer connection, dialled again after a failure. Call with wmu held. */
+static redisContext *writer_conn(struct rstore *r, struct sl_error *err)
+{
+    if (r->writer && r->writer->err) {
+        redisFree(r->writer);
+        r->writer = NULL;
+        r->watching = 0;
+    }
+    if (!r->writer)
+        r->writer = dial(r, err);
+    return r->writer;
+}
+
 /* ---- get ---- */
 
 static int rs_get(void *ctx, const char *k, size_t klen, struct sl_buf *val, struct sl_error *err)
@@ -200,14 +218,38 @@ static int rs_get(void *ctx, const char *k, size_t klen, struct sl_buf *val, str
         free(h.p);
         return api->error_set(err, SL_ENOMEM, "out of memory");
     }
-    redisContext *c = conn_take(r, err);
+    const char *argv[3] = {"HGET", h.p, k};
+    size_t argl[3] = {4, h.len, klen};
+    redisReply *rep = NULL;
+    redisContext *c;
+    int txn = txn_of == r;
+    if (txn) {
+        /* in a read-modify-write: WATCH the entity's hash with the read, one round trip */
+        pthread_mutex_lock(&r->wmu);
+        c = writer_conn(r, err);
+        const char *wv[2] = {"WATCH", h.p};
+        size_t wl[2] = {5, h.len};
+        void *p = NULL;
+        if (c && redisAppendCommandArgv(c, 2, wv, wl) == REDIS_OK &&
+            redisAppendCommandArgv(c, 3, argv, argl) == REDIS_OK &&
+            redisGetReply(c, &p) == REDIS_OK) {
+            r->watching = 1;
+            freeReplyObject(p);
+            p = NULL;
+            if (redisGetReply(c, &p) == REDIS_OK)
+                rep = p;
+        }
+    } else {
+        c = conn_take(r, err);
+        if (c)
+            rep = redisCommandArgv(c, 3, argv, argl);
+    }
     if (!c) {
+        if (txn)
+            pthread_mutex_unlock(&r->wmu);
         free(h.p);
         return SL_ESTORE;
     }
-    const char *argv[3] = {"HGET", h.p, k};
-    size_t argl[3] = {4, h.len, klen};
-    redisReply *rep = redisCommandArgv(c, 3, argv, argl);
     int rc;
     if (!rep || (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_NIL))
         rc = reply_fail(r, c, rep, "HGET", err);
@@ -219,8 +261,33 @@ static int rs_get(void *ctx, const char *k, size_t klen, struct sl_buf *val, str
     }
     if (rep)
         freeReplyObject(rep);
-    conn_give(r, c);
+    if (txn)
+        pthread_mutex_unlock(&r->wmu);
+    else
+        conn_give(r, c);
     free(h.p);
+    return rc;
+}
+
+static int rs_rmw_begin(void *ctx, struct sl_error *err)
+{
+    struct rstore *r = ctx;
+    int rc = 0;
+    pthread_mutex_lock(&r->wmu);
+    redisContext *c = writer_conn(r, err);
+    if (!c) {
+        rc = SL_ESTORE;
+    } else if (r->watching) { /* an earlier read-modify-write that wrote nothing */
+        redisReply *rep = redisCommand(c, "UNWATCH");
+        if (!rep || rep->type != REDIS_REPLY_STATUS)
+            rc = reply_fail(r, c, rep, "UNWATCH", err);
+        else
+            r->watching = 0;
+        if (rep)
+            freeReplyObject(rep);
+    }
+    pthread_mutex_unlock(&r->wmu);
+    txn_of = rc == 0 ? r : NULL;
     return rc;
 }
 
@@ -277,22 +344,51 @@ static int queue_op(void *arg, int op, const char *k, size_t kl, const char *v, 
     return 0;
 }
 
+static int count_op(void *arg, int op, const char *k, size_t kl, const char *v, size_t vl)
+{
+    return 1;
+}
+
+static int batch_empty(const struct sl_batch *b)
+{
+    return api->batch_each(b, count_op, NULL) == 0;
+}
+
 static int rs_write(void *ctx, const struct sl_batch *b, int sync, struct sl_error *err)
 {
     struct rstore *r = ctx;
     struct wctx w = {.r = r};
     redisReply *rep = NULL;
     int rc = 0;
+    int txn = txn_of == r;
+    txn_of = NULL;
     pthread_mutex_lock(&r->wmu);
-    if (r->writer && r->writer->err) {
-        redisFree(r->writer);
-        r->writer = NULL;
-    }
-    if (!r->writer && !(r->writer = dial(r, err))) {
+    if (!(w.c = writer_conn(r, err))) {
         pthread_mutex_unlock(&r->wmu);
         return SL_ESTORE;
     }
-    w.c = r->writer;
+    size_t pre = 0; /* replies before MULTI's */
+    if (r->watching && (!txn || b == NULL || batch_empty(b))) {
+        /* nothing to make conditional: drop the watches of a read-modify-write */
+        if (redisAppendCommand(w.c, "UNWATCH") != REDIS_OK) {
+            rc = api->error_set(err, SL_ENOMEM, "out of memory");
+            goto out;
+        }
+        pre = 1;
+        txn = 0;
+    }
+    if (batch_empty(b)) {
+        for (size_t i = 0; i < pre; i++) {
+            void *p = NULL;
+            if (redisGetReply(w.c, &p) != REDIS_OK) {
+                rc = reply_fail(r, w.c, NULL, "UNWATCH", err);
+                goto out;
+            }
+            freeReplyObject(p);
+        }
+        r->watching = 0;
+        goto wait;
+    }
     if (redisAppendCommand(w.c, "MULTI") != REDIS_OK) {
         rc = api->error_set(err, SL_ENOMEM, "out of memory");
         goto out;
@@ -302,6 +398,7 @@ static int rs_write(void *ctx, const struct sl_batch *b, int sync, struct sl_err
         /* nothing was sent yet: drop the connection with its half-built pipeline */
         redisFree(r->writer);
         r->writer = NULL;
+        r->watching = 0;
         rc = api->error_set(err, rc == SL_ENOMEM ? SL_ENOMEM : SL_ECORRUPT,
                             rc == SL_ENOMEM ? "out of memory" : "malformed write batch");
         goto out;
@@ -310,25 +407,33 @@ static int rs_write(void *ctx, const struct sl_batch *b, int sync, struct sl_err
         rc = api->error_set(err, SL_ENOMEM, "out of memory");
         goto out;
     }
-    /* MULTI's +OK, one +QUEUED per command, then EXEC's array (nil if aborted) */
-    for (size_t i = 0; i < w.queued + 2; i++) {
+    /* [UNWATCH's +OK,] MULTI's +OK, one +QUEUED per command, then EXEC's array, or nil when
+     * a watched key changed */
+    for (size_t i = 0; i < pre + w.queued + 2; i++) {
         void *p = NULL;
         if (redisGetReply(w.c, &p) != REDIS_OK) {
             rc = reply_fail(r, w.c, NULL, "MULTI/EXEC", err);
             goto out;
         }
         rep = p;
-        int last = i == w.queued + 1;
-        if (rep->type == REDIS_REPLY_ERROR ||
-            (last && rep->type != REDIS_REPLY_ARRAY)) {
+        int last = i == pre + w.queued + 1;
+        if (last && rep->type == REDIS_REPLY_NIL && txn) {
+            if (rc == 0)
+                rc = api->error_set(err, SL_ECONFLICT, "redis: another client wrote an "
+                                    "entity this write read");
+            if (r->m_conflicts)
+                api->metric_add(r->m_conflicts, 1);
+        } else if (rep->type == REDIS_REPLY_ERROR || (last && rep->type != REDIS_REPLY_ARRAY)) {
             if (rc == 0)
                 rc = reply_fail(r, w.c, rep, last ? "EXEC" : "MULTI", err);
         }
         freeReplyObject(rep);
         rep = NULL;
     }
+    r->watching = 0; /* EXEC (or its discarding) ends every WATCH */
     if (rc != 0)
         goto out;
+wait:
     if (sync && r->wait_replicas > 0) {
         rep = redisCommand(w.c, "WAIT %d %d", r->wait_replicas, r->wait_timeout_ms);
         if (!rep || rep->type != REDIS_REPLY_INTEGER) {
@@ -349,6 +454,7 @@ out:
     if (rc != 0 && r->writer && r->writer->err) {
         redisFree(r->writer);
         r->writer = NULL;
+        r->watching = 0;
     }
     pthread_mutex_unlock(&r->wmu);
     return rc;
@@ -628,6 +734,7 @@ static int rs_open(void *plugin_ctx, const char *dir, size_t cache_mb, void **ct
         goto fail;
     r->m_writes = ps->writes;
     r->m_errors = ps->errors;
+    r->m_conflicts = ps->conflicts;
     *ctx = r;
     return 0;
 fail:
@@ -644,6 +751,7 @@ static const struct sl_store_ops redis_ops = {
     .write = rs_write,
     .scan = rs_scan,
     .close = rs_close,
+    .rmw_begin = rs_rmw_begin,
 };
 
 static int redis_init(const struct sl_plugin_api *a, const struct sl_plugin_handle *self,
@@ -656,6 +764,8 @@ static int redis_init(const struct sl_plugin_api *a, const struct sl_plugin_hand
     p->self = self;
     p->writes = a->counter_new(self, "writes_total", "write batches committed to redis");
     p->errors = a->counter_new(self, "errors_total", "redis commands that failed");
+    p->conflicts = a->counter_new(self, "conflicts_total",
+                                  "conditional writes refused: another node wrote first");
     *ctx = p;
     return 0;
 }

@@ -35,7 +35,7 @@ START_TEST(test_builtins_listed)
         const char *kind = cJSON_GetStringValue(cJSON_GetObjectItem(p, "kind"));
         const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(p, "name"));
         ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(p, "file")), "(built-in)");
-        ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(p, "abi")), "1.0");
+        ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(p, "abi")), "1.1");
         if (strcmp(kind, "aggregation") == 0) {
             aggs++;
             ck_assert_msg(sl_agg_fn_find(name, strlen(name)) != NULL, "%s not registered", name);
