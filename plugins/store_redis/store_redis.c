@@ -624,6 +624,165 @@ static int rs_scan(void *ctx, const char *prefix, size_t plen, const char *start
     return rc < 0 ? rc : 0;
 }
 
+/* ---- positioned iterator: pages of one group ---- */
+
+#define ITER_PAGE 512
+
+struct riter {
+    struct rstore *r;
+    redisContext *c;
+    redisReply *page;      /* {keys, values} of the current page, or NULL */
+    size_t pos, n;
+    int more;              /* the page was full: the group may go on */
+    struct bytes tag, z, h, from;
+};
+
+static void *rs_iter_new(void *ctx)
+{
+    struct riter *it = calloc(1, sizeof(*it));
+    if (it)
+        it->r = ctx;
+    return it;
+}
+
+static void rs_iter_free(void *p)
+{
+    struct riter *it = p;
+    if (!it)
+        return;
+    if (it->page)
+        freeReplyObject(it->page);
+    conn_give(it->r, it->c);
+    free(it->tag.p);
+    free(it->z.p);
+    free(it->h.p);
+    free(it->from.p);
+    free(it);
+}
+
+/* Loads the page of keys >= k (or > k when exclusive) of the current group. 1 when the
+ * iterator is at a key, 0 when not (end of group or an error: the caller reads on with
+ * gets; an iterator cannot report errors). */
+static int iter_load(struct riter *it, const char *k, size_t kl, int exclusive)
+{
+    char page[16];
+    if (it->page)
+        freeReplyObject(it->page);
+    it->page = NULL;
+    it->pos = it->n = 0;
+    it->more = 0;
+    if (!it->c && !(it->c = conn_take(it->r, NULL)))
+        return 0;
+    it->from.len = 0;
+    by_add(&it->from, exclusive ? "(" : "[", 1);
+    by_add(&it->from, k, kl);
+    snprintf(page, sizeof page, "%d", ITER_PAGE);
+    if (it->from.oom || it->z.oom || it->h.oom)
+        return 0;
+    const char *argv[8] = {"EVAL", PAGE_LUA, "2", it->z.p, it->h.p, it->from.p, "+", page};
+    size_t argl[8] = {4, sizeof(PAGE_LUA) - 1, 1, it->z.len, it->h.len, it->from.len, 1,
+                      strlen(page)};
+    redisReply *rep = redisCommandArgv(it->c, 8, argv, argl);
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_ARRAY ||
+        rep->element[1]->type != REDIS_REPLY_ARRAY ||
+        rep->element[0]->elements != rep->element[1]->elements) {
+        if (it->r->m_errors)
+            api->metric_add(it->r->m_errors, 1);
+        if (rep)
+            freeReplyObject(rep);
+        if (it->c->err) {
+            redisFree(it->c);
+            it->c = NULL;
+        }
+        return 0;
+    }
+    it->page = rep;
+    it->n = rep->element[0]->elements;
+    it->more = it->n == ITER_PAGE;
+    /* skip keys deleted between index and value: cannot happen inside one script */
+    while (it->pos < it->n && rep->element[1]->element[it->pos]->type != REDIS_REPLY_STRING)
+        it->pos++;
+    return it->pos < it->n;
+}
+
+static int key_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c ? c : (al > bl) - (al < bl);
+}
+
+/* Positions at the first key >= k of k's group. Keys of other groups are not visited: every
+ * key of one entity is in one group, and the engine's reader stops at the entity's end. */
+static int rs_iter_seek(void *p, const char *k, size_t kl)
+{
+    struct riter *it = p;
+    size_t tl = tag_len(k, kl);
+    if (it->tag.len == tl && memcmp(it->tag.p, k, tl) == 0 && it->page && it->n > 0) {
+        /* within the loaded page: no round trip */
+        redisReply **ks = it->page->element[0]->element;
+        if (key_cmp(k, kl, ks[0]->str, ks[0]->len) >= 0 &&
+            (!it->more || key_cmp(k, kl, ks[it->n - 1]->str, ks[it->n - 1]->len) <= 0)) {
+            size_t lo = 0, hi = it->n;
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (key_cmp(ks[mid]->str, ks[mid]->len, k, kl) < 0)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            it->pos = lo;
+            while (it->pos < it->n &&
+                   it->page->element[1]->element[it->pos]->type != REDIS_REPLY_STRING)
+                it->pos++;
+            return it->pos < it->n;
+        }
+    }
+    if (it->tag.len != tl || memcmp(it->tag.p, k, tl) != 0) {
+        it->tag.len = it->z.len = it->h.len = 0;
+        by_add(&it->tag, k, tl);
+        redis_key(&it->z, it->r, 'z', k, tl);
+        redis_key(&it->h, it->r, 'h', k, tl);
+    }
+    return iter_load(it, k, kl, 0);
+}
+
+static int rs_iter_next(void *p)
+{
+    struct riter *it = p;
+    if (!it->page)
+        return 0;
+    do
+        it->pos++;
+    while (it->pos < it->n && it->page->element[1]->element[it->pos]->type != REDIS_REPLY_STRING);
+    if (it->pos < it->n)
+        return 1;
+    if (!it->more)
+        return 0;
+    redisReply *last = it->page->element[0]->element[it->n - 1];
+    struct bytes k = {0};
+    by_add(&k, last->str, last->len);
+    int ok = !k.oom && iter_load(it, k.p, k.len, 1);
+    free(k.p);
+    return ok;
+}
+
+static const char *rs_iter_key(void *p, size_t *len)
+{
+    struct riter *it = p;
+    redisReply *k = it->page->element[0]->element[it->pos];
+    *len = k->len;
+    return k->str;
+}
+
+static const char *rs_iter_value(void *p, size_t *len)
+{
+    struct riter *it = p;
+    redisReply *v = it->page->element[1]->element[it->pos];
+    *len = v->len;
+    return v->str;
+}
+
 /* ---- open/close ---- */
 
 static int parse_url(struct rstore *r, const char *url, struct sl_error *err)
@@ -751,6 +910,12 @@ static const struct sl_store_ops redis_ops = {
     .write = rs_write,
     .scan = rs_scan,
     .close = rs_close,
+    .iter_new = rs_iter_new,
+    .iter_seek = rs_iter_seek,
+    .iter_next = rs_iter_next,
+    .iter_key = rs_iter_key,
+    .iter_value = rs_iter_value,
+    .iter_free = rs_iter_free,
     .rmw_begin = rs_rmw_begin,
 };
 
