@@ -237,4 +237,50 @@ def test_concurrent_writers_stay_exact():
             n.cleanup()
 
 
+def test_kill_9_during_ingest_loses_no_acknowledged_record():
+    """A node killed while requests are in flight: after a restart every acknowledged request
+    is there whole, and a request without an answer is there whole or not at all."""
+    T0 = 1735732800
+    s = Server(args=["--fake-now", iso(T0)] + store_args("kill9:")).start()
+    try:
+        rc, out, err = s.cli("workspace", "create", "a", "--live")
+        expect_eq(rc, 0, err)
+        rc, out, err = s.cli("apply", "--workspace", "a",
+                             os.path.join(SRCDIR, "tests", "data", "repos", "agg"))
+        expect_eq(rc, 0, out + err)
+        acked, sent = [], []
+
+        def feed():
+            for i in range(100000):
+                u = "k%d" % i
+                recs = [{"record": {"user_id": u, "ts": iso(T0 - 60 * j - 1), "amount": 1.0,
+                                    "qty": 1, "merchant": "m"}} for j in range(5)]
+                sent.append(u)
+                try:
+                    st, b = s.ingest({"tx": recs}, ws="a")
+                except Exception:
+                    return
+                if st != 200:
+                    return
+                acked.append(u)
+        t = threading.Thread(target=feed)
+        t.start()
+        wait_for(lambda: len(acked) >= 30, 60, "30 acknowledged requests")
+        s.kill9()
+        t.join()
+        s.start()
+
+        def life(u):
+            st, b = s.get_features({"user_id": u}, ws="a", service="svc")
+            expect_eq(st, 200, b)
+            names = [f["name"] for f in b["metadata"]["features"]]
+            return b["result"]["features"][names.index("cont.life")]
+        for u in acked:
+            expect_eq(life(u), "5", u)
+        for u in sent[len(acked):]:
+            expect(life(u) in (None, "0", "5"), "%s: a request applied in part" % u)
+    finally:
+        s.cleanup()
+
+
 run(globals())
