@@ -179,6 +179,11 @@ static int (*store_rmw_begin(const struct sl_store *s))(void *, struct sl_error 
     return o->rmw_begin;
 }
 
+int sl_store_shared(const struct sl_store *s)
+{
+    return store_rmw_begin(s) != NULL;
+}
+
 /* Applies one group: each commit writes unsynced (so later commits of the group read it);
  * the flush hook makes the group's other state durable, then one synced write makes the
  * online part durable, before any ack. */

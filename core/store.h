@@ -72,6 +72,9 @@ static inline int sl_store_scan(struct sl_store *s, const char *prefix, size_t p
 {
     return s->ops->scan(s->ctx, prefix, plen, prefix, plen, cb, arg, err);
 }
+/* 1 when other processes may write s too (its ops offer rmw_begin, ABI 1.1): a node then
+ * keeps no cache of what it wrote. */
+int sl_store_shared(const struct sl_store *s);
 /* Closes the store; accepts a zeroed struct. */
 void sl_store_close(struct sl_store *s);
 
