@@ -224,8 +224,13 @@ static void run_group(struct sl_writer *w, struct sl_commit *group)
         ok_tail = &c->next;
         nok++;
     }
-    if (!ok_head)
+    if (!ok_head) {
+        if (rmw_begin) { /* end the last read-modify-write: later writes are unconditional */
+            sl_batch_reset(&w->batch);
+            sl_store_write(w->store, &w->batch, 0, &err);
+        }
         return;
+    }
 
     sl_batch_reset(&w->batch);
     err.code = 0;

@@ -192,7 +192,8 @@ struct sl_store_ops {
      * of this thread up to its next write form the read set, and that write applies only if
      * no other client changed anything of the read set since it was read; otherwise it
      * applies nothing and returns SL_ECONFLICT, and the writer reads again, merges again and
-     * retries. 0 or SL_ESTORE. */
+     * retries. Any write ends it, an empty one too (the writer makes one when the apply
+     * failed, so later writes are unconditional). 0 or SL_ESTORE. */
     int (*rmw_begin)(void *ctx, struct sl_error *err);
 };
 
