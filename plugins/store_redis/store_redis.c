@@ -202,8 +202,13 @@ static redisContext *writer_conn(struct rstore *r, struct sl_error *err)
         r->writer = NULL;
         r->watching = 0;
     }
-    if (!r->writer)
-        r->writer = dial(r, err);
+    if (!r->writer && (r->writer = dial(r, err)) != NULL && r->wait_replicas > 0 &&
+        r->wait_timeout_ms + 1000 > r->timeout_ms) {
+        /* WAIT blocks up to its own timeout: the socket must not give up first */
+        int ms = r->wait_timeout_ms + 1000;
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+        redisSetTimeout(r->writer, tv);
+    }
     return r->writer;
 }
 
@@ -451,7 +456,8 @@ out:
         freeReplyObject(rep);
     free(w.key.p);
     free(w.key2.p);
-    if (rc != 0 && r->writer && r->writer->err) {
+    if (rc != 0 && rc != SL_ECONFLICT && r->writer) {
+        /* a pipeline may be half sent or half read: start the next write on a fresh one */
         redisFree(r->writer);
         r->writer = NULL;
         r->watching = 0;

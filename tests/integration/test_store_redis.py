@@ -237,6 +237,50 @@ def test_concurrent_writers_stay_exact():
             n.cleanup()
 
 
+def test_wait_policy_needs_the_replicas():
+    """With redis-wait-replicas=1 a write is acknowledged only once a replica has it: with a
+    replica attached the ingest succeeds; once it is gone the ingest fails with a JSON error
+    and the log names the shortfall."""
+    T0 = 1735732800
+    rep_dir = tempfile.mkdtemp(prefix="sluice-redis-")
+    port = free_port()
+    replica = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--dir", rep_dir, "--replicaof", "127.0.0.1", str(redis_port())],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    s = None
+    try:
+        wait_for(lambda: b"state=online" in redis_cmd("INFO", "replication"), 30,
+                 "the replica to attach")
+        s = Server(args=["--fake-now", iso(T0)] + store_args("wait:") +
+                   ["--plugin-config", "redis.redis-wait-replicas=1",
+                    "--plugin-config", "redis.redis-wait-timeout-ms=5000"]).start()
+        rc, out, err = s.cli("workspace", "create", "a", "--live")
+        expect_eq(rc, 0, err)
+        rc, out, err = s.cli("apply", "--workspace", "a",
+                             os.path.join(SRCDIR, "tests", "data", "repos", "agg"))
+        expect_eq(rc, 0, out + err)
+        recs = [{"record": {"user_id": "w", "ts": iso(T0 - 60), "amount": 1.0, "qty": 1,
+                            "merchant": "m"}}]
+        st, b = s.ingest({"tx": recs}, ws="a")
+        expect_eq(st, 200, b)
+        replica.terminate()
+        replica.wait(30)
+        wait_for(lambda: b"connected_slaves:0" in redis_cmd("INFO", "replication"), 30,
+                 "the replica to leave")
+        st, b = s.ingest({"tx": recs}, ws="a")
+        expect_eq(st, 500, b)
+        expect_eq(b["requestError"]["errorType"], "InternalError", b)
+        expect("redis WAIT: 0 of 1 replicas acknowledged within 5000 ms" in s.log_text(),
+               s.log_text())
+    finally:
+        if replica.poll() is None:
+            replica.terminate()
+            replica.wait(30)
+        shutil.rmtree(rep_dir, ignore_errors=True)
+        if s:
+            s.cleanup()
+
+
 def test_kill_9_during_ingest_loses_no_acknowledged_record():
     """A node killed while requests are in flight: after a restart every acknowledged request
     is there whole, and a request without an answer is there whole or not at all."""
