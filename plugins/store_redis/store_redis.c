@@ -95,7 +95,7 @@ struct bytes {
 
 static void by_add(struct bytes *b, const void *p, size_t n)
 {
-    if (b->oom)
+    if (b->oom || n == 0)
         return;
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 256;
