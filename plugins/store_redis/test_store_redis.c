@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -116,6 +117,7 @@ START_TEST(matches_leveldb)
     snprintf(portstr, sizeof portstr, "%d", port);
     pid_t pid = fork();
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failing test must not leave it running */
         execlp("redis-server", "redis-server", "--port", portstr, "--bind", "127.0.0.1",
                "--save", "", "--appendonly", "no", (char *)NULL);
         _exit(127);
