@@ -93,6 +93,7 @@ const char *sl_strerror(int code)
     case SL_ETOOBIG: return "SL_ETOOBIG";
     case SL_EEXIST: return "SL_EEXIST";
     case SL_ECORRUPT: return "SL_ECORRUPT";
+    case SL_ECONFLICT: return "SL_ECONFLICT";
     }
     return "SL_EUNKNOWN";
 }

@@ -60,6 +60,7 @@ struct ingest_commit {
     struct waiter *w;          /* synchronous commits (no HTTP request) */
     struct view_out *views;    /* rows per view, for the metrics once acknowledged */
     size_t nviews;
+    int offline_done;          /* offline rows appended: a retried apply skips them */
 };
 
 struct waiter {
@@ -629,6 +630,8 @@ static int commit_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch
     for (size_t i = 0; i < ic->nmut && rc == 0; i++) {
         const struct mutation *m = &ic->mut[i];
         if (m->kind == 'O') {
+            if (ic->offline_done)
+                continue;
             rc = sl_offline_append(ic->n->offline, ic->ws->name, m->v->name, m->key, m->klen,
                                    m->ts, m->wseq, m->row, m->rowlen, err);
             continue;
@@ -691,6 +694,8 @@ static int commit_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch
         }
         i = end;
     }
+    if (rc == 0)
+        ic->offline_done = 1;
     if (rc == 0 && ic->extra.count) {
         sl_buf_append(&b->ops, ic->extra.ops.p, ic->extra.ops.len);
         b->count += ic->extra.count;

@@ -51,6 +51,9 @@ struct sl_plugin_handle {
     void *dl; /* NULL for built-ins */
     void *ctx;
     struct sl_metric *metrics;
+    /* a store's ops, zero-extended to this build's size: members a plugin built against an
+     * older minor lacks read as NULL (not offered) */
+    struct sl_store_ops store;
     struct sl_plugin_handle *next;
 };
 
@@ -488,6 +491,11 @@ static int plugin_add(const struct sl_plugin *d, const char *file, void *dl, str
         return sl_error_set(err, SL_ENOMEM, "plugin %s: out of memory", file);
     }
     h->desc = d;
+    if (d->kind == SL_PLUGIN_STORE) {
+        const struct sl_store_ops *so = d->ops;
+        memcpy(&h->store, so, so->struct_size < sizeof(h->store) ? so->struct_size : sizeof(h->store));
+        h->store.struct_size = sizeof(h->store);
+    }
     h->dl = dl;
     if (d->cb_init) {
         struct sl_error ierr = {0};
@@ -751,7 +759,7 @@ int sl_plugin_store_open(const char *name, const char *dir, size_t cache_mb,
         sl_buf_free(&b);
         return SL_ENOTFOUND;
     }
-    const struct sl_store_ops *ops = h->desc->ops;
+    const struct sl_store_ops *ops = &h->store;
     void *ctx = NULL;
     int rc = ops->open(h->ctx, dir, cache_mb, &ctx, err);
     if (rc)

@@ -678,6 +678,7 @@ static void metrics(struct sl_node *n, struct sl_http_req *r)
             __atomic_load_n(&n->orphan_bytes, __ATOMIC_RELAXED));
     COUNTER("sluice_commit_groups_total", "Group commits (one fsync each).", ws.groups);
     COUNTER("sluice_commit_failures_total", "Requests whose commit failed.", ws.failures);
+    COUNTER("sluice_commit_conflicts_total", "Writes retried because another node wrote the same entity first.", ws.conflicts);
 #undef COUNTER
     sl_plugin_metrics(&b);
     sl_buf_printf(&b, "# HELP sluice_commit_queue Requests waiting for the writer.\n"
@@ -1014,6 +1015,15 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
     snprintf(path, sizeof(path), "%s/online", cfg->data_dir);
     if (sl_plugin_store_open(cfg->online_store, path, (size_t)cfg->cache_mb, &n->store, err) != 0)
         goto fail;
+    /* other nodes write a shared store: caches of what this node wrote would go stale */
+    int shared = sl_store_shared(&n->store);
+    for (int i = 0; shared && i < nthreads; i++) {
+        sl_serve_scratch_free(n->serve_scratch[i]);
+        if (!(n->serve_scratch[i] = sl_serve_scratch_new(0))) {
+            sl_error_set(err, SL_ENOMEM, "out of memory");
+            goto fail;
+        }
+    }
     n->reg = sl_registry_open(&n->store, err);
     if (!n->reg || sl_lifecycle_upgrade(n, format, err) != 0)
         goto fail;
@@ -1027,7 +1037,7 @@ struct sl_node *sl_server_start(struct sl_config *cfg, struct sl_error *err)
         sl_error_set(err, SL_ENOMEM, "out of memory");
         goto fail;
     }
-    n->wcache = sl_wcache_new(cfg->writer_cache_mb > 0 ? (size_t)cfg->writer_cache_mb << 20 : 0);
+    n->wcache = sl_wcache_new(cfg->writer_cache_mb > 0 && !shared ? (size_t)cfg->writer_cache_mb << 20 : 0);
     n->read_gen = calloc(SL_READ_GENS, sizeof(*n->read_gen));
     if (!n->wcache || !n->read_gen) {
         sl_error_set(err, SL_ENOMEM, "out of memory");

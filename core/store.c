@@ -2,6 +2,7 @@
 #include "store.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,6 +169,22 @@ static void run_calls(struct sl_writer *w, struct call *c)
     }
 }
 
+#define SL_WRITER_MAX_CONFLICTS 64
+
+/* The store's rmw_begin when its ops table has one (ABI 1.1), else NULL. */
+static int (*store_rmw_begin(const struct sl_store *s))(void *, struct sl_error *)
+{
+    const struct sl_store_ops *o = s->ops;
+    if (o->struct_size < offsetof(struct sl_store_ops, rmw_begin) + sizeof(o->rmw_begin))
+        return NULL;
+    return o->rmw_begin;
+}
+
+int sl_store_shared(const struct sl_store *s)
+{
+    return store_rmw_begin(s) != NULL;
+}
+
 /* Applies one group: each commit writes unsynced (so later commits of the group read it);
  * the flush hook makes the group's other state durable, then one synced write makes the
  * online part durable, before any ack. */
@@ -177,17 +194,28 @@ static void run_group(struct sl_writer *w, struct sl_commit *group)
     struct sl_commit *ok_head = NULL, **ok_tail = &ok_head;
     size_t nok = 0;
 
+    int (*rmw_begin)(void *, struct sl_error *) = store_rmw_begin(w->store);
     for (struct sl_commit *c = group, *next; c; c = next) {
         next = c->next;
         c->next = NULL;
-        sl_batch_reset(&w->batch);
-        err.code = 0;
-        err.msg[0] = 0;
-        int rc = c->apply(c, w->store, &w->batch, &err);
-        if (rc == 0 && w->batch.ops.oom)
-            rc = sl_error_set(&err, SL_ENOMEM, "out of memory building a write batch");
-        if (rc == 0 && w->batch.count > 0)
-            rc = sl_store_write(w->store, &w->batch, 0, &err);
+        int rc, tries = 0;
+        do { /* a shared store: read, merge and write again while another process won */
+            sl_batch_reset(&w->batch);
+            err.code = 0;
+            err.msg[0] = 0;
+            rc = rmw_begin ? rmw_begin(w->store->ctx, &err) : 0;
+            if (rc == 0)
+                rc = c->apply(c, w->store, &w->batch, &err);
+            if (rc == 0 && w->batch.ops.oom)
+                rc = sl_error_set(&err, SL_ENOMEM, "out of memory building a write batch");
+            if (rc == 0 && w->batch.count > 0)
+                rc = sl_store_write(w->store, &w->batch, 0, &err);
+            if (rc == SL_ECONFLICT)
+                w->stats.conflicts++;
+        } while (rc == SL_ECONFLICT && ++tries < SL_WRITER_MAX_CONFLICTS);
+        if (rc == SL_ECONFLICT)
+            rc = sl_error_set(&err, SL_ESTORE, "gave up after %d write conflicts with other "
+                              "nodes on the same entities", tries);
         if (rc != 0) {
             w->stats.failures++;
             c->done(c, rc, &err);
@@ -197,8 +225,13 @@ static void run_group(struct sl_writer *w, struct sl_commit *group)
         ok_tail = &c->next;
         nok++;
     }
-    if (!ok_head)
+    if (!ok_head) {
+        if (rmw_begin) { /* end the last read-modify-write: later writes are unconditional */
+            sl_batch_reset(&w->batch);
+            sl_store_write(w->store, &w->batch, 0, &err);
+        }
         return;
+    }
 
     sl_batch_reset(&w->batch);
     err.code = 0;

@@ -72,6 +72,9 @@ static inline int sl_store_scan(struct sl_store *s, const char *prefix, size_t p
 {
     return s->ops->scan(s->ctx, prefix, plen, prefix, plen, cb, arg, err);
 }
+/* 1 when other processes may write s too (its ops offer rmw_begin, ABI 1.1): a node then
+ * keeps no cache of what it wrote. */
+int sl_store_shared(const struct sl_store *s);
 /* Closes the store; accepts a zeroed struct. */
 void sl_store_close(struct sl_store *s);
 
@@ -82,7 +85,9 @@ void sl_store_close(struct sl_store *s);
 struct sl_commit {
     /* Runs on the writer thread: reads current state from s (which sees every earlier
      * commit, acknowledged or in the same group) and adds its writes to b. Returns 0, or a
-     * negative status with err, in which case nothing of b is written. */
+     * negative status with err, in which case nothing of b is written. On a store shared
+     * with other processes (ops->rmw_begin) it may run again for the same commit when the
+     * write of b conflicted: its other effects must happen once. */
     int (*apply)(struct sl_commit *c, struct sl_store *s, struct sl_batch *b,
                  struct sl_error *err);
     /* Runs on the writer thread once the commit is durable (status 0) or failed. Must not
@@ -119,6 +124,7 @@ void sl_writer_stop(struct sl_writer *w);
 /* Counters for metrics. */
 struct sl_writer_stats {
     uint64_t commits, groups, failures, queued;
+    uint64_t conflicts; /* writes retried because another process wrote the same entity */
 };
 void sl_writer_stats(struct sl_writer *w, struct sl_writer_stats *out);
 

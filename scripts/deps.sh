@@ -4,12 +4,12 @@
 set -e
 level=${1:-test}
 pkgs="build-essential autoconf automake libtool pkg-config libevent-dev liblua5.4-dev \
-lua-cjson-dev libcjson-dev libleveldb-dev libsnappy-dev libxxhash-dev libssl-dev libzstd-dev zlib1g-dev check curl \
+lua-cjson-dev libcjson-dev libleveldb-dev libsnappy-dev libxxhash-dev libssl-dev libzstd-dev zlib1g-dev libhiredis-dev check curl \
 libsystemd-dev"
 case "$level" in
     test|bench) pkgs="$pkgs python3 python3-jsonschema valgrind clang-14 libclang-rt-14-dev"
         # promtool and a real Prometheus; a headless browser for the status page; man, systemd-analyze
-        pkgs="$pkgs prometheus chromium man-db systemd" ;;
+        pkgs="$pkgs prometheus chromium man-db systemd redis-server redis-tools" ;;
 esac
 case "$level" in
     bench)

@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define SL_PLUGIN_ABI_MAJOR 1
-#define SL_PLUGIN_ABI_MINOR 0
+#define SL_PLUGIN_ABI_MINOR 1
 
 /* The symbol every plugin exports: `SL_PLUGIN_EXPORT const struct sl_plugin *SL_PLUGIN_ENTRY(void)`. */
 #define SL_PLUGIN_ENTRY sluice_plugin_entry
@@ -53,6 +53,7 @@ enum {
     SL_ETOOBIG = -11,  /* request exceeds a configured limit */
     SL_EEXIST = -12,   /* object already exists */
     SL_ECORRUPT = -13, /* stored data failed an integrity check */
+    SL_ECONFLICT = -14, /* ABI 1.1: another process changed what a conditional write read */
 };
 
 /* ---- Values -------------------------------------------------------------------------------- */
@@ -186,10 +187,10 @@ struct sl_store_ops {
     const char *(*iter_key)(void *it, size_t *len);
     const char *(*iter_value)(void *it, size_t *len);
     void (*iter_free)(void *it);
-    /* Optional: gives back the disk space of keys deleted in [lo, hi) (LevelDB: a range
+    /* ABI 1.1, optional: gives back the disk space of keys deleted in [lo, hi) (LevelDB: a range
      * compaction; blocks while it runs). */
     void (*compact)(void *ctx, const char *lo, size_t lolen, const char *hi, size_t hilen);
-    /* Optional (backups): snapshot returns a consistent view of the store as it is now;
+    /* ABI 1.1, optional (backups): snapshot returns a consistent view of the store as it is now;
      * snapshot_copy writes every key of it into a new store in directory dir (which must not
      * hold one), durably, counting keys (0 or SL_ESTORE with err; any thread, while writes
      * go on); snapshot_free releases it. */
@@ -197,6 +198,14 @@ struct sl_store_ops {
     int (*snapshot_copy)(void *ctx, void *snap, const char *dir, uint64_t *keys,
                          struct sl_error *err);
     void (*snapshot_free)(void *ctx, void *snap);
+    /* ABI 1.1, optional: for a store shared by several Sluice processes. rmw_begin starts an
+     * optimistic read-modify-write on the calling thread (the writer): the get/scan/iter calls
+     * of this thread up to its next write form the read set, and that write applies only if
+     * no other client changed anything of the read set since it was read; otherwise it
+     * applies nothing and returns SL_ECONFLICT, and the writer reads again, merges again and
+     * retries. Any write ends it, an empty one too (the writer makes one when the apply
+     * failed, so later writes are unconditional). 0 or SL_ESTORE. */
+    int (*rmw_begin)(void *ctx, struct sl_error *err);
 };
 
 /* ---- Kind: Lua libraries ------------------------------------------------------------------- */

@@ -91,6 +91,21 @@ def wait_for(cond, timeout=10.0, what="condition"):
         time.sleep(0.02)
 
 
+def online_store_args(data_dir):
+    """With SLUICE_TEST_ONLINE_STORE=redis (and SLUICE_TEST_REDIS_URL), the server keeps its
+    online store in Redis through the store_redis plugin, under a key prefix of its own
+    derived from data_dir (so a restart on the same dir finds its data again)."""
+    if os.environ.get("SLUICE_TEST_ONLINE_STORE", "") != "redis":
+        return []
+    so = os.environ.get("SLUICE_TEST_REDIS_PLUGIN") or os.path.join(
+        os.path.dirname(BIN), "plugins", "store_redis", "store_redis.so")
+    url = os.environ.get("SLUICE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+    prefix = "t-" + os.path.basename(os.path.normpath(data_dir)) + ":"
+    return ["--plugin", so, "--online-store", "redis",
+            "--plugin-config", "redis.redis-url=" + url,
+            "--plugin-config", "redis.redis-key-prefix=" + prefix]
+
+
 class Server:
     """A sluice server process on a temporary data directory."""
 
@@ -114,6 +129,8 @@ class Server:
         self.log = open(os.path.join(self.data_dir, "server.log"), "ab")
         cmd = [BIN, "serve", "--data-dir", self.data_dir, "--listen", "127.0.0.1:0",
                "--log-level", "warn"] + self.args
+        if "--online-store" not in self.args:  # a test that picks its own store keeps it
+            cmd += online_store_args(self.data_dir)
         env = dict(os.environ, **self.env) if self.env else None
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=env)
         def exited():

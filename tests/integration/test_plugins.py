@@ -165,7 +165,7 @@ def test_plugins_listed():
     harness.validate(b, "plugins-response.json")
     by = {(p["kind"], p["name"]): p for p in b["plugins"]}
     expect_eq(by[("aggregation", "top_k")],
-              {"name": "top_k", "kind": "aggregation", "version": "1.0.0", "abi": "1.0",
+              {"name": "top_k", "kind": "aggregation", "version": "1.0.0", "abi": "1.1",
                "file": topk_so,
                "description": "the n most frequent values with their counts (exact)"})
     expect_eq(by[("lua-library", "geo")]["file"], geo_so)
@@ -180,8 +180,8 @@ def test_plugins_listed():
     expect_eq(rc, 0, err)
     lines = out.splitlines()
     expect(lines[0].split() == ["NAME", "KIND", "VERSION", "ABI", "FILE"], lines[0])
-    expect(["top_k", "aggregation", "1.0.0", "1.0", topk_so] in [l.split() for l in lines], out)
-    expect(["leveldb", "online-store", sluice_version(), "1.0", "(built-in)"] in
+    expect(["top_k", "aggregation", "1.0.0", "1.1", topk_so] in [l.split() for l in lines], out)
+    expect(["leveldb", "online-store", sluice_version(), "1.1", "(built-in)"] in
            [l.split() for l in lines], out)
 
 
@@ -290,7 +290,7 @@ def test_services_settings_metrics_and_log():
         expect("# TYPE sluice_plugin_probe_calls counter" in lines, text)
         expect("sluice_plugin_probe_greeting_len 3" in lines, text)
         expect("# TYPE sluice_plugin_probe_greeting_len gauge" in lines, text)
-        expect("warn plugin probe: greeting is hey, abi 1.0" in s2.log_text(), s2.log_text())
+        expect("warn plugin probe: greeting is hey, abi 1.1" in s2.log_text(), s2.log_text())
     finally:
         s2.cleanup()
     expect_eq(refused(["--plugin", so, "--plugin-config", "probe.colour=red"]),
@@ -348,19 +348,19 @@ def bad_plugin(name, major="SL_PLUGIN_ABI_MAJOR", minor="SL_PLUGIN_ABI_MINOR",
 def test_refuses_another_abi_major():
     so = bad_plugin("major", major="(SL_PLUGIN_ABI_MAJOR + 1)", minor="0")
     expect_eq(refused(["--plugin", so]),
-              "sluice serve: plugin %s: ABI 2.0, this sluice speaks 1.0\n" % so)
+              "sluice serve: plugin %s: ABI 2.0, this sluice speaks 1.1\n" % so)
 
 
 def test_refuses_a_newer_minor():
     so = bad_plugin("minor", minor="(SL_PLUGIN_ABI_MINOR + 1)")
     expect_eq(refused(["--plugin", so]),
-              "sluice serve: plugin %s: ABI 1.1, this sluice speaks 1.0\n" % so)
+              "sluice serve: plugin %s: ABI 1.2, this sluice speaks 1.1\n" % so)
 
 
 def test_refuses_a_truncated_descriptor():
     so = bad_plugin("short", size="offsetof(struct sl_plugin, ops)")
     expect_eq(refused(["--plugin", so]),
-              "sluice serve: plugin %s: descriptor is 64 bytes, ABI 1.0 needs at least 72\n" % so)
+              "sluice serve: plugin %s: descriptor is 64 bytes, ABI 1.1 needs at least 72\n" % so)
 
 
 def test_refuses_a_missing_entry_symbol():
@@ -386,7 +386,7 @@ def test_refuses_a_failing_init_missing_ops_and_a_reserved_kind():
               "sluice serve: plugin %s: aggregation ops version 2, this sluice speaks 1\n" % so)
     so = bad_plugin("source", kind="SL_PLUGIN_SOURCE")
     expect_eq(refused(["--plugin", so]),
-              "sluice serve: plugin %s: stream-source plugins are reserved in ABI 1.0 and not "
+              "sluice serve: plugin %s: stream-source plugins are reserved in ABI 1.1 and not "
               "loaded by this sluice yet\n" % so)
 
 
@@ -397,7 +397,7 @@ def test_refuses_a_bad_file_in_a_plugin_dir_and_an_unknown_store():
     shutil.copy(bad_plugin("major2", major="(SL_PLUGIN_ABI_MAJOR + 1)", minor="3"),
                 os.path.join(d, "b_bad.so"))
     expect_eq(refused(["--plugin-dir", d]),
-              "sluice serve: plugin %s/b_bad.so: ABI 2.3, this sluice speaks 1.0\n" % d)
+              "sluice serve: plugin %s/b_bad.so: ABI 2.3, this sluice speaks 1.1\n" % d)
     expect_eq(refused(["--online-store", "redis"]),
               "sluice serve: no online store `redis`; registered: leveldb\n")
     expect_eq(refused(["--plugin", topk_so, "--plugin", topk_so]),
