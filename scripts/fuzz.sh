@@ -9,12 +9,16 @@ command -v clang-14 >/dev/null || { echo "fuzz: clang-14 is needed (apt-get inst
 out=${FUZZ_DIR:-/tmp/sluice-fuzz}
 mkdir -p "$out"
 sh scripts/embed.sh sl_dsl_lua scripts/lua/dsl.lua "$out/dsl_lua.c"
+# the configure and build results the sources below need (the tree itself is configured out of tree)
+version=$(sed -n 's/^AC_INIT(\[sluice\], \[\([^]]*\)\].*/\1/p' configure.ac)
+printf '#define PACKAGE_VERSION "%s"\n' "$version" >"$out/sluice_config.h"
+sh scripts/version.sh . "$version" "$out/sl_version.h"
 secs=${FUZZ_SECONDS:-20}
 san="address,undefined -fno-sanitize-recover=undefined"
-cflags="-std=gnu11 -g -O1 -fsanitize=fuzzer-no-link,$san -Icore -Iplugins -I. $(pkg-config --cflags lua5.4 libcjson)"
-libs="$(pkg-config --libs lua5.4-cjson lua5.4 libcjson libzstd zlib snappy libxxhash) -lm"
+cflags="-std=gnu11 -g -O1 -fsanitize=fuzzer-no-link,$san -Icore -Iplugins -I"$out" $(pkg-config --cflags lua5.4 libcjson)"
+libs="$(pkg-config --libs lua5.4-cjson lua5.4 libcjson libzstd zlib snappy libxxhash) -lleveldb -lm"
 base="core/error.c core/buf.c core/json.c core/timeutil.c core/types.c"
-lua="core/lua_vm.c core/lua_match.c core/lua_sluice.c core/defs.c $out/dsl_lua.c core/log.c core/agg.c core/agg_fn.c core/agg_sketch.c"
+lua="core/lua_vm.c core/lua_match.c core/lua_sluice.c core/defs.c $out/dsl_lua.c core/log.c core/agg.c core/agg_fn.c core/agg_sketch.c core/plugin.c core/store.c core/store_leveldb.c core/metrics.c"
 files="core/filesrc.c core/parquet.c"
 targets=${*:-$(cd tests/fuzz && ls fuzz_*.c | sed 's/\.c$//')}
 # each source is compiled once (two at a time), then every target links the objects it needs
