@@ -13,6 +13,7 @@
 #include "error.h"
 #include "http.h"
 #include "json.h"
+#include "keys.h"
 #include "log.h"
 #include "metrics.h"
 #include "offline.h"
@@ -178,27 +179,16 @@ static int add_mutation(struct req *q, int kind, const struct sl_tiles_view *tv,
     return ic->keys.oom || ic->rows.oom ? SL_ENOMEM : 0;
 }
 
-/* The key part of a join key value: raw bytes for strings, decimal text for integers. */
-static void key_part(const struct field_val *f, const char *enc, struct sl_buf *tmp,
-                     const char **p, size_t *n)
+/* Appends the key part of a join key value to tmp (sl_key_join_part) at *off, *n bytes.
+ * Kinds that cannot key a served row keep their encoded bytes: such a view still ingests,
+ * though get-features refuses its join key. */
+static void key_part(const struct field_val *f, const char *enc, struct sl_buf *tmp, size_t *off,
+                     size_t *n)
 {
-    switch (f->s.kind) {
-    case SL_STRING:
-        *p = f->s.str;
-        *n = f->s.len;
-        return;
-    case SL_INT64:
-    case SL_INT32: {
-        size_t at = tmp->len;
-        sl_buf_printf(tmp, "%lld", (long long)f->s.i);
-        *p = (const char *)(uintptr_t)at; /* resolved by the caller after appends */
-        *n = tmp->len - at;
-        return;
-    }
-    default:
-        *p = enc + f->off;
-        *n = f->len;
-    }
+    *off = tmp->len;
+    if (sl_key_join_part(tmp, &f->s) != 0)
+        sl_buf_append(tmp, enc + f->off, f->len);
+    *n = tmp->len - *off;
 }
 
 /* Where a row came from, for error messages: a source record, or a view's transformation. */
@@ -308,7 +298,7 @@ static int view_record(struct req *q, const struct origin *o, struct sl_view *v,
         return 1;
     }
     const char *parts[SL_MAX_JOIN_KEYS];
-    size_t lens[SL_MAX_JOIN_KEYS];
+    size_t lens[SL_MAX_JOIN_KEYS], offs[SL_MAX_JOIN_KEYS];
     if (v->nkeys > SL_MAX_JOIN_KEYS) /* the registry refuses such a view */
         return SL_EINVAL;
     sl_buf_reset(tmp);
@@ -320,11 +310,12 @@ static int view_record(struct req *q, const struct origin *o, struct sl_view *v,
             record_error(q, v, o->s, "TectonObjectValidationError", msg);
             return 1;
         }
-        key_part(f, enc, tmp, &parts[k], &lens[k]);
+        key_part(f, enc, tmp, &offs[k], &lens[k]);
     }
-    for (size_t k = 0; k < v->nkeys; k++) /* integer parts live in tmp */
-        if (vals[v->key_index[k]].s.kind == SL_INT64 || vals[v->key_index[k]].s.kind == SL_INT32)
-            parts[k] = tmp->p + (uintptr_t)parts[k];
+    if (tmp->oom)
+        return SL_ENOMEM;
+    for (size_t k = 0; k < v->nkeys; k++) /* the parts live in tmp, which may have moved */
+        parts[k] = tmp->p + offs[k];
     size_t key_bytes = 0;
     for (size_t k = 0; k < v->nkeys; k++)
         key_bytes += lens[k];
@@ -342,13 +333,10 @@ static int view_record(struct req *q, const struct origin *o, struct sl_view *v,
         return key->oom || tmp->oom ? SL_ENOMEM : 0;
     }
     sl_row_key(key, v, parts, lens); /* 'V' + prefix + the entity part */
-    sl_buf_reset(row);
-    sl_buf_putc(row, 1);
-    sl_buf_u64(row, (uint64_t)ts);
-    sl_buf_u32(row, (uint32_t)v->nfeatures);
+    sl_row_begin(row, ts, (uint32_t)v->nfeatures);
     for (size_t f = 0; f < v->nfeatures; f++) {
         const struct field_val *fv = &vals[v->features[f].col_index];
-        sl_buf_lenstr(row, enc + fv->off, fv->len);
+        sl_row_value(row, enc + fv->off, fv->len);
     }
     return key->oom || row->oom || tmp->oom ? SL_ENOMEM : 0;
 }
@@ -357,7 +345,7 @@ static int view_record(struct req *q, const struct origin *o, struct sl_view *v,
  * aggregate views, after 'V' and the 8-byte prefix for attribute views. */
 static struct sl_buf vals_key(const struct sl_view *v, const struct sl_buf *key)
 {
-    size_t skip = v->agg ? 0 : 9;
+    size_t skip = v->agg ? 0 : SL_ROW_KEY_HEAD;
     struct sl_buf b = {key->p + skip, key->len - skip, 0, 0};
     return b;
 }
@@ -373,8 +361,11 @@ static int offline_record(struct req *q, const struct sl_view *v, struct sl_buf 
     sl_buf_append(tmp, v->key, 8);
     sl_buf_append(tmp, ent.p, ent.len);
     size_t klen = tmp->len;
+    struct sl_row rw;
+    if (row && sl_row_decode(row->p, row->len, &rw) != 0) /* view_record built it whole */
+        return SL_EINVAL;
     if (row)
-        sl_buf_append(tmp, row->p + 13, row->len - 13); /* after version, ts, count */
+        sl_buf_append(tmp, rw.values, rw.values_len); /* the values, after the row header */
     else
         for (size_t f = 0; f < v->nfeatures; f++)
             sl_agg_value_encode(tmp, &sc[f]);
@@ -663,8 +654,8 @@ static int commit_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch
                 sl_buf_reset(&cur);
         }
         if (m->kind == 'A') {
-            uint64_t old;
-            if (g == 0 && cur.len >= 9 && (memcpy(&old, cur.p + 1, 8), (int64_t)old > m->ts)) {
+            struct sl_row old;
+            if (g == 0 && sl_row_decode(cur.p, cur.len, &old) == 0 && old.ts > m->ts) {
                 sl_wcache_put(wc, m->key, m->klen, cur.p, cur.len);
                 continue;
             }
