@@ -16,6 +16,7 @@
 #include "keys.h"
 #include "log.h"
 #include "metrics.h"
+#include "mutation.h"
 #include "offline.h"
 #include "registry.h"
 #include "sl_limits.h"
@@ -41,10 +42,10 @@ struct mutation {
     size_t seq;       /* order in the request */
     const char *row;
     size_t rowlen;
-    int kind;         /* 'A' attribute row, 'O' offline record, or a tiles.h kind */
+    enum sl_mutation_kind kind;
     const struct sl_tiles_view *tv;
-    const struct sl_view *v; /* 'O' */
-    uint64_t wseq;           /* 'O': the record's write sequence */
+    const struct sl_view *v; /* SL_MUT_OFFLINE */
+    uint64_t wseq;           /* SL_MUT_OFFLINE: the record's write sequence */
 };
 
 struct ingest_commit {
@@ -150,8 +151,8 @@ static struct view_out *view_out(struct req *q, struct sl_view *v)
     return NULL;
 }
 
-static int add_mutation(struct req *q, int kind, const struct sl_tiles_view *tv, const char *key,
-                        size_t klen, int64_t ts, const char *row, size_t rowlen)
+static int add_mutation(struct req *q, enum sl_mutation_kind kind, const struct sl_tiles_view *tv,
+                        const char *key, size_t klen, int64_t ts, const char *row, size_t rowlen)
 {
     struct ingest_commit *ic = q->ic;
     if (ic->nmut == q->mut_cap) {
@@ -369,7 +370,7 @@ static int offline_record(struct req *q, const struct sl_view *v, struct sl_buf 
     else
         for (size_t f = 0; f < v->nfeatures; f++)
             sl_agg_value_encode(tmp, &sc[f]);
-    if (tmp->oom || add_mutation(q, 'O', NULL, tmp->p, klen, ts, tmp->p + klen,
+    if (tmp->oom || add_mutation(q, SL_MUT_OFFLINE, NULL, tmp->p, klen, ts, tmp->p + klen,
                                  tmp->len - klen) != 0)
         return SL_ENOMEM;
     q->ic->mut[q->ic->nmut - 1].v = v;
@@ -467,7 +468,7 @@ static int fan_out(struct req *q, struct origin *o, const struct sl_json *rec,
                     return SL_ENOMEM;
                 if (sl_tiles_acc_add(q->acc, v->agg, v->key, bufs[0].p, bufs[0].len, ts, seq, sc))
                     return SL_ENOMEM;
-            } else if (v->online && add_mutation(q, 'A', NULL, bufs[0].p, bufs[0].len, ts,
+            } else if (v->online && add_mutation(q, SL_MUT_ROW, NULL, bufs[0].p, bufs[0].len, ts,
                                                  bufs[1].p, bufs[1].len) != 0) {
                 return SL_ENOMEM;
             }
@@ -535,12 +536,12 @@ static int ingest_source(struct req *q, struct sl_source *s, const struct sl_jso
     return rc;
 }
 
-static int emit_tiles(void *arg, const struct sl_tiles_view *tv, int kind, const char *key,
-                      size_t klen, const char *val, size_t vlen)
+static int emit_tiles(void *arg, const struct sl_tiles_view *tv, enum sl_mutation_kind kind,
+                      const char *key, size_t klen, const char *val, size_t vlen)
 {
     struct req *q = arg;
     int64_t ts = 0;
-    if (kind == SL_TILES_LIFETIME && vlen >= 8)
+    if (kind == SL_MUT_LIFETIME && vlen >= 8)
         memcpy(&ts, val, 8); /* apply lifetime events in time order */
     return add_mutation(q, kind, tv, key, klen, ts, val, vlen);
 }
@@ -571,7 +572,7 @@ static void finish_mutations(struct ingest_commit *ic)
     for (size_t i = 0; i < ic->nmut; i++) {
         int last_of_key = i + 1 == ic->nmut || ic->mut[i + 1].klen != ic->mut[i].klen ||
                           memcmp(ic->mut[i + 1].key, ic->mut[i].key, ic->mut[i].klen) != 0;
-        if (last_of_key || ic->mut[i].kind != 'A')
+        if (last_of_key || ic->mut[i].kind != SL_MUT_ROW)
             ic->mut[out++] = ic->mut[i];
     }
     ic->nmut = out;
@@ -620,14 +621,14 @@ static int commit_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch
     int rc = 0;
     for (size_t i = 0; i < ic->nmut && rc == 0; i++) {
         const struct mutation *m = &ic->mut[i];
-        if (m->kind == 'O') {
+        if (m->kind == SL_MUT_OFFLINE) {
             if (ic->offline_done)
                 continue;
             rc = sl_offline_append(ic->n->offline, ic->ws->name, m->v->name, m->key, m->klen,
                                    m->ts, m->wseq, m->row, m->rowlen, err);
             continue;
         }
-        if (m->kind == SL_TILES_PUT) {
+        if (m->kind == SL_MUT_PUT) {
             sl_batch_put(b, m->key, m->klen, m->row, m->rowlen);
             continue;
         }
@@ -638,7 +639,7 @@ static int commit_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch
         if (sl_wcache_get(wc, m->key, m->klen, &cv, &cvlen)) {
             sl_buf_append(&cur, cv, cvlen);
             g = cvlen ? 0 : SL_ENOTFOUND; /* an empty entry: known absent */
-        } else if (m->kind == SL_TILES_MERGE && (g = top_absent(wc, s, m, &cur, err)) != 1) {
+        } else if (m->kind == SL_MUT_MERGE && (g = top_absent(wc, s, m, &cur, err)) != 1) {
             if (g < 0) {
                 rc = g;
                 break;
@@ -653,7 +654,7 @@ static int commit_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch
             if (g == SL_ENOTFOUND)
                 sl_buf_reset(&cur);
         }
-        if (m->kind == 'A') {
+        if (m->kind == SL_MUT_ROW) {
             struct sl_row old;
             if (g == 0 && sl_row_decode(cur.p, cur.len, &old) == 0 && old.ts > m->ts) {
                 sl_wcache_put(wc, m->key, m->klen, cur.p, cur.len);
