@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "error.h"
 
 int sl_buf_reserve(struct sl_buf *b, size_t extra)
@@ -291,4 +293,13 @@ int sl_bytes_cmp(const void *a, size_t al, const void *b, size_t bl)
     if (c)
         return c;
     return al < bl ? -1 : al > bl;
+}
+
+int sl_base64_encode(char *out, const void *in, size_t n)
+{
+    if (n > SL_BASE64_MAX)
+        return SL_EINVAL;
+    /* writes SL_BASE64_LEN(n) characters and a NUL; n == 0 writes just the NUL */
+    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)in, (int)n);
+    return 0;
 }

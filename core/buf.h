@@ -45,6 +45,14 @@ char *sl_buf_detach(struct sl_buf *b, size_t *len);
  * invalid, overlong, a surrogate, above U+10FFFF or cut short. */
 size_t sl_utf8_seqlen(const char *s, size_t n);
 
+/* Standard base64 (RFC 4648: '+' and '/', '=' padding, no line breaks) of in[0..n) into out,
+ * which has room for SL_BASE64_LEN(n) + 1 bytes: SL_BASE64_LEN(n) characters, then a NUL.
+ * Returns 0, or SL_EINVAL (out untouched) when n is over SL_BASE64_MAX (OpenSSL's encoder,
+ * which does the work, counts in int). Any thread. */
+#define SL_BASE64_LEN(n) (((n) + 2) / 3 * 4)
+#define SL_BASE64_MAX ((size_t)0x7fffffff / 4 * 3)
+int sl_base64_encode(char *out, const void *in, size_t n);
+
 /* Orders byte strings as the stores do: memcmp, then the shorter first. */
 int sl_bytes_cmp(const void *a, size_t al, const void *b, size_t bl);
 

@@ -13,8 +13,10 @@
 #include "error.h"
 #include "http.h"
 #include "json.h"
+#include "keys.h"
 #include "log.h"
 #include "metrics.h"
+#include "mutation.h"
 #include "offline.h"
 #include "registry.h"
 #include "sl_limits.h"
@@ -40,10 +42,10 @@ struct mutation {
     size_t seq;       /* order in the request */
     const char *row;
     size_t rowlen;
-    int kind;         /* 'A' attribute row, 'O' offline record, or a tiles.h kind */
+    enum sl_mutation_kind kind;
     const struct sl_tiles_view *tv;
-    const struct sl_view *v; /* 'O' */
-    uint64_t wseq;           /* 'O': the record's write sequence */
+    const struct sl_view *v; /* SL_MUT_OFFLINE */
+    uint64_t wseq;           /* SL_MUT_OFFLINE: the record's write sequence */
 };
 
 struct ingest_commit {
@@ -149,8 +151,8 @@ static struct view_out *view_out(struct req *q, struct sl_view *v)
     return NULL;
 }
 
-static int add_mutation(struct req *q, int kind, const struct sl_tiles_view *tv, const char *key,
-                        size_t klen, int64_t ts, const char *row, size_t rowlen)
+static int add_mutation(struct req *q, enum sl_mutation_kind kind, const struct sl_tiles_view *tv,
+                        const char *key, size_t klen, int64_t ts, const char *row, size_t rowlen)
 {
     struct ingest_commit *ic = q->ic;
     if (ic->nmut == q->mut_cap) {
@@ -178,27 +180,16 @@ static int add_mutation(struct req *q, int kind, const struct sl_tiles_view *tv,
     return ic->keys.oom || ic->rows.oom ? SL_ENOMEM : 0;
 }
 
-/* The key part of a join key value: raw bytes for strings, decimal text for integers. */
-static void key_part(const struct field_val *f, const char *enc, struct sl_buf *tmp,
-                     const char **p, size_t *n)
+/* Appends the key part of a join key value to tmp (sl_key_join_part) at *off, *n bytes.
+ * Kinds that cannot key a served row keep their encoded bytes: such a view still ingests,
+ * though get-features refuses its join key. */
+static void key_part(const struct field_val *f, const char *enc, struct sl_buf *tmp, size_t *off,
+                     size_t *n)
 {
-    switch (f->s.kind) {
-    case SL_STRING:
-        *p = f->s.str;
-        *n = f->s.len;
-        return;
-    case SL_INT64:
-    case SL_INT32: {
-        size_t at = tmp->len;
-        sl_buf_printf(tmp, "%lld", (long long)f->s.i);
-        *p = (const char *)(uintptr_t)at; /* resolved by the caller after appends */
-        *n = tmp->len - at;
-        return;
-    }
-    default:
-        *p = enc + f->off;
-        *n = f->len;
-    }
+    *off = tmp->len;
+    if (sl_key_join_part(tmp, &f->s) != 0)
+        sl_buf_append(tmp, enc + f->off, f->len);
+    *n = tmp->len - *off;
 }
 
 /* Where a row came from, for error messages: a source record, or a view's transformation. */
@@ -308,7 +299,7 @@ static int view_record(struct req *q, const struct origin *o, struct sl_view *v,
         return 1;
     }
     const char *parts[SL_MAX_JOIN_KEYS];
-    size_t lens[SL_MAX_JOIN_KEYS];
+    size_t lens[SL_MAX_JOIN_KEYS], offs[SL_MAX_JOIN_KEYS];
     if (v->nkeys > SL_MAX_JOIN_KEYS) /* the registry refuses such a view */
         return SL_EINVAL;
     sl_buf_reset(tmp);
@@ -320,11 +311,12 @@ static int view_record(struct req *q, const struct origin *o, struct sl_view *v,
             record_error(q, v, o->s, "TectonObjectValidationError", msg);
             return 1;
         }
-        key_part(f, enc, tmp, &parts[k], &lens[k]);
+        key_part(f, enc, tmp, &offs[k], &lens[k]);
     }
-    for (size_t k = 0; k < v->nkeys; k++) /* integer parts live in tmp */
-        if (vals[v->key_index[k]].s.kind == SL_INT64 || vals[v->key_index[k]].s.kind == SL_INT32)
-            parts[k] = tmp->p + (uintptr_t)parts[k];
+    if (tmp->oom)
+        return SL_ENOMEM;
+    for (size_t k = 0; k < v->nkeys; k++) /* the parts live in tmp, which may have moved */
+        parts[k] = tmp->p + offs[k];
     size_t key_bytes = 0;
     for (size_t k = 0; k < v->nkeys; k++)
         key_bytes += lens[k];
@@ -342,13 +334,10 @@ static int view_record(struct req *q, const struct origin *o, struct sl_view *v,
         return key->oom || tmp->oom ? SL_ENOMEM : 0;
     }
     sl_row_key(key, v, parts, lens); /* 'V' + prefix + the entity part */
-    sl_buf_reset(row);
-    sl_buf_putc(row, 1);
-    sl_buf_u64(row, (uint64_t)ts);
-    sl_buf_u32(row, (uint32_t)v->nfeatures);
+    sl_row_begin(row, ts, (uint32_t)v->nfeatures);
     for (size_t f = 0; f < v->nfeatures; f++) {
         const struct field_val *fv = &vals[v->features[f].col_index];
-        sl_buf_lenstr(row, enc + fv->off, fv->len);
+        sl_row_value(row, enc + fv->off, fv->len);
     }
     return key->oom || row->oom || tmp->oom ? SL_ENOMEM : 0;
 }
@@ -357,7 +346,7 @@ static int view_record(struct req *q, const struct origin *o, struct sl_view *v,
  * aggregate views, after 'V' and the 8-byte prefix for attribute views. */
 static struct sl_buf vals_key(const struct sl_view *v, const struct sl_buf *key)
 {
-    size_t skip = v->agg ? 0 : 9;
+    size_t skip = v->agg ? 0 : SL_ROW_KEY_HEAD;
     struct sl_buf b = {key->p + skip, key->len - skip, 0, 0};
     return b;
 }
@@ -373,12 +362,15 @@ static int offline_record(struct req *q, const struct sl_view *v, struct sl_buf 
     sl_buf_append(tmp, v->key, 8);
     sl_buf_append(tmp, ent.p, ent.len);
     size_t klen = tmp->len;
+    struct sl_row rw;
+    if (row && sl_row_decode(row->p, row->len, &rw) != 0) /* view_record built it whole */
+        return SL_EINVAL;
     if (row)
-        sl_buf_append(tmp, row->p + 13, row->len - 13); /* after version, ts, count */
+        sl_buf_append(tmp, rw.values, rw.values_len); /* the values, after the row header */
     else
         for (size_t f = 0; f < v->nfeatures; f++)
             sl_agg_value_encode(tmp, &sc[f]);
-    if (tmp->oom || add_mutation(q, 'O', NULL, tmp->p, klen, ts, tmp->p + klen,
+    if (tmp->oom || add_mutation(q, SL_MUT_OFFLINE, NULL, tmp->p, klen, ts, tmp->p + klen,
                                  tmp->len - klen) != 0)
         return SL_ENOMEM;
     q->ic->mut[q->ic->nmut - 1].v = v;
@@ -476,7 +468,7 @@ static int fan_out(struct req *q, struct origin *o, const struct sl_json *rec,
                     return SL_ENOMEM;
                 if (sl_tiles_acc_add(q->acc, v->agg, v->key, bufs[0].p, bufs[0].len, ts, seq, sc))
                     return SL_ENOMEM;
-            } else if (v->online && add_mutation(q, 'A', NULL, bufs[0].p, bufs[0].len, ts,
+            } else if (v->online && add_mutation(q, SL_MUT_ROW, NULL, bufs[0].p, bufs[0].len, ts,
                                                  bufs[1].p, bufs[1].len) != 0) {
                 return SL_ENOMEM;
             }
@@ -544,12 +536,12 @@ static int ingest_source(struct req *q, struct sl_source *s, const struct sl_jso
     return rc;
 }
 
-static int emit_tiles(void *arg, const struct sl_tiles_view *tv, int kind, const char *key,
-                      size_t klen, const char *val, size_t vlen)
+static int emit_tiles(void *arg, const struct sl_tiles_view *tv, enum sl_mutation_kind kind,
+                      const char *key, size_t klen, const char *val, size_t vlen)
 {
     struct req *q = arg;
     int64_t ts = 0;
-    if (kind == SL_TILES_LIFETIME && vlen >= 8)
+    if (kind == SL_MUT_LIFETIME && vlen >= 8)
         memcpy(&ts, val, 8); /* apply lifetime events in time order */
     return add_mutation(q, kind, tv, key, klen, ts, val, vlen);
 }
@@ -580,7 +572,7 @@ static void finish_mutations(struct ingest_commit *ic)
     for (size_t i = 0; i < ic->nmut; i++) {
         int last_of_key = i + 1 == ic->nmut || ic->mut[i + 1].klen != ic->mut[i].klen ||
                           memcmp(ic->mut[i + 1].key, ic->mut[i].key, ic->mut[i].klen) != 0;
-        if (last_of_key || ic->mut[i].kind != 'A')
+        if (last_of_key || ic->mut[i].kind != SL_MUT_ROW)
             ic->mut[out++] = ic->mut[i];
     }
     ic->nmut = out;
@@ -629,14 +621,14 @@ static int commit_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch
     int rc = 0;
     for (size_t i = 0; i < ic->nmut && rc == 0; i++) {
         const struct mutation *m = &ic->mut[i];
-        if (m->kind == 'O') {
+        if (m->kind == SL_MUT_OFFLINE) {
             if (ic->offline_done)
                 continue;
             rc = sl_offline_append(ic->n->offline, ic->ws->name, m->v->name, m->key, m->klen,
                                    m->ts, m->wseq, m->row, m->rowlen, err);
             continue;
         }
-        if (m->kind == SL_TILES_PUT) {
+        if (m->kind == SL_MUT_PUT) {
             sl_batch_put(b, m->key, m->klen, m->row, m->rowlen);
             continue;
         }
@@ -647,7 +639,7 @@ static int commit_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch
         if (sl_wcache_get(wc, m->key, m->klen, &cv, &cvlen)) {
             sl_buf_append(&cur, cv, cvlen);
             g = cvlen ? 0 : SL_ENOTFOUND; /* an empty entry: known absent */
-        } else if (m->kind == SL_TILES_MERGE && (g = top_absent(wc, s, m, &cur, err)) != 1) {
+        } else if (m->kind == SL_MUT_MERGE && (g = top_absent(wc, s, m, &cur, err)) != 1) {
             if (g < 0) {
                 rc = g;
                 break;
@@ -662,9 +654,9 @@ static int commit_apply(struct sl_commit *c, struct sl_store *s, struct sl_batch
             if (g == SL_ENOTFOUND)
                 sl_buf_reset(&cur);
         }
-        if (m->kind == 'A') {
-            uint64_t old;
-            if (g == 0 && cur.len >= 9 && (memcpy(&old, cur.p + 1, 8), (int64_t)old > m->ts)) {
+        if (m->kind == SL_MUT_ROW) {
+            struct sl_row old;
+            if (g == 0 && sl_row_decode(cur.p, cur.len, &old) == 0 && old.ts > m->ts) {
                 sl_wcache_put(wc, m->key, m->klen, cur.p, cur.len);
                 continue;
             }

@@ -1946,26 +1946,17 @@ static struct sl_json *value_node(struct sl_parquet *pq, size_t li, uint32_t k,
                           (unsigned long long)pq->row);
             return NULL;
         } else {
-            static const char b64[] =
-                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-            size_t out = (b->n + 2) / 3 * 4;
+            if (b->n > SL_BASE64_MAX) {
+                *rc = col_err(pq, li, SL_ETOOBIG, "row %llu: binary value of %zu bytes is too "
+                              "long to show as base64", (unsigned long long)pq->row, b->n);
+                return NULL;
+            }
+            size_t w = SL_BASE64_LEN(b->n);
             j = sl_json_node(a, SL_JSON_STRING, key, keylen, "", 0);
-            char *s = j ? sl_arena_alloc(a, out + 1) : NULL;
+            char *s = j ? sl_arena_alloc(a, w + 1) : NULL;
             if (!s)
                 goto oom;
-            size_t w = 0;
-            for (size_t i = 0; i < b->n; i += 3) {
-                uint32_t x = (uint32_t)b->p[i] << 16;
-                if (i + 1 < b->n)
-                    x |= (uint32_t)b->p[i + 1] << 8;
-                if (i + 2 < b->n)
-                    x |= b->p[i + 2];
-                s[w++] = b64[x >> 18];
-                s[w++] = b64[(x >> 12) & 63];
-                s[w++] = i + 1 < b->n ? b64[(x >> 6) & 63] : '=';
-                s[w++] = i + 2 < b->n ? b64[x & 63] : '=';
-            }
-            s[w] = '\0';
+            sl_base64_encode(s, b->p, b->n);
             j->str = s;
             j->len = w;
             return j;

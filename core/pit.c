@@ -11,6 +11,7 @@
 #include "buf.h"
 #include "error.h"
 #include "json.h"
+#include "keys.h"
 #include "offline.h"
 #include "registry.h"
 #include "segment.h"
@@ -261,7 +262,7 @@ static int event_keys(struct run *r, const struct sl_view *v, struct sl_error *e
                                     v->join_keys[k].name);
             size_t at = r->keys.len;
             sl_buf_u32(&r->keys, 0);
-            int rc = sl_join_part(&v->join_keys[k], val, &r->keys, msg, sizeof(msg));
+            int rc = sl_key_join_json(&r->keys, &v->join_keys[k], val, msg, sizeof(msg));
             if (rc < 0)
                 return sl_error_set(err, SL_EINVAL, "event %zu: %s", i + r->ev0, msg);
             e->null_key |= rc == 1;

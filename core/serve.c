@@ -14,6 +14,7 @@
 #include "error.h"
 #include "http.h"
 #include "json.h"
+#include "keys.h"
 #include "metrics.h"
 #include "config.h"
 #include "registry.h"
@@ -25,15 +26,6 @@
 #include "transform.h"
 #include "types.h"
 #include "wcache.h"
-
-void sl_row_key(struct sl_buf *out, const struct sl_view *v, const char *const *vals,
-                const size_t *lens)
-{
-    sl_buf_putc(out, SL_KEY_ROW);
-    sl_buf_append(out, v->key, sizeof(v->key));
-    for (size_t i = 0; i < v->nkeys; i++)
-        sl_buf_lenstr(out, vals[i], lens[i]);
-}
 
 enum { OPT_NAMES, OPT_TYPES, OPT_TIMES, OPT_STATUS, OPT_SLO, OPT_DESC, OPT_TAGS, OPT_N };
 
@@ -170,37 +162,12 @@ static int read_options(const struct sl_json *params, int *opt)
     return 0;
 }
 
-int sl_join_part(const struct sl_field *f, const struct sl_json *v, struct sl_buf *out,
-                 char *msg, size_t cap)
-{
-    if (v->kind == SL_JSON_NULL)
-        return 1;
-    if (f->type->kind == SL_INT64 || f->type->kind == SL_INT32) {
-        int64_t i;
-        if (sl_json_int64(v, &i) != 0) {
-            snprintf(msg, cap, "Join key `%s` must be an integer (a JSON number or string)", f->name);
-            return SL_EINVAL;
-        }
-        sl_buf_printf(out, "%lld", (long long)i);
-    } else if (f->type->kind == SL_STRING) {
-        if (v->kind != SL_JSON_STRING) {
-            snprintf(msg, cap, "Join key `%s` must be a string", f->name);
-            return SL_EINVAL;
-        }
-        sl_buf_append(out, v->str, v->len);
-    } else {
-        snprintf(msg, cap, "Join key `%s` has a type that cannot be served", f->name);
-        return SL_EINVAL;
-    }
-    return 0;
-}
-
 /* The key part of one join key value from the request, as an offset/length in tmp. */
 static int join_part(const struct sl_field *f, const struct sl_json *v, struct sl_buf *tmp,
                      size_t *off, size_t *len, char *msg, size_t cap)
 {
     *off = tmp->len;
-    int rc = sl_join_part(f, v, tmp, msg, cap);
+    int rc = sl_key_join_json(tmp, f, v, msg, cap);
     *len = tmp->len - *off;
     return rc;
 }
@@ -335,7 +302,7 @@ static int read_view(struct serve_req *q, const struct sl_view *v, const struct 
     }
     int present = 0;
     int64_t present_ts = 0;
-    struct sl_cursor c = {0};
+    struct sl_row rw = {0};
     if (have) {
         sl_row_key(key, v, parts, lens);
         int g = sl_store_get(&q->n->store, key->p, key->len, row, &err);
@@ -344,22 +311,17 @@ static int read_view(struct serve_req *q, const struct sl_view *v, const struct 
             rc = SL_ESTORE;
             goto out;
         }
-        uint64_t ts;
-        uint32_t nf;
-        const void *ver;
-        c = (struct sl_cursor){(const unsigned char *)row->p, row->len};
-        if (g == 0 && sl_cur_bytes(&c, 1, &ver) == 0 && sl_cur_u64(&c, &ts) == 0 &&
-            sl_cur_u32(&c, &nf) == 0 && nf == v->nfeatures &&
-            (v->ttl_ns == 0 || (int64_t)ts >= now - v->ttl_ns)) {
+        if (g == 0 && sl_row_decode(row->p, row->len, &rw) == 0 && rw.n == v->nfeatures &&
+            (v->ttl_ns == 0 || rw.ts >= now - v->ttl_ns)) {
             present = 1;
-            present_ts = (int64_t)ts;
+            present_ts = rw.ts;
         }
     }
     const char *fr[SL_MAX_VIEW_FEATURES];
     size_t fl[SL_MAX_VIEW_FEATURES];
     size_t nf = v->nfeatures < SL_MAX_VIEW_FEATURES ? v->nfeatures : SL_MAX_VIEW_FEATURES;
     for (size_t f = 0; present && f < nf; f++)
-        if (sl_cur_lenstr(&c, &fr[f], &fl[f]) != 0)
+        if (sl_row_next(&rw, &fr[f], &fl[f]) != 0)
             present = 0;
     for (size_t f = 0; f < nfeat; f++) {
         size_t fi = (size_t)feat[f];

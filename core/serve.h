@@ -23,17 +23,4 @@ void sl_serve_scratch_free(struct sl_serve_scratch *sc);
 void sl_serve_handle(struct sl_node *n, struct sl_http_req *r, enum sl_serve_call call,
                      const struct sl_principal *p);
 
-/* Appends the key bytes of join key f's value v (a string's bytes, an integer's decimal
- * text, whether sent as a number or a string) — the same bytes ingest keys rows by.
- * Returns 0, 1 when v is null (nothing appended), or SL_EINVAL with msg. */
-struct sl_field;
-struct sl_json;
-int sl_join_part(const struct sl_field *f, const struct sl_json *v, struct sl_buf *out,
-                 char *msg, size_t cap);
-
-/* Online row keys and values of attribute views, shared by ingest and serving.
- * Key: 'V', the view's 8-byte prefix, then each join key value as u32 length + bytes. */
-void sl_row_key(struct sl_buf *out, const struct sl_view *v, const char *const *vals,
-                const size_t *lens);
-
 #endif

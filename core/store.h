@@ -8,19 +8,12 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "keys.h"
 #include "sluice/plugin.h"
 
 struct sl_error;
 
-/* The first byte of every key in the online store says what it holds; subsystems never
- * scan outside their own prefix. */
-#define SL_KEY_REGISTRY 'R' /* registry.c: workspace snapshots */
-#define SL_KEY_ACCOUNT 'A'  /* auth.c: service accounts */
-#define SL_KEY_ROLE 'B'     /* auth.c: role bindings */
-#define SL_KEY_ROW 'V'      /* serve.c: latest row of an attribute view per entity */
-#define SL_KEY_AGG 'G'      /* tiles.c: tiles, lifetime states, event logs */
-#define SL_KEY_JOB 'J'      /* jobs.c: job records */
-#define SL_KEY_FILE 'F'     /* batch.c: batch files loaded per view */
+/* The key kinds (SL_KEY_*), the first byte of every key, are in keys.h. */
 
 /* A list of puts and deletes applied atomically by one write. */
 struct sl_batch {

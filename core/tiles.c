@@ -108,11 +108,11 @@ void sl_tiles_entity_key(struct sl_buf *out, const unsigned char viewkey[8], con
     entity_key(out, viewkey, entity, elen);
 }
 
-size_t sl_tiles_mutation_entity_len(int kind, size_t klen)
+size_t sl_tiles_mutation_entity_len(enum sl_mutation_kind kind, size_t klen)
 {
-    size_t suffix = kind == SL_TILES_MERGE ? SL_AGG_TILE_KEY_LEN
-                    : kind == SL_TILES_LIFETIME ? 1
-                    : kind == SL_TILES_PUT ? 17 : klen + 1;
+    size_t suffix = kind == SL_MUT_MERGE ? SL_AGG_TILE_KEY_LEN
+                    : kind == SL_MUT_LIFETIME ? 1
+                    : kind == SL_MUT_PUT ? 17 : klen + 1;
     return suffix < klen ? klen - suffix : 0;
 }
 
@@ -313,7 +313,7 @@ static int finish_tiles(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg)
              * once, not once per level). */
             struct memo *mo = &memo[refs[r].ev];
             if (mo->nev == end - r) {
-                rc = emit(arg, tv, SL_TILES_MERGE, key.p, key.len, memos.p + mo->off, mo->len);
+                rc = emit(arg, tv, SL_MUT_MERGE, key.p, key.len, memos.p + mo->off, mo->len);
                 r = end;
                 continue;
             }
@@ -347,7 +347,7 @@ static int finish_tiles(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg)
                     rc = SL_ENOMEM;
             }
             if (rc == 0)
-                rc = emit(arg, tv, SL_TILES_MERGE, key.p, key.len, val.p, val.len);
+                rc = emit(arg, tv, SL_MUT_MERGE, key.p, key.len, val.p, val.len);
             r = end;
         }
         o = oend;
@@ -381,7 +381,7 @@ int sl_tiles_acc_finish(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg)
             sl_buf_u64(&val, e->seq);
             sl_buf_append(&val, acc->bytes.p + e->val, e->vlen);
             rc = k.oom || val.oom ? SL_ENOMEM
-                                  : emit(arg, e->tv, SL_TILES_LIFETIME, k.p, k.len, val.p, val.len);
+                                  : emit(arg, e->tv, SL_MUT_LIFETIME, k.p, k.len, val.p, val.len);
         }
         if (rc == 0 && e->tv->continuous && e->tv->has_windowed &&
             e->ts >= view_horizon(e->tv, sl_now_ns())) {
@@ -389,7 +389,7 @@ int sl_tiles_acc_finish(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg)
             entity_key(&k, e->vk, ent, e->elen);
             event_key(&k, e->ts, e->seq);
             rc = k.oom ? SL_ENOMEM
-                       : emit(arg, e->tv, SL_TILES_PUT, k.p, k.len, acc->bytes.p + e->val, e->vlen);
+                       : emit(arg, e->tv, SL_MUT_PUT, k.p, k.len, acc->bytes.p + e->val, e->vlen);
         }
     }
     sl_buf_free(&k);
@@ -413,19 +413,19 @@ static void slot(const char *p, size_t len, size_t i, const char **s, size_t *n)
         }
 }
 
-int sl_tiles_apply(const struct sl_tiles_view *tv, int kind, const char *cur, size_t curlen,
-                   const char *val, size_t vlen, struct sl_buf *out)
+int sl_tiles_apply(const struct sl_tiles_view *tv, enum sl_mutation_kind kind, const char *cur,
+                   size_t curlen, const char *val, size_t vlen, struct sl_buf *out)
 {
     struct sl_buf tmp = SL_BUF_INIT;
     int rc = 0;
-    if (kind == SL_TILES_PUT || (kind == SL_TILES_MERGE && curlen == 0)) {
+    if (kind == SL_MUT_PUT || (kind == SL_MUT_MERGE && curlen == 0)) {
         sl_buf_append(out, val, vlen);
         return out->oom ? SL_ENOMEM : 0;
     }
     struct sl_scalar *v = NULL;
     int64_t ts = 0;
     uint64_t seq = 0;
-    if (kind == SL_TILES_LIFETIME) {
+    if (kind == SL_MUT_LIFETIME) {
         struct sl_cursor c = {(const unsigned char *)val, vlen};
         uint64_t t;
         v = calloc(tv->nspecs + 1, sizeof(*v));
@@ -444,10 +444,10 @@ int sl_tiles_apply(const struct sl_tiles_view *tv, int kind, const char *cur, si
         size_t al, bl;
         slot(cur, curlen, i, &a, &al);
         sl_buf_reset(&tmp);
-        if (kind == SL_TILES_MERGE && windowed(spec)) {
+        if (kind == SL_MUT_MERGE && windowed(spec)) {
             slot(val, vlen, i, &b, &bl);
             rc = sl_agg_merge_serialized(spec, a, al, b, bl, &tmp);
-        } else if (kind == SL_TILES_LIFETIME && !windowed(spec)) {
+        } else if (kind == SL_MUT_LIFETIME && !windowed(spec)) {
             rc = sl_agg_lifetime_apply(spec, a, al, &v[i], ts, seq, &tmp);
         }
         sl_buf_lenstr(out, tmp.p, tmp.len);

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "agg.h"
+#include "mutation.h"
 
 struct sl_buf;
 struct sl_error;
@@ -39,16 +40,12 @@ struct sl_tiles_view {
 int sl_tiles_view_new(const struct sl_view *v, struct sl_tiles_view **out, struct sl_error *err);
 void sl_tiles_view_free(struct sl_tiles_view *tv);
 
-/* Mutation kinds the writer applies (ingest's commit): */
-enum {
-    SL_TILES_MERGE = 'M',    /* merge the value's states into the stored ones */
-    SL_TILES_LIFETIME = 'L', /* value is one encoded event: apply it to the lifetime states */
-    SL_TILES_PUT = 'P',      /* plain put (event log) */
-};
+/* The mutation kinds tiles emit and apply (SL_MUT_MERGE, SL_MUT_LIFETIME, SL_MUT_PUT) are
+ * in mutation.h. */
 
 /* Emitted per mutation by sl_tiles_acc_finish: key, kind and value are borrowed for the call.
  * Return 0 or a negative status to stop. */
-typedef int (*sl_tiles_emit)(void *arg, const struct sl_tiles_view *tv, int kind,
+typedef int (*sl_tiles_emit)(void *arg, const struct sl_tiles_view *tv, enum sl_mutation_kind kind,
                              const char *key, size_t klen, const char *val, size_t vlen);
 
 /* The events of one request for aggregate views, folded into mutations on the loop thread so
@@ -68,8 +65,8 @@ int sl_tiles_acc_finish(struct sl_tiles_acc *acc, sl_tiles_emit emit, void *arg)
 
 /* Writer thread: applies one mutation of kind to the current stored value cur[0..curlen)
  * (curlen 0 and cur NULL when absent), appending the new value to out. */
-int sl_tiles_apply(const struct sl_tiles_view *tv, int kind, const char *cur, size_t curlen,
-                   const char *val, size_t vlen, struct sl_buf *out);
+int sl_tiles_apply(const struct sl_tiles_view *tv, enum sl_mutation_kind kind, const char *cur,
+                   size_t curlen, const char *val, size_t vlen, struct sl_buf *out);
 
 /* Writer thread: the key of the top-level tile that contains the tile of MERGE key
  * k[0..klen) of tv, appended to out. Ingest writes an event's tile at every level (a late
@@ -94,7 +91,7 @@ int sl_tiles_read(const struct sl_tiles_view *tv, struct sl_store *s,
  * of the given kind (0 for a kind that is not an aggregation mutation). */
 void sl_tiles_entity_key(struct sl_buf *out, const unsigned char viewkey[8], const char *entity,
                          size_t elen);
-size_t sl_tiles_mutation_entity_len(int kind, size_t klen);
+size_t sl_tiles_mutation_entity_len(enum sl_mutation_kind kind, size_t klen);
 
 /* Buffers a read reuses from one call to the next (one per thread; NULL to sl_tiles_read
  * allocates its own). sl_tiles_scratch_trim frees what grew past a large read. */

@@ -233,6 +233,80 @@ START_TEST(test_binary_roundtrip)
 }
 END_TEST
 
+/* The hand-written encoder parquet.c used before OpenSSL's: the reference the new one must
+ * match byte for byte. */
+static size_t old_base64(char *s, const unsigned char *p, size_t n)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t w = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t x = (uint32_t)p[i] << 16;
+        if (i + 1 < n)
+            x |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < n)
+            x |= p[i + 2];
+        s[w++] = b64[x >> 18];
+        s[w++] = b64[(x >> 12) & 63];
+        s[w++] = i + 1 < n ? b64[(x >> 6) & 63] : '=';
+        s[w++] = i + 2 < n ? b64[x & 63] : '=';
+    }
+    s[w] = '\0';
+    return w;
+}
+
+/* Encodes in[0..n) into a buffer of exactly SL_BASE64_LEN(n) + 1 bytes (ASan sees an
+ * overrun) and returns it; the caller frees. */
+static char *b64(const void *in, size_t n)
+{
+    char *out = malloc(SL_BASE64_LEN(n) + 1);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(sl_base64_encode(out, in, n), 0);
+    ck_assert_uint_eq(strlen(out), SL_BASE64_LEN(n));
+    return out;
+}
+
+START_TEST(test_base64)
+{
+    /* RFC 4648 section 10: every padding case */
+    static const char *const vec[][2] = {{"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},
+                                         {"foo", "Zm9v"},  {"foob", "Zm9vYg=="},  {"fooba", "Zm9vYmE="},
+                                         {"foobar", "Zm9vYmFy"}};
+    for (size_t i = 0; i < sizeof(vec) / sizeof(vec[0]); i++) {
+        char *s = b64(vec[i][0], strlen(vec[i][0]));
+        ck_assert_str_eq(s, vec[i][1]);
+        free(s);
+    }
+    /* binary: NULs, high bytes, the '+' and '/' digits */
+    char *s = b64("\0\xff\xfe\0", 4);
+    ck_assert_str_eq(s, "AP/+AA==");
+    free(s);
+    /* every prefix of all 256 byte values, as the previous encoder wrote it */
+    unsigned char all[256];
+    char want[SL_BASE64_LEN(sizeof(all)) + 1];
+    for (size_t i = 0; i < sizeof(all); i++)
+        all[i] = (unsigned char)(255 - i * 7);
+    for (size_t n = 0; n <= sizeof(all); n++) {
+        s = b64(all, n);
+        ck_assert_uint_eq(old_base64(want, all, n), SL_BASE64_LEN(n));
+        ck_assert_str_eq(s, want);
+        free(s);
+    }
+}
+END_TEST
+
+/* A length OpenSSL's int-counted encoder cannot take is refused before anything is read or
+ * written (in is one byte here). */
+START_TEST(test_base64_too_long)
+{
+    char out[8] = "xxxxxxx";
+    const char in = 'a';
+    ck_assert_int_eq(sl_base64_encode(out, &in, SL_BASE64_MAX + 1), SL_EINVAL);
+    ck_assert_int_eq(sl_base64_encode(out, &in, SIZE_MAX), SL_EINVAL);
+    ck_assert_str_eq(out, "xxxxxxx");
+    ck_assert_uint_le(SL_BASE64_LEN(SL_BASE64_MAX), 0x7fffffff);
+}
+END_TEST
+
 START_TEST(test_cursor_truncated)
 {
     /* A length prefix that claims more bytes than remain. */
@@ -327,6 +401,8 @@ static Suite *buf_suite(void)
     tcase_add_test(tc, test_utf8_seqlen);
     tcase_add_test(tc, test_binary_roundtrip);
     tcase_add_test(tc, test_cursor_truncated);
+    tcase_add_test(tc, test_base64);
+    tcase_add_test(tc, test_base64_too_long);
     suite_add_tcase(s, tc);
     TCase *te = tcase_create("error");
     tcase_add_test(te, test_error_set_prefix);
