@@ -22,6 +22,11 @@
 #include <openssl/x509v3.h>
 
 #include "buf.h"
+#include "config.h"
+#include "defs.h"
+#include "error.h"
+#include "lua_vm.h"
+#include "registry.h"
 
 struct client {
     const char *url;
@@ -689,6 +694,7 @@ static void print_change_detail(const cJSON *c, const char *action)
                cJSON_IsString(bytes) ? bytes->valuestring : "?");
 }
 
+/* ws NULL: the plan of an offline check, against an empty workspace. */
 static void print_plan(const char *ws, const cJSON *changes)
 {
     int n = cJSON_GetArraySize(changes);
@@ -696,7 +702,10 @@ static void print_plan(const char *ws, const cJSON *changes)
         printf("No changes to workspace `%s`.\n", ws);
         return;
     }
-    printf("Plan for workspace `%s` (%d change%s):\n", ws, n, n == 1 ? "" : "s");
+    if (!ws)
+        printf("Plan for an empty workspace (%d change%s):\n", n, n == 1 ? "" : "s");
+    else
+        printf("Plan for workspace `%s` (%d change%s):\n", ws, n, n == 1 ? "" : "s");
     const cJSON *c;
     cJSON_ArrayForEach(c, changes)
     {
@@ -723,26 +732,87 @@ static void print_plan(const char *ws, const cJSON *changes)
 
 static int follow_job(struct opt *opts, const char *id);
 
+/* `sluice plan --offline DIR`: the server's validation of a repository (evaluation in the
+ * same sandbox and the snapshot build) without a server; what it would create in an empty
+ * workspace is printed. Batch source files are not opened (the server checks them). */
+static int plan_offline(const char *dir)
+{
+    char *body = repo_body(dir);
+    cJSON *o = body ? cJSON_Parse(body) : NULL;
+    free(body);
+    if (!o)
+        return 1;
+    const cJSON *fa = cJSON_GetObjectItemCaseSensitive(o, "files"), *f;
+    size_t nfiles = 0;
+    struct sl_file *files = calloc((size_t)cJSON_GetArraySize(fa) + 1, sizeof(*files));
+    cJSON_ArrayForEach(f, fa)
+    {
+        const char *fc = cJSON_GetObjectItemCaseSensitive(f, "content")->valuestring;
+        if (files)
+            files[nfiles++] = (struct sl_file){
+                cJSON_GetObjectItemCaseSensitive(f, "name")->valuestring, fc, strlen(fc)};
+    }
+    struct sl_config cfg;
+    struct sl_error err = {0};
+    cJSON *repo = NULL;
+    lua_State *L = NULL;
+    int rc = 1;
+    if (files && sl_config_defaults(&cfg, &err) == 0) {
+        struct sl_vm_limits lim = {(size_t)cfg.lua_memory_mb << 20, cfg.lua_instructions,
+                                   cfg.lua_time_ms};
+        L = sl_vm_new(&lim, &err);
+        sl_config_free(&cfg);
+    } else if (!files) {
+        sl_error_set(&err, SL_ENOMEM, "out of memory");
+    }
+    if (L && sl_defs_eval(L, files, nfiles, &repo, &err) == 0) {
+        struct sl_buf plan = SL_BUF_INIT;
+        sl_registry_plan(NULL, repo, &plan);
+        struct sl_ws *ws = sl_ws_build("offline", 1, 1, repo, files, nfiles, &err);
+        if (ws) {
+            cJSON *changes = cJSON_Parse(sl_buf_cstr(&plan));
+            printf("The repository in %s is valid.\n", dir);
+            print_plan(NULL, changes);
+            cJSON_Delete(changes);
+            rc = 0;
+        }
+        sl_ws_release(ws);
+        sl_buf_free(&plan);
+    }
+    if (rc)
+        fprintf(stderr, "sluice: %s\n", err.msg[0] ? err.msg : "invalid repository");
+    sl_vm_close(L);
+    free(files);
+    cJSON_Delete(o);
+    return rc;
+}
+
 static int cmd_plan_apply(int argc, char **argv, int apply)
 {
     struct opt opts[] = {{"--workspace", 1, NULL}, {"--url", 1, NULL}, {"--api-key-file", 1, NULL},
-                         {"--yes", 0, NULL}, {"--no-follow", 0, NULL}, {"--help", 0, NULL},
-                         {NULL, 0, NULL}};
+                         {"--yes", 0, NULL}, {"--no-follow", 0, NULL}, {"--offline", 0, NULL},
+                         {"--help", 0, NULL}, {NULL, 0, NULL}};
     const char *pos[1];
     int npos;
     if (parse_opts(argc, argv, opts, pos, 1, &npos))
         return 2;
     if (optv(opts, "--help")) {
-        printf("usage: sluice %s --workspace W [DIR]%s\n\n"
+        printf("usage: sluice %s --workspace W [DIR]%s\n%s\n"
                "%s the feature repository in DIR (default: the current directory): every *.lua\n"
                "file below it. Options: --url URL (or $SLUICE_URL), --api-key-file F (or\n"
                "$SLUICE_API_KEY)%s.\n",
                apply ? "apply" : "plan", apply ? " [--yes] [--no-follow]" : "",
+               apply ? "" : "       sluice plan --offline [DIR]   (validates without a server)\n",
                apply ? "Validates and applies" : "Validates and shows what apply would change in",
                apply ? "; --yes skips the confirmation (asked on a terminal; elsewhere, changes that\n"
                        "delete stored feature data are refused without --yes);\n"
                        "backfill jobs it starts show their progress on a terminal unless --no-follow" : "");
         return 0;
+    }
+    if (optv(opts, "--offline")) {
+        if (apply || optv(opts, "--workspace") || optv(opts, "--url"))
+            return usage_error("--offline is a flag of plan alone, without --workspace or --url");
+        return plan_offline(npos ? pos[0] : ".");
     }
     const char *ws = optv(opts, "--workspace");
     if (!ws)
