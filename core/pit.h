@@ -52,8 +52,9 @@ int sl_pit_run(struct sl_offline *off, const struct sl_ws *ws, const struct sl_s
  * the interval [_valid_from, _valid_to) within [start, end) during which online serving
  * returned them — one row per view, entity and interval, consecutive equal values merged.
  * JSON Lines rows carry `_feature_view`, the join keys, `_valid_from`, `_valid_to` and
- * `<view>__<feature>`; CSV is one block per view, each with a header row (a page that
- * resumes within a view has none). With o->page_rows, *next gets the token of the next page
+ * `<view>__<feature>`; CSV is one rectangular table with the same columns (every join key
+ * of the service, every feature column of its stored views; cells of other views' columns
+ * empty), its header row on the first page only. With o->page_rows, *next gets the token of the next page
  * (empty after the last): pages written one after another make the whole answer. Returns
  * 0 or SL_EINVAL (also a malformed page token) / SL_ECORRUPT / SL_ENOMEM with err. Any
  * thread. */
