@@ -951,6 +951,26 @@ out:
     return rc;
 }
 
+int sl_pit_entity_values(const struct sl_view *v, const struct sl_segment_record *recs, size_t n,
+                         int64_t t, struct sl_buf *vals, struct sl_error *err)
+{
+    struct entity_events ee = {0};
+    int *feat = calloc(v->nfeatures + 1, sizeof(*feat));
+    int rc = feat ? 0 : sl_error_set(err, SL_ENOMEM, "out of memory");
+    for (size_t f = 0; rc == 0 && f < v->nfeatures; f++)
+        feat[f] = (int)f;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (keep_event(&ee, &recs[i]) != 0)
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+    struct sl_service_item it = {(struct sl_view *)v, v->nfeatures, feat};
+    if (rc == 0)
+        rc = values_at(&it, &ee, t, vals, err);
+    free(feat);
+    free(ee.e);
+    sl_buf_free(&ee.bytes);
+    return rc;
+}
+
 /* Appends the entity's join key values (decoded from its key) as JSON members. */
 static void entity_columns(const struct sl_view *v, const char *key, size_t klen,
                            struct sl_buf *row)

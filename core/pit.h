@@ -63,4 +63,13 @@ int sl_pit_range(struct sl_offline *off, const struct sl_ws *ws, const struct sl
                  int64_t start, int64_t end, const struct sl_pit_opts *o, struct sl_buf *out,
                  struct sl_buf *next, struct sl_error *err);
 
+/* The JSON values of every feature of stream view v at time t (comma-separated, null for
+ * none) from one entity's offline records recs[0..n) in (time, seq) order: the latest
+ * attribute row within ttl, or the aggregations over the events, as get-features-in-range
+ * computes them. Returns 0 or SL_ECORRUPT / SL_ENOMEM with err. */
+struct sl_segment_record;
+struct sl_view;
+int sl_pit_entity_values(const struct sl_view *v, const struct sl_segment_record *recs, size_t n,
+                         int64_t t, struct sl_buf *vals, struct sl_error *err);
+
 #endif
