@@ -900,7 +900,7 @@ static int trun_print(const struct sl_view *v, const struct sl_segment_record *r
 }
 
 /* The rows of t's records: an attribute view's row per record, an aggregate view's values
- * per entity as of `now` (0: the entity's last event). */
+ * per entity as of `now` (INT64_MIN: the entity's last event). */
 static int trun_output(struct trun *t, int64_t now)
 {
     struct sl_buf vals = SL_BUF_INIT;
@@ -920,7 +920,7 @@ static int trun_output(struct trun *t, int64_t now)
         for (size_t k = i; rs && k < j; k++)
             rs[k - i] = t->recs[k].r;
         if (rs && v->agg) {
-            int64_t at = now ? now : rs[j - i - 1].time_ns;
+            int64_t at = now != INT64_MIN ? now : rs[j - i - 1].time_ns;
             rc = sl_pit_entity_values(v, rs, j - i, at, &vals, &err);
             if (rc == 0)
                 rc = trun_print(v, &rs[0], at, &vals);
@@ -992,8 +992,8 @@ static int cmd_test_run(int argc, char **argv)
                                               cfg.future_skew))))
         fprintf(stderr, "sluice: out of memory\n");
     if (g) {
-        if (now)
-            sl_time_set_fake(now);
+        if (nowtxt)
+            sl_time_set_fake(now ? now : 1); /* 0 would restore the real clock */
         rc = 0;
         size_t idx = 0, line = 0;
         for (char *p = text, *e; rc == 0 && p < text + len; p = e + 1) {
@@ -1016,7 +1016,7 @@ static int cmd_test_run(int argc, char **argv)
             }
         }
         if (rc == 0 && (rc = sl_ingest_each_record(g, trun_keep, &t)) == 0)
-            rc = trun_output(&t, now);
+            rc = trun_output(&t, nowtxt ? now : INT64_MIN);
         struct sl_buf errs = SL_BUF_INIT;
         if (sl_ingest_errors(g, &errs) > 0) {
             fprintf(stderr, "{\"recordErrors\":[%.*s]}\n", (int)errs.len, errs.p);
