@@ -776,7 +776,14 @@ int sl_pit_run(struct sl_offline *off, const struct sl_ws *ws, const struct sl_s
         goto out;
     for (size_t i = 0; i < r.nev; i++) {
         const struct sl_json *t = sl_json_get(r.ev[i].row, tk);
-        if (!t || t->kind != SL_JSON_STRING || sl_time_parse(t->str, t->len, &r.ev[i].ts) != 0) {
+        if (!t) {
+            rc = sl_error_set(err, SL_EINVAL,
+                              "event %zu has no `%s` column (the events' time); name the column "
+                              "that holds it with --timestamp-key (timestamp_key= over HTTP)",
+                              i + r.ev0, tk);
+            goto out;
+        }
+        if (t->kind != SL_JSON_STRING || sl_time_parse(t->str, t->len, &r.ev[i].ts) != 0) {
             rc = sl_error_set(err, SL_EINVAL, "event %zu: `%s` must be an RFC 3339 time", i + r.ev0, tk);
             goto out;
         }

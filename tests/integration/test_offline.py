@@ -300,9 +300,15 @@ def test_cli_sends_large_files_in_parts():
 
 def test_errors():
     st, b = srv.request("POST", "/api/v1/feature-service/get-features-for-events?workspace_name=p&feature_service_name=svc",
-                        raw=b'{"user_id": "x"}\n')
+                        raw=b'{"user_id": "x", "timestamp": 5}\n')
     expect_eq(st, 400, b)
     expect("`timestamp` must be an RFC 3339 time" in b["message"], b)
+    for q, col in (("", "timestamp"), ("&timestamp_key=ts", "ts")):
+        st, b = srv.request("POST", "/api/v1/feature-service/get-features-for-events?workspace_name=p"
+                            "&feature_service_name=svc" + q, raw=b'{"user_id": "x", "time": "2025-01-01T00:00:00Z"}\n')
+        expect_eq((st, b["message"]),
+                  (400, "event 0 has no `%s` column (the events' time); name the column that holds it "
+                        "with --timestamp-key (timestamp_key= over HTTP)" % col))
     st, b = srv.request("POST", "/api/v1/feature-service/get-features-for-events?workspace_name=p&feature_service_name=svc",
                         raw=b'{"timestamp": "2025-01-01T00:00:00Z"}\n')
     expect_eq(st, 400, b)
