@@ -287,6 +287,41 @@ START_TEST(test_fraud_example)
 }
 END_TEST
 
+/* A file may use globals of files after it in name order: it runs again after them. A name
+ * defined nowhere is still an error in the file that reads it. */
+START_TEST(test_forward_references)
+{
+    struct sl_file f[3] = {
+        {"a_service.lua", "FeatureService { name = \"s\", features = { v } }\n", 0},
+        {"b_view.lua",
+         "v = StreamFeatureView { name = \"v\", source = src, entities = { e },\n"
+         "  features = { Attribute(\"x\", Int64) } }\n", 0},
+        {"c_base.lua",
+         "e = Entity { name = \"e\", join_keys = { Field(\"k\", Int64) } }\n"
+         "src = StreamSource { name = \"src\", schema = { Field(\"k\", Int64),\n"
+         "  Field(\"t\", Timestamp), Field(\"x\", Int64) } }\n", 0},
+    };
+    struct sl_error err = {0};
+    cJSON *repo = NULL;
+    lua_State *L = vm();
+
+    for (int i = 0; i < 3; i++)
+        f[i].len = strlen(f[i].data);
+    ck_assert_msg(sl_defs_eval(L, f, 3, &repo, &err) == 0, "%s", err.msg);
+    assert_str(named(get(repo, "feature_services"), "s"), "file", "a_service.lua");
+    assert_str(named(get(repo, "feature_views"), "v"), "file", "b_view.lua");
+    cJSON_Delete(repo);
+    repo = NULL;
+    f[1].data = "v = StreamFeatureView { name = \"v\", source = srcc, entities = { e },\n"
+                "  features = { Attribute(\"x\", Int64) } }\n";
+    f[1].len = strlen(f[1].data);
+    ck_assert_int_eq(sl_defs_eval(L, f, 3, &repo, &err), SL_ESCRIPT);
+    ck_assert_str_eq(err.msg, "b_view.lua:1: `srcc` is not defined (did you mean `src`?)");
+    ck_assert_ptr_null(repo);
+    sl_vm_close(L);
+}
+END_TEST
+
 /* Files run in name order whatever order they are given in; globals cross files. */
 START_TEST(test_file_order)
 {
@@ -885,6 +920,7 @@ static Suite *defs_suite(void)
     tcase_add_test(tc, test_ads_example);
     tcase_add_test(tc, test_fraud_example);
     tcase_add_test(tc, test_file_order);
+    tcase_add_test(tc, test_forward_references);
     tcase_add_test(tc, test_function_source);
     tcase_add_test(tc, test_push_function);
     tcase_add_test(tc, test_push_function_fraud);
