@@ -22,6 +22,17 @@
 #include <openssl/x509v3.h>
 
 #include "buf.h"
+#include "config.h"
+#include "defs.h"
+#include "error.h"
+#include "ingest.h"
+#include "json.h"
+#include "pit.h"
+#include "segment.h"
+#include "timeutil.h"
+#include "transform.h"
+#include "lua_vm.h"
+#include "registry.h"
 
 struct client {
     const char *url;
@@ -689,6 +700,7 @@ static void print_change_detail(const cJSON *c, const char *action)
                cJSON_IsString(bytes) ? bytes->valuestring : "?");
 }
 
+/* ws NULL: the plan of an offline check, against an empty workspace. */
 static void print_plan(const char *ws, const cJSON *changes)
 {
     int n = cJSON_GetArraySize(changes);
@@ -696,7 +708,10 @@ static void print_plan(const char *ws, const cJSON *changes)
         printf("No changes to workspace `%s`.\n", ws);
         return;
     }
-    printf("Plan for workspace `%s` (%d change%s):\n", ws, n, n == 1 ? "" : "s");
+    if (!ws)
+        printf("Plan for an empty workspace (%d change%s):\n", n, n == 1 ? "" : "s");
+    else
+        printf("Plan for workspace `%s` (%d change%s):\n", ws, n, n == 1 ? "" : "s");
     const cJSON *c;
     cJSON_ArrayForEach(c, changes)
     {
@@ -723,26 +738,330 @@ static void print_plan(const char *ws, const cJSON *changes)
 
 static int follow_job(struct opt *opts, const char *id);
 
-static int cmd_plan_apply(int argc, char **argv, int apply)
+/* The workspace snapshot of the repository in dir, evaluated and validated as the server's
+ * plan does (the same Lua sandbox and limits of cfg, the same snapshot build) but without a
+ * server: batch source files are not opened. plan (may be NULL) gets what an empty
+ * workspace would be changed by. Returns NULL after printing the error (file:line). */
+static struct sl_ws *offline_ws(const char *dir, const struct sl_config *cfg, struct sl_buf *plan)
 {
-    struct opt opts[] = {{"--workspace", 1, NULL}, {"--url", 1, NULL}, {"--api-key-file", 1, NULL},
-                         {"--yes", 0, NULL}, {"--no-follow", 0, NULL}, {"--help", 0, NULL},
-                         {NULL, 0, NULL}};
+    char *body = repo_body(dir);
+    cJSON *o = body ? cJSON_Parse(body) : NULL;
+    free(body);
+    if (!o)
+        return NULL;
+    const cJSON *fa = cJSON_GetObjectItemCaseSensitive(o, "files"), *f;
+    size_t nfiles = 0;
+    struct sl_file *files = calloc((size_t)cJSON_GetArraySize(fa) + 1, sizeof(*files));
+    cJSON_ArrayForEach(f, fa)
+    {
+        const char *fc = cJSON_GetObjectItemCaseSensitive(f, "content")->valuestring;
+        if (files)
+            files[nfiles++] = (struct sl_file){
+                cJSON_GetObjectItemCaseSensitive(f, "name")->valuestring, fc, strlen(fc)};
+    }
+    struct sl_error err = {0};
+    struct sl_vm_limits lim = {(size_t)cfg->lua_memory_mb << 20, cfg->lua_instructions,
+                               cfg->lua_time_ms};
+    cJSON *repo = NULL;
+    struct sl_ws *ws = NULL;
+    lua_State *L = files ? sl_vm_new(&lim, &err) : NULL;
+    if (!files)
+        sl_error_set(&err, SL_ENOMEM, "out of memory");
+    if (L && sl_defs_eval(L, files, nfiles, &repo, &err) == 0) {
+        if (plan)
+            sl_registry_plan(NULL, repo, plan);
+        ws = sl_ws_build("offline", 1, 1, repo, files, nfiles, &err);
+    }
+    if (!ws)
+        fprintf(stderr, "sluice: %s\n", err.msg[0] ? err.msg : "invalid repository");
+    sl_vm_close(L);
+    free(files);
+    cJSON_Delete(o);
+    return ws;
+}
+
+/* `sluice plan --offline DIR`: prints what the valid repository would create in an empty
+ * workspace, or the error. */
+static int plan_offline(const char *dir)
+{
+    struct sl_config cfg;
+    struct sl_error err = {0};
+    if (sl_config_defaults(&cfg, &err) != 0) {
+        fprintf(stderr, "sluice: %s\n", err.msg);
+        return 1;
+    }
+    struct sl_buf plan = SL_BUF_INIT;
+    struct sl_ws *ws = offline_ws(dir, &cfg, &plan);
+    if (ws) {
+        cJSON *changes = cJSON_Parse(sl_buf_cstr(&plan));
+        printf("The repository in %s is valid.\n", dir);
+        print_plan(NULL, changes);
+        cJSON_Delete(changes);
+    }
+    sl_ws_release(ws);
+    sl_buf_free(&plan);
+    sl_config_free(&cfg);
+    return ws ? 0 : 1;
+}
+
+/* ---- test-run: a repository's views over records, without a server ---- */
+
+struct trun_rec {
+    const struct sl_view *v;
+    struct sl_segment_record r;
+};
+
+struct trun {
+    struct trun_rec *recs;
+    size_t n, cap;
+    const char *view;   /* --view, or NULL */
+};
+
+static int trun_keep(void *arg, const struct sl_view *v, const char *key, size_t klen, int64_t ts,
+                     uint64_t seq, const char *p, size_t n)
+{
+    struct trun *t = arg;
+    if (t->view && strcmp(t->view, v->name) != 0)
+        return 0;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 64;
+        struct trun_rec *g = realloc(t->recs, cap * sizeof(*g));
+        if (!g)
+            return SL_ENOMEM;
+        t->recs = g;
+        t->cap = cap;
+    }
+    t->recs[t->n++] = (struct trun_rec){v, {key, klen, ts, seq, p, n}};
+    return 0;
+}
+
+/* View name, entity key, time, write sequence: a view's rows per entity in time order. */
+static int cmp_trun(const void *a, const void *b)
+{
+    const struct trun_rec *x = a, *y = b;
+    int c = strcmp(x->v->name, y->v->name);
+    if (c)
+        return c;
+    size_t n = x->r.key_len < y->r.key_len ? x->r.key_len : y->r.key_len;
+    if ((c = memcmp(x->r.key, y->r.key, n)) != 0)
+        return c;
+    if (x->r.key_len != y->r.key_len)
+        return x->r.key_len < y->r.key_len ? -1 : 1;
+    if (x->r.time_ns != y->r.time_ns)
+        return x->r.time_ns < y->r.time_ns ? -1 : 1;
+    return x->r.seq < y->r.seq ? -1 : x->r.seq > y->r.seq;
+}
+
+/* Prints one row: {"_feature_view", the join keys, "_timestamp", the features}. vals: the
+ * features' JSON values, comma-separated (sl_pit_entity_values). */
+static int trun_print(const struct sl_view *v, const struct sl_segment_record *r, int64_t t,
+                      const struct sl_buf *vals)
+{
+    struct sl_buf out = SL_BUF_INIT, arr = SL_BUF_INIT;
+    struct sl_arena a = {0};
+    struct sl_error err = {0};
+    char ts[SL_TIME_MAXLEN];
+    sl_buf_puts(&out, "{\"_feature_view\":");
+    sl_buf_json_str(&out, v->name, strlen(v->name));
+    struct sl_cursor c = {(const unsigned char *)r->key + 8, r->key_len - 8};
+    for (size_t k = 0; k < v->nkeys; k++) {
+        const char *p = "";
+        size_t n = 0;
+        sl_cur_lenstr(&c, &p, &n);
+        sl_buf_putc(&out, ',');
+        sl_buf_json_str(&out, v->join_keys[k].name, strlen(v->join_keys[k].name));
+        sl_buf_putc(&out, ':');
+        if (v->join_keys[k].type->kind != SL_STRING)
+            sl_buf_append(&out, p, n);
+        else
+            sl_buf_json_str(&out, p, n);
+    }
+    sl_time_format(t, ts);
+    sl_buf_printf(&out, ",\"_timestamp\":\"%s\"", ts);
+    sl_buf_putc(&arr, '[');
+    sl_buf_append(&arr, vals->p, vals->len);
+    sl_buf_putc(&arr, ']');
+    const struct sl_json *list = sl_json_parse(arr.p, arr.len, &a, &err);
+    const struct sl_json *e = list ? list->child : NULL;
+    for (size_t f = 0; f < v->nfeatures && e; f++, e = e->next) {
+        sl_buf_putc(&out, ',');
+        sl_buf_json_str(&out, v->features[f].name, strlen(v->features[f].name));
+        sl_buf_putc(&out, ':');
+        sl_json_write(&out, e);
+    }
+    sl_buf_puts(&out, "}\n");
+    int rc = out.oom || !list ? SL_ENOMEM : 0;
+    if (rc == 0)
+        fwrite(out.p, 1, out.len, stdout);
+    sl_arena_free(&a);
+    sl_buf_free(&arr);
+    sl_buf_free(&out);
+    return rc;
+}
+
+/* The rows of t's records: an attribute view's row per record, an aggregate view's values
+ * per entity as of `now` (INT64_MIN: the entity's last event). */
+static int trun_output(struct trun *t, int64_t now)
+{
+    struct sl_buf vals = SL_BUF_INIT;
+    struct sl_error err = {0};
+    int rc = 0;
+    if (t->n > 1)
+        qsort(t->recs, t->n, sizeof(*t->recs), cmp_trun);
+    for (size_t i = 0; i < t->n && rc == 0;) {
+        size_t j = i + 1;
+        const struct sl_view *v = t->recs[i].v;
+        while (j < t->n && t->recs[j].v == v && t->recs[j].r.key_len == t->recs[i].r.key_len &&
+               memcmp(t->recs[j].r.key, t->recs[i].r.key, t->recs[i].r.key_len) == 0)
+            j++;
+        struct sl_segment_record *rs = malloc((j - i) * sizeof(*rs));
+        if (!rs)
+            rc = SL_ENOMEM;
+        for (size_t k = i; rs && k < j; k++)
+            rs[k - i] = t->recs[k].r;
+        if (rs && v->agg) {
+            int64_t at = now != INT64_MIN ? now : rs[j - i - 1].time_ns;
+            rc = sl_pit_entity_values(v, rs, j - i, at, &vals, &err);
+            if (rc == 0)
+                rc = trun_print(v, &rs[0], at, &vals);
+        }
+        for (size_t k = 0; rs && !v->agg && k < j - i && rc == 0; k++) {
+            /* each row as written: its own values at its own time */
+            rc = sl_pit_entity_values(v, &rs[k], 1, rs[k].time_ns, &vals, &err);
+            if (rc == 0)
+                rc = trun_print(v, &rs[k], rs[k].time_ns, &vals);
+        }
+        free(rs);
+        i = j;
+    }
+    sl_buf_free(&vals);
+    return rc;
+}
+
+static int cmd_test_run(int argc, char **argv)
+{
+    struct opt opts[] = {{"--source", 1, NULL}, {"--input", 1, NULL}, {"--view", 1, NULL},
+                         {"--now", 1, NULL}, {"--help", 0, NULL}, {NULL, 0, NULL}};
     const char *pos[1];
     int npos;
     if (parse_opts(argc, argv, opts, pos, 1, &npos))
         return 2;
     if (optv(opts, "--help")) {
-        printf("usage: sluice %s --workspace W [DIR]%s\n\n"
+        printf("usage: sluice test-run REPO --source S --input RECORDS.jsonl [--view V] [--now TIME]\n\n"
+               "Runs the records of source S (JSON Lines: one record object a line) through the\n"
+               "repository in REPO without a server, as POST /ingest would: schema checks,\n"
+               "post-processor, transformations, aggregations. Prints the rows each view (or\n"
+               "only V) would get as JSON Lines: _feature_view, the join keys, _timestamp and\n"
+               "the features; an attribute view's row per record, an aggregate view's values\n"
+               "per entity as of --now (default: the entity's last event). --now is also the\n"
+               "clock of the ttl and clock-skew checks. Record errors (the recordErrors of\n"
+               "POST /ingest) go to stderr as one JSON object, and the exit status is then 1.\n");
+        return 0;
+    }
+    const char *sname = optv(opts, "--source"), *input = optv(opts, "--input");
+    const char *nowtxt = optv(opts, "--now");
+    int64_t now = 0;
+    if (!npos || !sname || !input)
+        return usage_error("test-run needs REPO, --source and --input");
+    if (nowtxt && sl_time_parse(nowtxt, strlen(nowtxt), &now) != 0)
+        return usage_error("--now takes an RFC 3339 time, e.g. 2024-05-01T12:00:00Z");
+    struct sl_config cfg;
+    struct sl_error err = {0};
+    if (sl_config_defaults(&cfg, &err) != 0) {
+        fprintf(stderr, "sluice: %s\n", err.msg);
+        return 1;
+    }
+    size_t len = 0;
+    char *text = read_file(input, &len);
+    struct sl_ws *ws = text ? offline_ws(pos[0], &cfg, NULL) : NULL;
+    struct sl_source *s = ws ? sl_ws_source(ws, sname) : NULL;
+    struct sl_vm_limits lim = {(size_t)cfg.lua_memory_mb << 20, cfg.lua_instructions,
+                               cfg.lua_time_ms};
+    struct sl_xform_cache *xf = NULL;
+    struct sl_ingest *g = NULL;
+    struct trun t = {.view = optv(opts, "--view")};
+    int rc = 1;
+    if (!text)
+        fprintf(stderr, "sluice: cannot read %s\n", input);
+    else if (ws && (!s || s->is_request))
+        fprintf(stderr, "sluice: the repository has no stream source `%s`\n", sname);
+    else if (ws && t.view && (!sl_ws_view(ws, t.view) || sl_ws_view(ws, t.view)->source != s))
+        fprintf(stderr, "sluice: source `%s` feeds no feature view `%s`\n", sname, t.view);
+    else if (ws && (!(xf = sl_xform_cache_new(&lim)) ||
+                    !(g = sl_ingest_new_local(ws, xf, t.view ? sl_ws_view(ws, t.view) : NULL,
+                                              cfg.future_skew))))
+        fprintf(stderr, "sluice: out of memory\n");
+    if (g) {
+        if (nowtxt)
+            sl_time_set_fake(now ? now : 1); /* 0 would restore the real clock */
+        rc = 0;
+        size_t idx = 0, line = 0;
+        for (char *p = text, *e; rc == 0 && p < text + len; p = e + 1) {
+            e = memchr(p, '\n', (size_t)(text + len - p));
+            if (!e)
+                e = text + len;
+            line++;
+            size_t n = (size_t)(e - p);
+            while (n && (p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t'))
+                n--;
+            if (n == 0)
+                continue;
+            struct sl_json *rec = sl_json_parse(p, n, sl_ingest_arena(g), &err);
+            if (!rec) {
+                fprintf(stderr, "sluice: %s:%zu: %s\n", input, line, err.msg);
+                rc = 1;
+            } else if (sl_ingest_add(g, s, rec, idx++) != 0) {
+                fprintf(stderr, "sluice: out of memory\n");
+                rc = 1;
+            }
+        }
+        if (rc == 0 && (rc = sl_ingest_each_record(g, trun_keep, &t)) == 0)
+            rc = trun_output(&t, nowtxt ? now : INT64_MIN);
+        struct sl_buf errs = SL_BUF_INIT;
+        if (sl_ingest_errors(g, &errs) > 0) {
+            fprintf(stderr, "{\"recordErrors\":[%.*s]}\n", (int)errs.len, errs.p);
+            rc = 1;
+        } else if (rc == SL_ENOMEM) {
+            fprintf(stderr, "sluice: out of memory\n");
+        }
+        rc = rc ? 1 : 0;
+        sl_buf_free(&errs);
+    }
+    free(t.recs);
+    sl_ingest_free(g);
+    sl_xform_cache_free(xf);
+    sl_ws_release(ws);
+    sl_config_free(&cfg);
+    free(text);
+    return rc;
+}
+
+static int cmd_plan_apply(int argc, char **argv, int apply)
+{
+    struct opt opts[] = {{"--workspace", 1, NULL}, {"--url", 1, NULL}, {"--api-key-file", 1, NULL},
+                         {"--yes", 0, NULL}, {"--no-follow", 0, NULL}, {"--offline", 0, NULL},
+                         {"--help", 0, NULL}, {NULL, 0, NULL}};
+    const char *pos[1];
+    int npos;
+    if (parse_opts(argc, argv, opts, pos, 1, &npos))
+        return 2;
+    if (optv(opts, "--help")) {
+        printf("usage: sluice %s --workspace W [DIR]%s\n%s\n"
                "%s the feature repository in DIR (default: the current directory): every *.lua\n"
                "file below it. Options: --url URL (or $SLUICE_URL), --api-key-file F (or\n"
                "$SLUICE_API_KEY)%s.\n",
                apply ? "apply" : "plan", apply ? " [--yes] [--no-follow]" : "",
+               apply ? "" : "       sluice plan --offline [DIR]   (validates without a server)\n",
                apply ? "Validates and applies" : "Validates and shows what apply would change in",
                apply ? "; --yes skips the confirmation (asked on a terminal; elsewhere, changes that\n"
                        "delete stored feature data are refused without --yes);\n"
                        "backfill jobs it starts show their progress on a terminal unless --no-follow" : "");
         return 0;
+    }
+    if (optv(opts, "--offline")) {
+        if (apply || optv(opts, "--workspace") || optv(opts, "--url"))
+            return usage_error("--offline is a flag of plan alone, without --workspace or --url");
+        return plan_offline(npos ? pos[0] : ".");
     }
     const char *ws = optv(opts, "--workspace");
     if (!ws)
@@ -1473,7 +1792,8 @@ static int cmd_range(int argc, char **argv)
                "       [--page-size ROWS] [--quiet]\n\n"
                "For every entity in the offline store, the feature values online serving returned\n"
                "between --start and --end, as rows with _valid_from / _valid_to (one row per view,\n"
-               "entity and interval; equal consecutive values merged).\n\n"
+               "entity and interval; equal consecutive values merged). CSV is one table: every\n"
+               "join key and feature column of the service, the cells a row's view lacks empty.\n\n"
                "The rows come in pages of about --page-size rows (default 100000), each written\n"
                "as it arrives, so that memory stays bounded whatever the store's size. On a\n"
                "terminal, the rows so far go to stderr; --quiet turns that off. --output is\n"
@@ -1744,7 +2064,9 @@ void sl_cli_usage(void)
            "Commands:\n"
            "  serve            run the server (sluice serve --help for its settings)\n"
            "  plan             show what applying a feature repository would change\n"
+           "                   (--offline: validate it without a server)\n"
            "  apply            apply a feature repository to a workspace\n"
+           "  test-run         the rows a repository's views get from records (no server)\n"
            "  workspace        create, list or delete workspaces\n"
            "  service-account  create, list, delete service accounts; rotate their API keys\n"
            "  access-control   assign, remove and show workspace roles\n"
@@ -1764,6 +2086,8 @@ void sl_cli_usage(void)
 int sl_cli_main(int argc, char **argv)
 {
     const char *cmd = argv[0];
+    if (strcmp(cmd, "test-run") == 0)
+        return cmd_test_run(argc - 1, argv + 1);
     if (strcmp(cmd, "plan") == 0)
         return cmd_plan_apply(argc - 1, argv + 1, 0);
     if (strcmp(cmd, "apply") == 0)

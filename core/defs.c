@@ -443,14 +443,32 @@ int sl_defs_eval(lua_State *L, const struct sl_file *files, size_t n, cJSON **re
     }
 
     sl_vm_budget_begin(L); /* one instruction budget and deadline for the whole repository */
-    lua_pushcfunction(L, defs_setup);
-    rc = sl_vm_pcall(L, 0, 0, err);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        lua_pushcfunction(L, defs_file);
-        lua_pushlightuserdata(L, (void *)order[i]);
-        rc = sl_vm_pcall(L, 1, 1, err);
-        if (rc == 0)
-            rc = sl_vm_pcall(L, 0, 0, err);
+    /* Files may use globals that files after them define: when a file reads an undefined
+     * global, the evaluation starts over (a fresh environment) with that file moved last,
+     * until it succeeds or the failing file already is last (a name defined nowhere). */
+    for (size_t attempt = 0;; attempt++) {
+        size_t failed = n;
+        lua_settop(L, top);
+        lua_pushcfunction(L, defs_setup);
+        rc = sl_vm_pcall(L, 0, 0, err);
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            lua_pushcfunction(L, defs_file);
+            lua_pushlightuserdata(L, (void *)order[i]);
+            rc = sl_vm_pcall(L, 1, 1, err);
+            if (rc == 0)
+                rc = sl_vm_pcall(L, 0, 0, err);
+            if (rc != 0)
+                failed = i;
+        }
+        size_t len = failed < n ? strlen(order[failed]->name) : 0;
+        if (rc != SL_ESCRIPT || failed + 1 >= n || attempt >= n * n ||
+            strncmp(err->msg, order[failed]->name, len) != 0 || err->msg[len] != ':' ||
+            !strstr(err->msg, "` is not defined"))
+            break;
+        const struct sl_file *f = order[failed];
+        memmove(&order[failed], &order[failed + 1], (n - failed - 1) * sizeof(*order));
+        order[n - 1] = f;
+        memset(err, 0, sizeof(*err));
     }
     if (rc == 0) {
         lua_pushcfunction(L, defs_finalize);

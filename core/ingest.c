@@ -107,6 +107,9 @@ struct req {
     int backfill;              /* batch loads: no ttl/skew checks; feature_start_time applies */
     const struct sl_view *only; /* batch loads of one view */
     size_t filtered;           /* rows before a view's feature_start_time */
+    int local;                 /* test-run (no node): every view's rows become 'O' records */
+    uint64_t local_seq;        /* ... numbered here */
+    int64_t future_skew;       /* the node's setting, or test-run's */
 };
 
 /* The request-level error body: {"requestError":{"errorMessage","errorType"}}. */
@@ -291,7 +294,7 @@ static int view_record(struct req *q, const struct origin *o, struct sl_view *v,
         record_error(q, v, o->s, "TectonObjectValidationError", msg);
         return 1;
     }
-    if (!q->backfill && ts > now + q->n->cfg->future_skew) {
+    if (!q->backfill && ts > now + (q->n ? q->n->cfg->future_skew : q->future_skew)) {
         snprintf(msg, sizeof(msg),
                  "record %zu: timestamp value is further in the future than the allowed clock skew for Feature View %s",
                  o->idx, v->name);
@@ -447,7 +450,8 @@ static int fan_out(struct req *q, struct origin *o, const struct sl_json *rec,
             int64_t ts = rv[v->ts_index].s.i;
             if (ts > vo->newest)
                 vo->newest = ts;
-            uint64_t seq = __atomic_fetch_add(&q->n->seq, 1, __ATOMIC_RELAXED);
+            uint64_t seq = q->local ? q->local_seq++
+                                    : __atomic_fetch_add(&q->n->seq, 1, __ATOMIC_RELAXED);
             struct sl_scalar *sc = NULL;
             if (v->agg) {
                 sc = sl_arena_alloc(&q->scratch, (v->nfeatures + 1) * sizeof(*sc));
@@ -462,6 +466,12 @@ static int fan_out(struct req *q, struct origin *o, const struct sl_json *rec,
                         sc[f].len = fv->len;
                     }
                 }
+            }
+            if (q->local) { /* test-run: the view's record, whether stored offline or not */
+                if (offline_record(q, v, vals_key(v, &bufs[0]), ts, seq, sc,
+                                   v->agg ? NULL : &bufs[1], &bufs[2]) != 0)
+                    return SL_ENOMEM;
+                continue;
             }
             if (v->online && v->agg) {
                 if (!q->acc && !(q->acc = sl_tiles_acc_new()))
@@ -1009,6 +1019,35 @@ struct sl_ingest *sl_ingest_new(struct sl_node *n, struct sl_ws *ws, struct sl_x
     sl_ws_retain(ws); /* the commit holds its own reference, as for HTTP requests */
     q->ic->ws = ws;
     return (struct sl_ingest *)q;
+}
+
+struct sl_ingest *sl_ingest_new_local(struct sl_ws *ws, struct sl_xform_cache *xf,
+                                      const struct sl_view *only, int64_t future_skew)
+{
+    struct req *q = (struct req *)sl_ingest_new(NULL, ws, xf, only);
+    if (q) {
+        q->backfill = 0; /* the checks of POST /ingest */
+        q->local = 1;
+        q->future_skew = future_skew;
+    }
+    return (struct sl_ingest *)q;
+}
+
+int sl_ingest_each_record(struct sl_ingest *g,
+                          int (*fn)(void *arg, const struct sl_view *v, const char *key,
+                                    size_t klen, int64_t ts, uint64_t seq, const char *p,
+                                    size_t n),
+                          void *arg)
+{
+    struct ingest_commit *ic = ((struct req *)g)->ic;
+    int rc = 0;
+    for (size_t i = 0; i < ic->nmut && rc == 0; i++) {
+        const struct mutation *m = &ic->mut[i]; /* key and row still offsets (add_mutation) */
+        if (m->kind == 'O')
+            rc = fn(arg, m->v, ic->keys.p + (uintptr_t)m->key, m->klen, m->ts, m->wseq,
+                    ic->rows.p + (uintptr_t)m->row, m->rowlen);
+    }
+    return rc;
 }
 
 int sl_ingest_add(struct sl_ingest *g, struct sl_source *s, const struct sl_json *rec, size_t idx)

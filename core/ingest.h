@@ -53,4 +53,22 @@ int sl_ingest_commit(struct sl_ingest *g, struct sl_error *err);
 void sl_ingest_reset(struct sl_ingest *g);
 void sl_ingest_free(struct sl_ingest *g);
 
+/* ---- test-run: the ingest path without a node ---- */
+
+#include <stdint.h>
+/* A staging of records for ws as POST /ingest checks them (ttl and clock skew against
+ * sl_now_ns(), future_skew in ns) that commits nothing: sl_ingest_add stages the rows of
+ * every view (only: of that view alone, and only its record errors), stored offline or not,
+ * as offline records (segment.md's payloads), read back with sl_ingest_each_record. */
+struct sl_ingest *sl_ingest_new_local(struct sl_ws *ws, struct sl_xform_cache *xf,
+                                      const struct sl_view *only, int64_t future_skew);
+/* Calls fn for each staged record in staging order: its view, key (the view's 8-byte prefix
+ * and the entity part), event time, write sequence and payload; stops at fn's non-zero
+ * return value and returns it. */
+int sl_ingest_each_record(struct sl_ingest *g,
+                          int (*fn)(void *arg, const struct sl_view *v, const char *key,
+                                    size_t klen, int64_t ts, uint64_t seq, const char *p,
+                                    size_t n),
+                          void *arg);
+
 #endif

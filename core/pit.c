@@ -777,7 +777,14 @@ int sl_pit_run(struct sl_offline *off, const struct sl_ws *ws, const struct sl_s
         goto out;
     for (size_t i = 0; i < r.nev; i++) {
         const struct sl_json *t = sl_json_get(r.ev[i].row, tk);
-        if (!t || t->kind != SL_JSON_STRING || sl_time_parse(t->str, t->len, &r.ev[i].ts) != 0) {
+        if (!t) {
+            rc = sl_error_set(err, SL_EINVAL,
+                              "event %zu has no `%s` column (the events' time); name the column "
+                              "that holds it with --timestamp-key (timestamp_key= over HTTP)",
+                              i + r.ev0, tk);
+            goto out;
+        }
+        if (t->kind != SL_JSON_STRING || sl_time_parse(t->str, t->len, &r.ev[i].ts) != 0) {
             rc = sl_error_set(err, SL_EINVAL, "event %zu: `%s` must be an RFC 3339 time", i + r.ev0, tk);
             goto out;
         }
@@ -952,29 +959,85 @@ out:
     return rc;
 }
 
-/* Appends the entity's join key values (decoded from its key) as JSON members or CSV cells. */
-static void entity_columns(struct range_out *ro, const struct sl_view *v, const char *key,
-                           size_t klen, struct sl_buf *row)
+int sl_pit_entity_values(const struct sl_view *v, const struct sl_segment_record *recs, size_t n,
+                         int64_t t, struct sl_buf *vals, struct sl_error *err)
+{
+    struct entity_events ee = {0};
+    int *feat = calloc(v->nfeatures + 1, sizeof(*feat));
+    int rc = feat ? 0 : sl_error_set(err, SL_ENOMEM, "out of memory");
+    for (size_t f = 0; rc == 0 && f < v->nfeatures; f++)
+        feat[f] = (int)f;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (keep_event(&ee, &recs[i]) != 0)
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+    struct sl_service_item it = {(struct sl_view *)v, v->nfeatures, feat};
+    if (rc == 0)
+        rc = values_at(&it, &ee, t, vals, err);
+    free(feat);
+    free(ee.e);
+    sl_buf_free(&ee.bytes);
+    return rc;
+}
+
+/* Appends the entity's join key values (decoded from its key) as JSON members. */
+static void entity_columns(const struct sl_view *v, const char *key, size_t klen,
+                           struct sl_buf *row)
 {
     struct sl_cursor c = {(const unsigned char *)key + 8, klen - 8};
     for (size_t k = 0; k < v->nkeys; k++) {
         const char *p = "";
         size_t n = 0;
         sl_cur_lenstr(&c, &p, &n);
-        int is_int = v->join_keys[k].type->kind != SL_STRING;
-        if (ro->o->output == SL_PIT_CSV) {
-            csv_cell(row, p, n);
-            sl_buf_putc(row, ',');
-        } else {
-            sl_buf_json_str(row, v->join_keys[k].name, strlen(v->join_keys[k].name));
-            sl_buf_putc(row, ':');
-            if (is_int)
-                sl_buf_append(row, p, n);
-            else
-                sl_buf_json_str(row, p, n);
-            sl_buf_putc(row, ',');
+        sl_buf_json_str(row, v->join_keys[k].name, strlen(v->join_keys[k].name));
+        sl_buf_putc(row, ':');
+        if (v->join_keys[k].type->kind != SL_STRING)
+            sl_buf_append(row, p, n);
+        else
+            sl_buf_json_str(row, p, n);
+        sl_buf_putc(row, ',');
+    }
+}
+
+/* CSV cells of the service's join keys (svc->join_keys, each followed by a comma): the
+ * values of the keys view v has (decoded from the entity key), empty cells for the others. */
+static void csv_key_columns(const struct sl_service *svc, const struct sl_view *v,
+                            const char *key, size_t klen, struct sl_buf *row)
+{
+    for (size_t s = 0; s < svc->nkeys; s++) {
+        struct sl_cursor c = {(const unsigned char *)key + 8, klen - 8};
+        for (size_t k = 0; k < v->nkeys; k++) {
+            const char *p = "";
+            size_t n = 0;
+            sl_cur_lenstr(&c, &p, &n);
+            if (strcmp(v->join_keys[k].name, svc->join_keys[s].name) == 0) {
+                csv_cell(row, p, n);
+                break;
+            }
+        }
+        sl_buf_putc(row, ',');
+    }
+}
+
+/* The header of the CSV table of get-features-in-range: _feature_view, every join key of
+ * the service, _valid_from, _valid_to, then the feature columns of every stored view. */
+static void range_csv_header(const struct sl_service *svc, struct sl_buf *out)
+{
+    sl_buf_puts(out, "_feature_view,");
+    for (size_t k = 0; k < svc->nkeys; k++) {
+        csv_cell(out, svc->join_keys[k].name, strlen(svc->join_keys[k].name));
+        sl_buf_putc(out, ',');
+    }
+    sl_buf_puts(out, "_valid_from,_valid_to");
+    for (size_t i = 0; i < svc->nitems; i++) {
+        const struct sl_service_item *it = &svc->items[i];
+        if (it->view->is_realtime)
+            continue;
+        for (size_t f = 0; f < it->nfeat; f++) {
+            sl_buf_putc(out, ',');
+            column_name(out, it->view, &it->view->features[it->feat[f]]);
         }
     }
+    sl_buf_putc(out, '\n');
 }
 
 /* The first of the comma-separated JSON values in vals, parsed into a (so e->next walks
@@ -1002,27 +1065,41 @@ static void emit_range_row(struct range_out *ro, const struct sl_service_item *i
     sl_time_format(from, f);
     sl_time_format(to, t);
     if (ro->o->output == SL_PIT_CSV) {
-        /* one row per view and interval: this view's columns filled, the others empty */
+        /* one row per view and interval in the table of range_csv_header: this view's
+         * columns filled, the others empty */
         csv_cell(out, v->name, strlen(v->name));
         sl_buf_putc(out, ',');
-        entity_columns(ro, v, key, klen, out);
+        csv_key_columns(ro->svc, v, key, klen, out);
         sl_buf_printf(out, "%s,%s", f, t);
-        struct sl_arena a = {0};
-        for (const struct sl_json *e = value_list(vals, &a); e; e = e->next) {
-            struct sl_buf one = SL_BUF_INIT;
-            sl_json_write(&one, e);
-            sl_buf_putc(out, ',');
-            csv_value(out, one.p, one.len);
-            sl_buf_free(&one);
+        for (size_t i = 0; i < ro->svc->nitems; i++) {
+            const struct sl_service_item *other = &ro->svc->items[i];
+            if (other->view->is_realtime)
+                continue;
+            if (other != it) {
+                for (size_t k = 0; k < other->nfeat; k++)
+                    sl_buf_putc(out, ',');
+                continue;
+            }
+            struct sl_arena a = {0};
+            size_t k = 0;
+            for (const struct sl_json *e = value_list(vals, &a); e && k < it->nfeat; e = e->next, k++) {
+                struct sl_buf one = SL_BUF_INIT;
+                sl_json_write(&one, e);
+                sl_buf_putc(out, ',');
+                csv_value(out, one.p, one.len);
+                sl_buf_free(&one);
+            }
+            for (; k < it->nfeat; k++)
+                sl_buf_putc(out, ',');
+            sl_arena_free(&a);
         }
-        sl_arena_free(&a);
         sl_buf_putc(out, '\n');
         return;
     }
     sl_buf_puts(out, "{\"_feature_view\":");
     sl_buf_json_str(out, v->name, strlen(v->name));
     sl_buf_putc(out, ',');
-    entity_columns(ro, v, key, klen, out);
+    entity_columns(v, key, klen, out);
     sl_buf_printf(out, "\"_valid_from\":\"%s\",\"_valid_to\":\"%s\"", f, t);
     struct sl_arena a = {0};
     size_t i = 0;
@@ -1112,6 +1189,8 @@ int sl_pit_range(struct sl_offline *off, const struct sl_ws *ws, const struct sl
         sl_buf_free(&after);
         return sl_error_set(err, SL_EINVAL, "malformed page token");
     }
+    if (o->output == SL_PIT_CSV && !(o->page_token && *o->page_token))
+        range_csv_header(svc, out); /* one table: its header on the first page only */
     for (size_t i = first; i < svc->nitems && rc == 0 && !full; i++) {
         const struct sl_service_item *it = &svc->items[i];
         const struct sl_view *v = it->view;
@@ -1121,19 +1200,6 @@ int sl_pit_range(struct sl_offline *off, const struct sl_ws *ws, const struct sl
         int resume = i == first && after.len > 0;
         if (v->is_realtime)
             continue;
-        if (o->output == SL_PIT_CSV && !resume) { /* a block per view, with its header row */
-            sl_buf_puts(out, "_feature_view,");
-            for (size_t k = 0; k < v->nkeys; k++) {
-                csv_cell(out, v->join_keys[k].name, strlen(v->join_keys[k].name));
-                sl_buf_putc(out, ',');
-            }
-            sl_buf_puts(out, "_valid_from,_valid_to");
-            for (size_t f = 0; f < it->nfeat; f++) {
-                sl_buf_putc(out, ',');
-                column_name(out, v, &v->features[it->feat[f]]);
-            }
-            sl_buf_putc(out, '\n');
-        }
         unsigned char hi[9];
         memcpy(hi, v->key, 8);
         hi[8] = 0xff;

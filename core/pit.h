@@ -52,8 +52,9 @@ int sl_pit_run(struct sl_offline *off, const struct sl_ws *ws, const struct sl_s
  * the interval [_valid_from, _valid_to) within [start, end) during which online serving
  * returned them — one row per view, entity and interval, consecutive equal values merged.
  * JSON Lines rows carry `_feature_view`, the join keys, `_valid_from`, `_valid_to` and
- * `<view>__<feature>`; CSV is one block per view, each with a header row (a page that
- * resumes within a view has none). With o->page_rows, *next gets the token of the next page
+ * `<view>__<feature>`; CSV is one rectangular table with the same columns (every join key
+ * of the service, every feature column of its stored views; cells of other views' columns
+ * empty), its header row on the first page only. With o->page_rows, *next gets the token of the next page
  * (empty after the last): pages written one after another make the whole answer. Returns
  * 0 or SL_EINVAL (also a malformed page token) / SL_ECORRUPT / SL_ENOMEM with err. Any
  * thread. */
@@ -61,5 +62,14 @@ int sl_pit_run(struct sl_offline *off, const struct sl_ws *ws, const struct sl_s
 int sl_pit_range(struct sl_offline *off, const struct sl_ws *ws, const struct sl_service *svc,
                  int64_t start, int64_t end, const struct sl_pit_opts *o, struct sl_buf *out,
                  struct sl_buf *next, struct sl_error *err);
+
+/* The JSON values of every feature of stream view v at time t (comma-separated, null for
+ * none) from one entity's offline records recs[0..n) in (time, seq) order: the latest
+ * attribute row within ttl, or the aggregations over the events, as get-features-in-range
+ * computes them. Returns 0 or SL_ECORRUPT / SL_ENOMEM with err. */
+struct sl_segment_record;
+struct sl_view;
+int sl_pit_entity_values(const struct sl_view *v, const struct sl_segment_record *recs, size_t n,
+                         int64_t t, struct sl_buf *vals, struct sl_error *err);
 
 #endif

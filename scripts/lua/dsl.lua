@@ -1285,8 +1285,37 @@ end
 
 local M = {json_array = ARR, json_object = OBJ, json_map = MAP}
 
+-- Reading a global that neither the repository nor the sandbox defines is an error naming
+-- it and the closest defined name (globals, and the locals of the function reading it),
+-- rather than a nil that fails later and elsewhere.
+local getlocal = debug.getlocal
+local function undefined(t, k)
+    local v = G[k]
+    if v ~= nil or type(k) ~= "string" then
+        return v
+    end
+    local names = {}
+    for _, src in next, {t, G} do
+        for n in next, src do
+            if is_ident(n) then
+                names[#names + 1] = n
+            end
+        end
+    end
+    for i = 1, 250 do
+        local n = getlocal(2, i)
+        if n == nil then
+            break
+        end
+        if is_ident(n) then
+            names[#names + 1] = n
+        end
+    end
+    fail(callsite(), "`%s` is not defined%s", k, suggest(k, names))
+end
+
 -- The environment of the repository's files: the DSL on top of the sandbox's globals.
-local env = setmetatable({}, {__index = G, __metatable = false})
+local env = setmetatable({}, {__index = undefined, __metatable = false})
 env._G = env
 env.String = new_type({name = "string"})
 env.Int64 = new_type({name = "int64"})

@@ -312,6 +312,37 @@ def same(a, b):
     return a == b
 
 
+def csv_cell(v):
+    """A JSON Lines value as get-features-in-range writes it in a CSV cell."""
+    if v is None:
+        return ""
+    return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+
+
+def check_range_csv(text, rows):
+    """The CSV of get-features-in-range is one rectangular table (one header; every row as
+    many cells as it) holding the JSON Lines rows: a row's own columns filled, the columns
+    of other views empty. It loads with pandas when pandas is installed."""
+    import csv
+    import io
+    table = list(csv.reader(io.StringIO(text)))
+    header = table[0]
+    expect_eq(len(set(header)), len(header), header)
+    expect_eq([i for i, r in enumerate(table) if len(r) != len(header)], [])
+    expect_eq(sum(1 for r in table if r[:1] == ["_feature_view"]), 1)
+    want = sorted(tuple(csv_cell(r.get(c)) for c in header) for r in rows)
+    expect_eq(sorted(tuple(r) for r in table[1:]), want)
+    for r in rows:
+        expect(set(r) <= set(header), (sorted(set(r) - set(header)), header))
+    try:
+        import pandas
+    except ImportError:
+        return
+    df = pandas.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    expect_eq(list(df.columns), header)
+    expect_eq(len(df), len(rows))
+
+
 def run(ns):
     """Runs every test_* function of the calling module, in definition order."""
     tests = [(n, f) for n, f in ns.items() if n.startswith("test_") and callable(f)]

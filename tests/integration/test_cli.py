@@ -1,6 +1,7 @@
 """The sluice command line: help, version, settings, workspaces, plan and apply."""
 
 import os
+import re
 import subprocess
 import tempfile
 
@@ -175,6 +176,47 @@ def test_apply_errors_name_file_and_line():
     rc, out, err = srv.cli("apply", "--workspace", "missing-ws", example_dir("ads"))
     expect_eq(rc, 1)
     expect("not found" in err, err)
+
+
+def test_plan_offline_validates_as_the_server_does():
+    """`sluice plan --offline DIR` needs no server: a valid repository lists what the server's
+    plan of an empty workspace lists; an invalid one fails (exit 1) with the server's
+    message, file and line."""
+    for name in ("ads", "fraud"):
+        rc, out, err = sluice("plan", "--offline", example_dir(name))
+        expect_eq(rc, 0, err)
+        expect("is valid" in out and "Plan for an empty workspace" in out, out)
+        rc, _, err = srv.cli("workspace", "create", "off_" + name)
+        expect_eq(rc, 0, err)
+        rc, sout, err = srv.cli("plan", "--workspace", "off_" + name, example_dir(name))
+        expect_eq(rc, 0, err)
+        want = sorted(l for l in sout.splitlines() if l.startswith("  + "))
+        expect(want, sout)
+        expect_eq(sorted(l for l in out.splitlines() if l.startswith("  + ")), want)
+    ent = 'local user = Entity { name = "user", join_keys = { Field("user_id", String) } }\n'
+    src = ('local s = StreamSource { name = "s", schema = { Field("user_id", String), '
+           'Field("ts", Timestamp), Field("n", Int64) } }\n')
+    bad = {
+        "syntax": ent + "local x = = 1\n",
+        "missing features": ent + src + 'StreamFeatureView { name = "v", source = s, entities = { user } }\n',
+        "unknown column": ent + src + ('StreamFeatureView { name = "v", source = s, entities = { user }, '
+                                       'timestamp_field = "ts", features = { Attribute("nope", Int64) } }\n'),
+        "runtime error": ent + "error('boom')\n",
+    }
+    for what, text in sorted(bad.items()):
+        d = tempfile.mkdtemp()
+        with open(os.path.join(d, "repo.lua"), "w") as f:
+            f.write(text)
+        rc, out, err = sluice("plan", "--offline", d)
+        expect_eq(rc, 1, what)
+        expect("repo.lua:" in err, (what, err))
+        rc, sout, serr = srv.cli("plan", "--workspace", "ads", d)
+        expect_eq(rc, 1, (what, serr))
+        expect_eq(err.strip(), re.sub(r" \(HTTP 4\d\d\)$", "", serr.strip()), what)
+    rc, out, err = sluice("plan", "--offline", "--workspace", "ads", example_dir("ads"))
+    expect_eq(rc, 2, err)
+    rc, out, err = sluice("apply", "--offline", example_dir("ads"))
+    expect_eq(rc, 2, err)
 
 
 run(globals())

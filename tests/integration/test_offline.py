@@ -13,7 +13,8 @@ import urllib.parse
 import urllib.request
 
 import harness
-from harness import (iso, BIN, SRCDIR, Server, expect, expect_eq, parse_jsonl, run, same)
+from harness import (iso, BIN, SRCDIR, Server, check_range_csv, expect, expect_eq, parse_jsonl,
+                     run, same)
 
 srv = None
 REPO = os.path.join(SRCDIR, "tests", "data", "repos", "parity")
@@ -124,11 +125,12 @@ def test_get_features_in_range_agrees_with_online_answers():
                            "--start", iso(start), "--end", iso(end), "--format", "csv")
     expect_eq(rc, 0, err)
     expect(out.startswith("_feature_view,user_id,_valid_from,_valid_to,"), out[:200])
+    check_range_csv(out, rows)
 
 
 def test_get_features_in_range_in_pages():
     """Pages of page_size rows, resumed with the Sluice-Next-Page-Token header, put together
-    make the whole answer (CSV blocks keep one header per view); the CLI pages the same way."""
+    make the whole answer (the CSV table has its header on the first page only); the CLI pages the same way."""
     start, end = T0 - 86400, recorded[-1][1] + 1
     base = ("/api/v1/feature-service/get-features-in-range?workspace_name=p&feature_service_name=svc"
             "&start_time=%s&end_time=%s" % (iso(start), iso(end)))
@@ -298,9 +300,15 @@ def test_cli_sends_large_files_in_parts():
 
 def test_errors():
     st, b = srv.request("POST", "/api/v1/feature-service/get-features-for-events?workspace_name=p&feature_service_name=svc",
-                        raw=b'{"user_id": "x"}\n')
+                        raw=b'{"user_id": "x", "timestamp": 5}\n')
     expect_eq(st, 400, b)
     expect("`timestamp` must be an RFC 3339 time" in b["message"], b)
+    for q, col in (("", "timestamp"), ("&timestamp_key=ts", "ts")):
+        st, b = srv.request("POST", "/api/v1/feature-service/get-features-for-events?workspace_name=p"
+                            "&feature_service_name=svc" + q, raw=b'{"user_id": "x", "time": "2025-01-01T00:00:00Z"}\n')
+        expect_eq((st, b["message"]),
+                  (400, "event 0 has no `%s` column (the events' time); name the column that holds it "
+                        "with --timestamp-key (timestamp_key= over HTTP)" % col))
     st, b = srv.request("POST", "/api/v1/feature-service/get-features-for-events?workspace_name=p&feature_service_name=svc",
                         raw=b'{"timestamp": "2025-01-01T00:00:00Z"}\n')
     expect_eq(st, 400, b)

@@ -4,7 +4,7 @@ two entities, request context, and user Lua run at read time."""
 import json
 import os
 
-from harness import (SRCDIR, Server, example_dir, expect, expect_eq, run)
+from harness import (SRCDIR, Server, check_range_csv, example_dir, expect, expect_eq, run)
 
 srv = None
 FS = "/api/v1/feature-service/"
@@ -181,6 +181,24 @@ def test_failing_realtime_function_names_file_and_line():
     st, b = srv.request("POST", FS + "get-features", {"params": params})
     expect_eq(st, 400, b)
     expect("transaction_features.lua:79" in b["message"], b)
+
+
+def test_range_csv_is_one_table_over_both_entities():
+    """get-features-in-range --format csv over a service of two entities (user, merchant)
+    and a realtime view: one rectangular table whose rows are the JSON Lines rows, the
+    other entity's key and the other views' features empty."""
+    args = ["get-features-in-range", "--workspace", "fraud", "--feature-service", SVC,
+            "--start", "2023-02-01T00:00:00Z", "--end", NOW, "--quiet"]
+    rc, out, err = srv.cli(*(args + ["--format", "jsonl"]))
+    expect_eq(rc, 0, err)
+    rows = [json.loads(l) for l in out.splitlines()]
+    expect_eq(sorted({r["_feature_view"] for r in rows}),
+              ["merchant_fraud_rate", "user_last_transaction", "user_transaction_aggregates"])
+    rc, text, err = srv.cli(*(args + ["--format", "csv", "--page-size", "5"]))
+    expect_eq(rc, 0, err)
+    header = text.splitlines()[0].split(",")
+    expect_eq(header[:5], ["_feature_view", "user_id", "merchant", "_valid_from", "_valid_to"])
+    check_range_csv(text, rows)
 
 
 run(globals())
