@@ -16,7 +16,7 @@ sh scripts/version.sh . "$version" "$out/sl_version.h"
 secs=${FUZZ_SECONDS:-20}
 san="address,undefined -fno-sanitize-recover=undefined"
 cflags="-std=gnu11 -g -O1 -fsanitize=fuzzer-no-link,$san -Icore -Iplugins -I"$out" $(pkg-config --cflags lua5.4 libcjson)"
-libs="$(pkg-config --libs lua5.4-cjson lua5.4 libcjson libzstd zlib snappy libxxhash) -lleveldb -lm"
+libs="$(pkg-config --libs lua5.4-cjson lua5.4 libcjson libzstd zlib snappy libxxhash libcrypto) -lleveldb -lm"
 base="core/error.c core/buf.c core/json.c core/timeutil.c core/types.c"
 lua="core/lua_vm.c core/lua_match.c core/lua_sluice.c core/defs.c $out/dsl_lua.c core/log.c core/agg.c core/agg_fn.c core/agg_sketch.c core/plugin.c core/store.c core/store_leveldb.c core/metrics.c"
 files="core/filesrc.c core/parquet.c"
