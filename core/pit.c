@@ -503,7 +503,7 @@ static int rt_add_input(struct run *r, const struct sl_view *iv)
 static const struct sl_view *rt_input_view(const struct run *r, const char *name)
 {
     const struct sl_view *iv = sl_ws_view(r->ws, name);
-    return iv && !iv->is_realtime && iv->nfeatures <= SL_RT_MAX_INPUT_FEATURES ? iv : NULL;
+    return iv && !iv->is_realtime && iv->nfeatures <= SL_MAX_VIEW_FEATURES ? iv : NULL;
 }
 
 /* The input views of the service's realtime views and their slots; sets r->width. */

@@ -343,15 +343,15 @@ struct rt_inputs {
     const struct keyvals *kv;
     int64_t now;
     struct sl_buf vals;
-    struct slot sl[SL_RT_MAX_INPUT_FEATURES];
+    struct slot sl[SL_MAX_VIEW_FEATURES];
 };
 
 static int rt_input(void *arg, const struct sl_view *iv, const char **frag, size_t *len,
                     char *msg, size_t cap)
 {
     struct rt_inputs *ri = arg;
-    int all[SL_RT_MAX_INPUT_FEATURES];
-    struct row_status st[SL_RT_MAX_INPUT_FEATURES];
+    int all[SL_MAX_VIEW_FEATURES];
+    struct row_status st[SL_MAX_VIEW_FEATURES];
     for (size_t f = 0; f < iv->nfeatures; f++)
         all[f] = (int)f;
     sl_buf_reset(&ri->vals);

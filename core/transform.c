@@ -541,7 +541,7 @@ int sl_xform_realtime_view(lua_State *L, const struct sl_ws *ws, const struct sl
                            struct sl_buf *out, size_t *off, size_t *len, char *msg, size_t cap)
 {
     const struct sl_source *req = NULL;
-    struct sl_xform_input in[SL_RT_MAX_INPUTS];
+    struct sl_xform_input in[SL_MAX_REALTIME_INPUTS];
     size_t nin = 0;
     struct sl_buf obj = SL_BUF_INIT, scratch = SL_BUF_INIT;
     struct sl_error err = {0};
@@ -566,11 +566,11 @@ int sl_xform_realtime_view(lua_State *L, const struct sl_ws *ws, const struct sl
             continue;
         }
         const struct sl_view *iv = sl_ws_view(ws, v->rt_sources[k]);
-        if (!iv || iv->is_realtime || nin == SL_RT_MAX_INPUTS ||
-            iv->nfeatures > SL_RT_MAX_INPUT_FEATURES)
+        if (!iv || iv->is_realtime || nin == SL_MAX_REALTIME_INPUTS ||
+            iv->nfeatures > SL_MAX_VIEW_FEATURES)
             continue;
-        const char *frag[SL_RT_MAX_INPUT_FEATURES];
-        size_t flen[SL_RT_MAX_INPUT_FEATURES];
+        const char *frag[SL_MAX_VIEW_FEATURES];
+        size_t flen[SL_MAX_VIEW_FEATURES];
         if ((rc = input(arg, iv, frag, flen, msg, cap)) != 0)
             break;
         sl_buf_reset(&obj);

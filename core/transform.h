@@ -61,10 +61,8 @@ int sl_xform_realtime(lua_State *L, const char *view, const struct sl_field *req
                       const struct sl_field *out, size_t nout, struct sl_arena *a,
                       struct sl_json **row, struct sl_error *err);
 
-/* The inputs a realtime view reads: at most SL_RT_MAX_INPUTS views (further ones are not
- * passed), each of at most SL_RT_MAX_INPUT_FEATURES features (a wider view is not passed). */
-#define SL_RT_MAX_INPUTS SL_MAX_REALTIME_INPUTS
-#define SL_RT_MAX_INPUT_FEATURES SL_MAX_VIEW_FEATURES
+/* The inputs a realtime view reads: at most SL_MAX_REALTIME_INPUTS views, each of at most
+ * SL_MAX_VIEW_FEATURES features (sl_limits.h; the registry refuses more). */
 
 /* Gives the values of input view iv of a realtime view: frag[f], len[f] for each of iv's
  * features in declaration order, JSON in the get-features encoding (null when absent),
