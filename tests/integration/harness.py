@@ -17,6 +17,9 @@ import urllib.request
 
 BIN = os.environ.get("SLUICE_BIN", os.path.abspath("sluice"))
 SRCDIR = os.environ.get("SL_SRCDIR", ".")
+# Which pass of scripts/test runs this suite: "plain", "asan" or "tsan" (plain when run by
+# hand). Multi-process deployment suites run a smaller workload under the sanitizers.
+PASS = os.environ.get("SL_TEST_PASS", "plain")
 SCHEMAS = os.path.join(SRCDIR, "schemas")
 _validators = {}
 
